@@ -1,0 +1,472 @@
+//! The domain model: accounts, sites, event types, endpoints, events, deliveries and attempts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::id::{AccountId, AttemptId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::signing::Secret;
+use crate::time::Timestamp;
+
+/// A tenant: one customer of the producer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// Producer-chosen id.
+    pub id: AccountId,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A location inside an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Site {
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// Producer-chosen id, unique within the account.
+    pub id: SiteId,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// An entry of the deployment's event catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventType {
+    /// The name, e.g. `rx.completed`.
+    pub name: EventTypeName,
+    /// What the event means.
+    pub description: String,
+    /// An optional JSON Schema for the event's `data`.
+    pub schema: Option<serde_json::Value>,
+    /// Archived types accept no new events.
+    pub archived: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Who an API key speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The producer/operator: manages everything.
+    Admin,
+    /// One account: sees and manages only its own data.
+    Account(AccountId),
+}
+
+/// An API key as stored: only its SHA-256 hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Lower-case hex SHA-256 of the key.
+    pub hash: String,
+    /// The first characters of the key, for display.
+    pub prefix: String,
+    /// Who the key speaks for.
+    pub role: Role,
+    /// When it was issued.
+    pub created_at: Timestamp,
+}
+
+/// One signing secret of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSecret {
+    /// The secret (`whsec_…`).
+    pub key: Secret,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops signing (set on rotation); `None` while it is current.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An HTTPS URL owned by an account, with its filters and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Generated id.
+    pub id: EndpointId,
+    /// Owning account.
+    pub account: AccountId,
+    /// Target URL.
+    pub url: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Event-type filter; empty means every type.
+    pub event_types: Vec<EventTypeName>,
+    /// Site filter; empty means a shared endpoint for all sites (and events without a site).
+    pub sites: Vec<SiteId>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Requests per second, if limited.
+    pub rate_limit: Option<u32>,
+    /// Requests in flight at once, if limited.
+    pub max_concurrency: Option<u32>,
+    /// Deliver events that share a `queueId` in order.
+    pub ordered: bool,
+    /// Signing secrets, newest first.
+    pub secrets: Vec<EndpointSecret>,
+    /// Whether deliveries are sent.
+    pub enabled: bool,
+    /// Why it was disabled, when it is.
+    pub disabled_reason: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Endpoint {
+    /// Whether an event of `kind` for `site` goes to this endpoint (enabled flag aside).
+    ///
+    /// Event types: an empty filter takes every type. Sites: an endpoint with no site filter is
+    /// shared and takes events of every site and events without a site; an endpoint with a site
+    /// filter takes only events of those sites.
+    pub fn accepts(&self, site: Option<&SiteId>, kind: &EventTypeName) -> bool {
+        let type_ok = self.event_types.is_empty() || self.event_types.contains(kind);
+        let site_ok = self.sites.is_empty() || site.is_some_and(|s| self.sites.contains(s));
+        type_ok && site_ok
+    }
+
+    /// The secrets that sign a request made at `now`: the current one plus any rotated-out
+    /// secret still inside its overlap window.
+    pub fn active_secrets(&self, now: Timestamp) -> Vec<&Secret> {
+        self.secrets
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .map(|s| &s.key)
+            .collect()
+    }
+}
+
+/// An event as the producer sent it. Immutable once accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// `evt_…`; the same on every retry.
+    pub id: EventId,
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// The site, if any.
+    pub site: Option<SiteId>,
+    /// The event type.
+    #[serde(rename = "event")]
+    pub event_type: EventTypeName,
+    /// The producer's reference to the work item.
+    pub queue_id: Option<String>,
+    /// The event's JSON object, byte for byte as accepted.
+    pub data: Box<RawValue>,
+    /// The producer's idempotency key, if given.
+    pub idempotency_key: Option<String>,
+    /// When the event fired (was accepted).
+    pub timestamp: Timestamp,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.account == other.account
+            && self.site == other.site
+            && self.event_type == other.event_type
+            && self.queue_id == other.queue_id
+            && self.data.get() == other.data.get()
+            && self.idempotency_key == other.idempotency_key
+            && self.timestamp == other.timestamp
+    }
+}
+
+/// The state of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// An attempt got a 2xx.
+    Succeeded,
+    /// Retries exhausted (or stopped).
+    Failed,
+    /// Its endpoint was removed before it succeeded.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    /// The lower-case name used in APIs and stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the lower-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// What started an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The retry schedule.
+    Scheduled,
+    /// A person or API call (retry, recover, test).
+    Manual,
+}
+
+impl Trigger {
+    /// The lower-case name used in APIs and stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+        }
+    }
+
+    /// Parses the lower-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scheduled" => Some(Self::Scheduled),
+            "manual" => Some(Self::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// One event bound for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// `dlv_…`.
+    pub id: DeliveryId,
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// The event.
+    pub event_id: EventId,
+    /// The target endpoint.
+    pub endpoint_id: EndpointId,
+    /// Current state.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (pending deliveries only).
+    pub next_attempt_at: Option<Timestamp>,
+    /// When the last attempt started.
+    pub last_attempt_at: Option<Timestamp>,
+    /// When the delivery was created (with its event).
+    pub created_at: Timestamp,
+}
+
+/// Largest response-body excerpt kept per attempt.
+pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
+
+/// One HTTP try of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// `atm_…`.
+    pub id: AttemptId,
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// 1 for the first try.
+    pub number: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// The HTTP status, when the endpoint answered.
+    pub status_code: Option<u16>,
+    /// The transport error, when it did not.
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body (lossy UTF-8).
+    pub response_body: String,
+}
+
+/// Filters for listing events. All given filters must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventFilter {
+    /// Only this type.
+    pub event_type: Option<EventTypeName>,
+    /// Only this site.
+    pub site: Option<SiteId>,
+    /// Only this queue id.
+    pub queue_id: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only events before this instant.
+    pub until: Option<Timestamp>,
+}
+
+/// Which deliveries to list. All given filters must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryFilter {
+    /// Only deliveries of this event.
+    pub event: Option<EventId>,
+    /// Only deliveries to this endpoint.
+    pub endpoint: Option<EndpointId>,
+    /// Only deliveries in this state.
+    pub status: Option<DeliveryStatus>,
+}
+
+/// Where a page of a newest-first list ends: the sort key of its last row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Creation time of the last row returned.
+    pub created_at: Timestamp,
+    /// Id of the last row returned (ties on time break on id).
+    pub id: String,
+}
+
+impl Cursor {
+    /// Opaque text form for APIs.
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        let raw = format!("{}:{}", self.created_at.as_millis(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Parses the text form; `None` if it is not one.
+    pub fn decode(s: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (ms, id) = raw.split_once(':')?;
+        Some(Self {
+            created_at: Timestamp::from_millis(ms.parse().ok()?),
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// A page request: at most `limit` rows strictly after `after` in newest-first order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Rows at most.
+    pub limit: usize,
+    /// Continue after this row.
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// The first page of `limit` rows.
+    pub fn first(limit: usize) -> Self {
+        Self { limit, after: None }
+    }
+}
+
+/// A page of a newest-first list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Set when more rows may follow.
+    pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in order, using `key` for the cursor.
+    pub fn from_rows(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> Cursor) -> Self {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more { rows.last().map(key) } else { None };
+        Self { items: rows, next }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(types: &[&str], sites: &[&str]) -> Endpoint {
+        Endpoint {
+            id: EndpointId::generate(),
+            account: AccountId::parse("a").unwrap(),
+            url: "https://example.com/hook".into(),
+            description: None,
+            event_types: types
+                .iter()
+                .map(|t| EventTypeName::parse(t).unwrap())
+                .collect(),
+            sites: sites.iter().map(|s| SiteId::parse(s).unwrap()).collect(),
+            headers: BTreeMap::new(),
+            rate_limit: None,
+            max_concurrency: None,
+            ordered: false,
+            secrets: vec![],
+            enabled: true,
+            disabled_reason: None,
+            created_at: Timestamp::EPOCH,
+            updated_at: Timestamp::EPOCH,
+        }
+    }
+
+    #[test]
+    fn accepts_follows_type_and_site_filters() {
+        let done = EventTypeName::parse("rx.completed").unwrap();
+        let failed = EventTypeName::parse("rx.failed").unwrap();
+        let s1 = SiteId::parse("store-1").unwrap();
+        let s2 = SiteId::parse("store-2").unwrap();
+
+        let shared_all = endpoint(&[], &[]);
+        assert!(shared_all.accepts(None, &done));
+        assert!(shared_all.accepts(Some(&s1), &failed));
+
+        let site1_done = endpoint(&["rx.completed"], &["store-1"]);
+        assert!(site1_done.accepts(Some(&s1), &done));
+        assert!(!site1_done.accepts(Some(&s2), &done));
+        assert!(!site1_done.accepts(Some(&s1), &failed));
+        assert!(
+            !site1_done.accepts(None, &done),
+            "site endpoints skip site-less events"
+        );
+    }
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = Cursor {
+            created_at: Timestamp::from_millis(42),
+            id: "evt_x:y".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("%%%"), None);
+        assert_eq!(Cursor::decode("bm9jb2xvbg"), None);
+    }
+
+    #[test]
+    fn page_from_rows_sets_next_only_when_more() {
+        let key = |n: &i64| Cursor {
+            created_at: Timestamp::from_millis(*n),
+            id: n.to_string(),
+        };
+        let p = Page::from_rows(vec![5, 4, 3], 2, key);
+        assert_eq!(p.items, vec![5, 4]);
+        assert_eq!(p.next.unwrap().id, "4");
+        let p = Page::from_rows(vec![5, 4], 2, key);
+        assert!(p.next.is_none());
+    }
+}

@@ -1,0 +1,259 @@
+//! The store traits: everything Hookline keeps, behind one object-safe async boundary.
+//!
+//! A store is held as `Arc<dyn Store>`. Every method takes the time from the caller (`now`), so
+//! lease and backoff behaviour is deterministic under test. Methods that read or change tenant
+//! data take the [`AccountId`]: a row of another account is "not found", whatever its id.
+//!
+//! The delivery contract (what at-least-once rests on):
+//! * [`DeliveryStore::enqueue`] writes an event and one pending delivery per target in one
+//!   atomic step: after it returns `Ok`, all of it is durable; after an error, none of it exists.
+//!   An event whose idempotency key (per account) or id was already accepted writes nothing and
+//!   returns the original's receipt with `duplicate: true`.
+//! * [`DeliveryStore::claim_due`] leases up to `max` pending deliveries due at `now` (oldest due
+//!   first) to the caller until `now + lease`. While the lease is live no other claim returns
+//!   them; once it ends they are due again, so the work of a dead worker is retried.
+//! * [`DeliveryStore::settle`] records the attempt and the next state in one step, only if the
+//!   lease is still the caller's. Otherwise it changes nothing and returns
+//!   [`StoreError::LeaseLost`]: a late report can never undo another worker's result.
+
+use std::time::Duration;
+
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::model::{
+    Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, EventType,
+    Page, PageRequest, Site, Trigger,
+};
+use crate::time::Timestamp;
+use crate::transport::BoxError;
+
+/// Store failures, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The row does not exist (for this account).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A row with this key exists already.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The lease ended or was taken over; nothing was changed.
+    #[error("lease expired or re-claimed")]
+    LeaseLost,
+    /// The backend is unreachable or overloaded; try again later.
+    #[error("store temporarily unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Any other backend failure.
+    #[error("store failure")]
+    Backend(#[source] BoxError),
+}
+
+/// What enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The event's id (the original's, for a duplicate).
+    pub event_id: EventId,
+    /// The deliveries created for it.
+    pub deliveries: Vec<DeliveryId>,
+    /// True when the event had been accepted before and nothing was written now.
+    pub duplicate: bool,
+}
+
+/// Proof of a claim: which delivery, and which lease on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseToken {
+    /// The claimed delivery.
+    pub delivery: DeliveryId,
+    /// Unique per claim.
+    pub lease_id: String,
+}
+
+/// A delivery leased to a worker, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The delivery as claimed.
+    pub delivery: Delivery,
+    /// Its event.
+    pub event: Event,
+    /// Its endpoint.
+    pub endpoint: Endpoint,
+    /// The number this attempt gets (attempts made + 1).
+    pub attempt_number: u32,
+    /// Scheduled, or manual after a retry request.
+    pub trigger: Trigger,
+    /// Present it to [`DeliveryStore::settle`].
+    pub lease: LeaseToken,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// It succeeded: terminal.
+    Delivered,
+    /// Try again at this instant.
+    RetryAt(Timestamp),
+    /// Retries are exhausted: failed, terminal.
+    Exhausted,
+}
+
+/// Accounts, sites, the event-type catalog and API keys.
+#[async_trait::async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Inserts an account; `Conflict` if the id is taken.
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// Replaces an account's fields; `NotFound` if missing.
+    async fn update_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// One account.
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+    /// Accounts, newest first.
+    async fn list_accounts(&self, page: &PageRequest) -> Result<Page<Account>, StoreError>;
+    /// Removes an account and everything it owns; false if it did not exist.
+    async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError>;
+
+    /// Inserts a site; `Conflict` if the id is taken in the account.
+    async fn create_site(&self, site: &Site) -> Result<(), StoreError>;
+    /// Replaces a site's fields; `NotFound` if missing.
+    async fn update_site(&self, site: &Site) -> Result<(), StoreError>;
+    /// One site.
+    async fn site(&self, account: &AccountId, id: &SiteId) -> Result<Option<Site>, StoreError>;
+    /// An account's sites, newest first.
+    async fn list_sites(
+        &self,
+        account: &AccountId,
+        page: &PageRequest,
+    ) -> Result<Page<Site>, StoreError>;
+    /// Removes a site; false if it did not exist.
+    async fn delete_site(&self, account: &AccountId, id: &SiteId) -> Result<bool, StoreError>;
+
+    /// Inserts a catalog entry; `Conflict` if the name is taken.
+    async fn create_event_type(&self, et: &EventType) -> Result<(), StoreError>;
+    /// Replaces a catalog entry; `NotFound` if missing.
+    async fn update_event_type(&self, et: &EventType) -> Result<(), StoreError>;
+    /// One catalog entry.
+    async fn event_type(&self, name: &EventTypeName) -> Result<Option<EventType>, StoreError>;
+    /// The catalog, newest first.
+    async fn list_event_types(&self, page: &PageRequest) -> Result<Page<EventType>, StoreError>;
+    /// Removes a catalog entry; false if it did not exist.
+    async fn delete_event_type(&self, name: &EventTypeName) -> Result<bool, StoreError>;
+
+    /// Stores an API key hash (idempotent on the hash).
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// Looks a key up by its hash.
+    async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Whether any admin key exists.
+    async fn has_admin_key(&self) -> Result<bool, StoreError>;
+}
+
+/// Endpoints.
+#[async_trait::async_trait]
+pub trait EndpointStore: Send + Sync + 'static {
+    /// Inserts an endpoint; `Conflict` if its id is taken.
+    async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError>;
+    /// Replaces an endpoint (matched on account and id); `NotFound` if missing.
+    async fn update_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError>;
+    /// One endpoint of an account.
+    async fn endpoint(
+        &self,
+        account: &AccountId,
+        id: &EndpointId,
+    ) -> Result<Option<Endpoint>, StoreError>;
+    /// An account's endpoints, newest first.
+    async fn list_endpoints(
+        &self,
+        account: &AccountId,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, StoreError>;
+    /// Removes an endpoint and cancels its pending deliveries; false if it did not exist.
+    async fn remove_endpoint(
+        &self,
+        account: &AccountId,
+        id: &EndpointId,
+    ) -> Result<bool, StoreError>;
+    /// The enabled endpoints of `account` that take an event of `kind` for `site`
+    /// (see [`Endpoint::accepts`]): shared endpoints plus those filtered to the site.
+    async fn subscribers(
+        &self,
+        account: &AccountId,
+        site: Option<&SiteId>,
+        kind: &EventTypeName,
+    ) -> Result<Vec<Endpoint>, StoreError>;
+}
+
+/// Events, deliveries and attempts.
+#[async_trait::async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Atomically stores the event plus one pending delivery (due at `now`) per target.
+    /// See the module docs for idempotency.
+    async fn enqueue(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError>;
+    /// One event of an account.
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError>;
+    /// An account's events matching `filter`, newest first.
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError>;
+    /// One delivery of an account.
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError>;
+    /// An account's deliveries matching `filter`, newest first.
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError>;
+    /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first.
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// The earliest instant a pending delivery becomes due (leased ones count at lease end).
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Records `attempt` and moves the delivery to `next`, if `lease` is still current.
+    async fn settle(
+        &self,
+        lease: &LeaseToken,
+        attempt: &Attempt,
+        next: Next,
+    ) -> Result<(), StoreError>;
+    /// A delivery's attempts, oldest first.
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError>;
+    /// Makes a delivery pending and due at `now` with a manual trigger, whatever its state.
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, StoreError>;
+    /// Re-queues (as [`retry_delivery`](Self::retry_delivery) does) every failed delivery of the
+    /// endpoint created at or after `since`; returns how many.
+    async fn recover_failed(
+        &self,
+        account: &AccountId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+}
+
+/// Everything Hookline keeps. Implemented for every type that implements the three parts.
+pub trait Store: CatalogStore + EndpointStore + DeliveryStore {}
+impl<T: CatalogStore + EndpointStore + DeliveryStore> Store for T {}
+
+// `Store` must stay object safe: the server and embedders hold `Arc<dyn Store>`.
+const _: Option<&dyn Store> = None;
