@@ -43,12 +43,14 @@ impl Timestamp {
     }
 
     /// This instant plus `d` (saturating).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Self {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Self(self.0.saturating_add(ms))
     }
 
     /// This instant minus `d` (saturating).
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, d: Duration) -> Self {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Self(self.0.saturating_sub(ms))
