@@ -66,6 +66,12 @@ impl DispatcherConfig {
         self
     }
 
+    /// Sets the claim lease (it should outlast the request timeout).
+    pub fn with_lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
     /// Sets the number of requests in flight at once (at least 1).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);

@@ -1,0 +1,190 @@
+//! The HTTP application (routes behind tower middleware) and the `serve` entry point.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
+use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
+use hookline_core::store::Store;
+use hookline_transport_http::{HttpConfig, HttpTransport};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::state::{ApiConfig, AppState};
+
+/// The router with every route and middleware, over `state`.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.api.max_event_bytes;
+    Router::new()
+        .merge(crate::api::routes(max_body))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                ]))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(30),
+                )),
+        )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store().next_due().await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Opens the store named by `url`, among the backends compiled in.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let scheme = if url.contains("://") {
+        url.split("://").next().unwrap_or_default()
+    } else {
+        "sqlite"
+    };
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let store = hookline_store_sqlite::SqliteStore::connect(url, Default::default())
+                .await
+                .with_context(|| format!("opening SQLite store `{url}`"))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let store = hookline_store_postgres::PgStore::connect(url, Default::default())
+                .await
+                .with_context(|| format!("opening PostgreSQL store `{}`", redact_url(url)))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => {
+            let store = hookline_store_redis::RedisStore::connect(url, Default::default())
+                .await
+                .with_context(|| format!("opening Redis store `{}`", redact_url(url)))?;
+            Ok(Arc::new(store))
+        }
+        #[allow(unreachable_patterns)]
+        "sqlite" | "postgres" | "postgresql" | "redis" | "rediss" => anyhow::bail!(
+            "store `{}`: the `{scheme}` backend is not compiled into this build (enable the server feature `{}`)",
+            redact_url(url),
+            match scheme {
+                "sqlite" => "sqlite",
+                "postgres" | "postgresql" => "postgres",
+                _ => "redis",
+            }
+        ),
+        other => anyhow::bail!(
+            "store `{}`: unknown scheme `{other}` (use sqlite://, postgres:// or redis://)",
+            redact_url(url)
+        ),
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The dispatcher for `config` over `store`.
+pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Result<Dispatcher> {
+    let http = HttpConfig::default()
+        .allow_networks(config.allow_networks.clone())
+        .allow_http(config.allow_http);
+    let transport = HttpTransport::new(http).context("building the HTTP client")?;
+    let signer = SignerSet::new(vec![
+        Box::new(StandardWebhooks),
+        Box::new(RawBodySignature::new(config.signature_header.clone())),
+    ]);
+    Ok(
+        Dispatcher::builder(store, hookline_core::transport::boxed(transport))
+            .signer(signer)
+            .retry_policy(config.retry.clone())
+            .config(
+                DispatcherConfig::default()
+                    .with_request_timeout(config.request_timeout)
+                    .with_lease(config.lease)
+                    .with_concurrency(config.concurrency),
+            )
+            .build(),
+    )
+}
+
+/// Runs the server (API and workers) until `shutdown` is cancelled, then drains in-flight
+/// deliveries within the grace period.
+pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = open_store(&config.store).await?;
+    let generated = crate::auth::bootstrap_admin_key(
+        store.as_ref(),
+        config.admin_key.as_ref().map(|k| k.0.as_str()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("storing the admin key: {e:?}"))?;
+    if let Some(key) = generated {
+        tracing::warn!(admin_key = %key, "generated the admin API key; it is shown only this once, store it now");
+    }
+    let dispatcher = dispatcher(&config, store)?;
+    let state = AppState::new(
+        dispatcher.clone(),
+        ApiConfig {
+            max_event_bytes: config.max_event_bytes,
+            allow_http: config.allow_http,
+            ..ApiConfig::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, store = %redact_url(&config.store), "hookline listening");
+    let workers = tokio::spawn({
+        let d = dispatcher.clone();
+        let token = shutdown.clone();
+        async move { d.run(token).await }
+    });
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    shutdown.cancel();
+    workers.await.context("dispatcher task")?;
+    Ok(())
+}

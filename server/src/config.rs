@@ -1,0 +1,279 @@
+//! Server configuration: flags win over `HOOKLINE_*` environment variables, which win over the
+//! optional `hookline.toml` (`--config`), which wins over the defaults. Validated at start-up.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use axum::http::HeaderName;
+use hookline_core::retry::{Schedule, parse_duration};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// `hookline serve` settings as given (flag or environment); unset ones fall back to the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of these settings (keys in snake_case, e.g. `retry_schedule`).
+    #[arg(long, env = "HOOKLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOOKLINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The store: `sqlite://hookline.db` (default), or a backend compiled in.
+    #[arg(long, env = "HOOKLINE_STORE")]
+    pub store: Option<String>,
+    /// CIDRs exempt from the SSRF guard (comma-separated or repeated), e.g. 127.0.0.1/32.
+    #[arg(
+        long = "allow-network",
+        env = "HOOKLINE_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allow_networks: Option<Vec<IpNet>>,
+    /// Allow plain-http endpoint URLs.
+    #[arg(long, env = "HOOKLINE_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_http: Option<bool>,
+    /// A comma list of retry delays such as `1s,2s,5s` replacing the exponential default.
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE")]
+    pub retry_schedule: Option<String>,
+    /// Header name of the raw-body signature [default: X-Hookline-Signature].
+    #[arg(long, env = "HOOKLINE_SIGNATURE_HEADER")]
+    pub signature_header: Option<String>,
+    /// Per-attempt request timeout [default: 15s].
+    #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// How long a claimed delivery stays leased to its worker before another may retry it
+    /// [default: the request timeout plus 30s].
+    #[arg(long, env = "HOOKLINE_LEASE")]
+    pub lease: Option<String>,
+    /// Deliveries in flight at once per process [default: 64].
+    #[arg(long, env = "HOOKLINE_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Largest event request body in bytes [default: 262144].
+    #[arg(long, env = "HOOKLINE_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// The admin API key; when unset, one is generated on first start and shown once.
+    #[arg(long, env = "HOOKLINE_ADMIN_KEY", hide_env_values = true, hide = true)]
+    pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    store: Option<String>,
+    allow_networks: Option<Vec<IpNet>>,
+    allow_http: Option<bool>,
+    retry_schedule: Option<String>,
+    signature_header: Option<String>,
+    request_timeout: Option<String>,
+    lease: Option<String>,
+    concurrency: Option<usize>,
+    max_event_bytes: Option<usize>,
+    log_format: Option<String>,
+    admin_key: Option<String>,
+}
+
+/// A value that must not appear in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Store URL.
+    pub store: String,
+    /// Admin key, if configured.
+    pub admin_key: Option<Redacted>,
+    /// SSRF guard exemptions.
+    pub allow_networks: Vec<IpNet>,
+    /// Whether http endpoints are allowed.
+    pub allow_http: bool,
+    /// Retry schedule.
+    pub retry: Schedule,
+    /// Raw-body signature header.
+    pub signature_header: HeaderName,
+    /// Per-attempt timeout.
+    pub request_timeout: Duration,
+    /// Claim lease.
+    pub lease: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Largest event request body.
+    pub max_event_bytes: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: "sqlite://hookline.db".into(),
+            admin_key: None,
+            allow_networks: Vec::new(),
+            allow_http: false,
+            retry: Schedule::default(),
+            signature_header: HeaderName::from_static("x-hookline-signature"),
+            request_timeout: Duration::from_secs(15),
+            lease: Duration::from_secs(45),
+            concurrency: 64,
+            max_event_bytes: 256 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Merges flags/environment over the file over the defaults, and validates the result.
+    pub fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Self::default();
+        let retry = match args.retry_schedule.or(file.retry_schedule) {
+            Some(s) => Schedule::parse_fixed(&s).context("retry_schedule")?,
+            None => d.retry,
+        };
+        let signature_header = match args.signature_header.or(file.signature_header) {
+            Some(h) => HeaderName::try_from(h.as_str())
+                .with_context(|| format!("signature_header `{h}`"))?,
+            None => d.signature_header,
+        };
+        let request_timeout = match args.request_timeout.or(file.request_timeout) {
+            Some(t) => parse_duration(&t)
+                .with_context(|| format!("request_timeout `{t}`: use e.g. 15s or 500ms"))?,
+            None => d.request_timeout,
+        };
+        if request_timeout.is_zero() {
+            bail!("request_timeout must be positive");
+        }
+        let lease = match args.lease.or(file.lease) {
+            Some(t) => parse_duration(&t).with_context(|| format!("lease `{t}`: use e.g. 45s"))?,
+            None => request_timeout + Duration::from_secs(30),
+        };
+        if lease <= request_timeout {
+            bail!("lease ({lease:?}) must be longer than request_timeout ({request_timeout:?})");
+        }
+        let log_format = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log_format `{other}`: use text or json"),
+        };
+        let concurrency = args
+            .concurrency
+            .or(file.concurrency)
+            .unwrap_or(d.concurrency);
+        if concurrency == 0 {
+            bail!("concurrency must be at least 1");
+        }
+        let max_event_bytes = args
+            .max_event_bytes
+            .or(file.max_event_bytes)
+            .unwrap_or(d.max_event_bytes);
+        if max_event_bytes < 1024 {
+            bail!("max_event_bytes must be at least 1024");
+        }
+        Ok(Self {
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            store: args.store.or(file.store).unwrap_or(d.store),
+            admin_key: args
+                .admin_key
+                .or(file.admin_key)
+                .filter(|k| !k.is_empty())
+                .map(Redacted),
+            allow_networks: args
+                .allow_networks
+                .or(file.allow_networks)
+                .unwrap_or_default(),
+            allow_http: args.allow_http.or(file.allow_http).unwrap_or(d.allow_http),
+            retry,
+            signature_header,
+            request_timeout,
+            lease,
+            concurrency,
+            max_event_bytes,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("hookline-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hookline.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nretry_schedule = \"1s,2s\"\nallow_http = true\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            retry_schedule: Some("5s".into()),
+            ..ServeArgs::default()
+        };
+        let cfg = ServerConfig::load(args).unwrap();
+        assert_eq!(cfg.listen.port(), 9999);
+        assert_eq!(cfg.retry.delays(), &[Duration::from_secs(5)]);
+        assert!(cfg.allow_http);
+        assert_eq!(cfg.request_timeout, Duration::from_secs(15));
+        assert_eq!(cfg.store, "sqlite://hookline.db");
+    }
+
+    #[test]
+    fn bad_values_fail_fast() {
+        for args in [
+            ServeArgs {
+                retry_schedule: Some("soon".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                request_timeout: Some("0s".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                signature_header: Some("bad header".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                log_format: Some("xml".into()),
+                ..ServeArgs::default()
+            },
+        ] {
+            assert!(ServerConfig::load(args).is_err());
+        }
+    }
+}

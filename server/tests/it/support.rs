@@ -1,0 +1,362 @@
+//! Test support: the `hookline` binary on a temp SQLite file, and a recording receiver.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+pub(crate) const ADMIN_KEY: &str = "hk_test_admin_key_0123456789";
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Received {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    got: Vec<Received>,
+    /// Per path: statuses to answer in order before falling back to 200.
+    scripts: std::collections::HashMap<String, VecDeque<u16>>,
+}
+
+/// An HTTP receiver on 127.0.0.1 that records every request.
+#[derive(Clone)]
+pub(crate) struct Receiver {
+    pub(crate) addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    pub(crate) async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    pub(crate) async fn start_on(port: u16) -> Self {
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let app = Router::new().fallback(record).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, state }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answer the next requests to `path` with these statuses, then 200.
+    pub(crate) fn script(&self, path: &str, statuses: &[u16]) {
+        self.state
+            .lock()
+            .unwrap()
+            .scripts
+            .insert(path.to_owned(), statuses.iter().copied().collect());
+    }
+
+    pub(crate) fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().got.clone()
+    }
+
+    pub(crate) fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until `n` requests arrived at `path` (or panics after `timeout`).
+    pub(crate) async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received_on(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} requests reached {path} in {timeout:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn record(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut s = state.lock().unwrap();
+    let path = uri.path().to_owned();
+    let status = s
+        .scripts
+        .get_mut(&path)
+        .and_then(|q| q.pop_front())
+        .unwrap_or(200);
+    s.got.push(Received {
+        path,
+        headers,
+        body,
+    });
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// A `hookline serve` process, by default on a SQLite file in a temp dir.
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) store: String,
+    child: Option<Child>,
+    args: Vec<String>,
+    dir: Arc<tempfile::TempDir>,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts the binary on a fresh SQLite file with loopback allowed, plain http allowed and
+    /// `extra` flags.
+    pub(crate) async fn start(extra: &[&str]) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let store = format!("sqlite://{}", dir.path().join("hookline.db").display());
+        Self::start_on_store(&store, dir, extra).await
+    }
+
+    /// Starts the binary on `store` (shared with other processes if they use the same URL).
+    pub(crate) async fn start_on_store(
+        store: &str,
+        dir: Arc<tempfile::TempDir>,
+        extra: &[&str],
+    ) -> Self {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut s = Self {
+            base: String::new(),
+            store: store.to_owned(),
+            child: None,
+            args,
+            dir,
+            http: reqwest::Client::new(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// Another process on the same store with the same flags.
+    pub(crate) async fn another(&self) -> Self {
+        let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Self::start_on_store(&self.store, self.dir.clone(), &extra).await
+    }
+
+    async fn spawn(&mut self) {
+        let port = free_port();
+        self.base = format!("http://127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--store", &self.store])
+            .args(["--allow-network", "127.0.0.0/8", "--allow-http"])
+            .args(&self.args)
+            .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the hookline binary");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hookline exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "hookline did not become healthy");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `kill -9`, no chance to clean up.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Starts the binary again on the same SQLite file.
+    pub(crate) async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call_as(ADMIN_KEY, method, path, body).await
+    }
+
+    pub(crate) async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Creates what most tests need: the seed event types and an account.
+    pub(crate) async fn seed(&self, account: &str) {
+        for t in ["rx.completed", "rx.failed", "rx.excepted", "rx.resolved"] {
+            let (s, _) = self
+                .post("/v1/event-types", json!({"name": t, "description": t}))
+                .await;
+            assert!(s == 201 || s == 409, "event type {t}: {s}");
+        }
+        let (s, b) = self
+            .post("/v1/accounts", json!({"id": account, "name": account}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    pub(crate) async fn endpoint(&self, account: &str, body: Value) -> (String, String) {
+        let (s, ep) = self
+            .post(&format!("/v1/accounts/{account}/endpoints"), body)
+            .await;
+        assert_eq!(s, 201, "{ep}");
+        let id = ep["id"].as_str().unwrap().to_owned();
+        let (s, sec) = self
+            .get(&format!("/v1/accounts/{account}/endpoints/{id}/secret"))
+            .await;
+        assert_eq!(s, 200);
+        (id, sec["secret"].as_str().unwrap().to_owned())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Kills a child process when dropped (also when a test panics).
+pub(crate) struct KillOnDrop(pub(crate) Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a service (a database), which a test can cut and restore
+/// to make the service unreachable without stopping it.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+#[derive(Clone)]
+pub(crate) struct TcpProxy {
+    pub(crate) addr: SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+impl TcpProxy {
+    /// Forwards connections on a fresh loopback port to `target` (`host:port`).
+    pub(crate) async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let target = target.to_owned();
+        let (o, c) = (open.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !o.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { addr, open, conns }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub(crate) fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

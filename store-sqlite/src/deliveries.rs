@@ -1,0 +1,441 @@
+//! [`DeliveryStore`]: events, deliveries, leases and attempts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hookline_core::model::{
+    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
+};
+use hookline_core::store::{Claimed, DeliveryStore, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::SqliteStore;
+use crate::catalog::push_page;
+use crate::error::{DbError, DbResult};
+use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS};
+
+/// The receipt of an event accepted before: its id and its deliveries.
+async fn original_receipt(conn: &mut SqliteConnection, event: &str) -> DbResult<Receipt> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE event_id = ? ORDER BY id")
+            .bind(event)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Receipt {
+        event_id: EventId::parse(event).map_err(|e| DbError::corrupt("events.id", e))?,
+        deliveries: ids
+            .iter()
+            .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
+            .collect::<Result<_, _>>()?,
+        duplicate: true,
+    })
+}
+
+/// `SELECT <cols> FROM <table> WHERE <col> IN (<ids>)`.
+async fn fetch_by_ids(
+    pool: &sqlx::SqlitePool,
+    cols: &str,
+    table: &str,
+    ids: impl IntoIterator<Item = String>,
+) -> DbResult<Vec<SqliteRow>> {
+    let mut qb: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new(format!("SELECT {cols} FROM {table} WHERE id IN ("));
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    qb.push(")");
+    Ok(qb.build().fetch_all(pool).await?)
+}
+
+/// Sets a delivery pending, due at `now`, with a manual trigger and no lease.
+const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
+    lease_id = NULL, claimed_due_at = NULL, next_trigger = 'manual'";
+
+#[async_trait::async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn enqueue(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError> {
+        // IMMEDIATE: the duplicate checks and the inserts see no concurrent writer in between.
+        let mut tx = self.begin_write().await?;
+        let same_id: Option<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ?")
+            .bind(event.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
+        let original = match (same_id, &event.idempotency_key) {
+            (Some(id), _) => Some(id),
+            (None, Some(key)) => sqlx::query_scalar(
+                "SELECT id FROM events WHERE account = ? AND idempotency_key = ?",
+            )
+            .bind(event.account.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(DbError::from)?,
+            (None, None) => None,
+        };
+        if let Some(id) = original {
+            return Ok(original_receipt(&mut tx, &id).await?);
+        }
+
+        sqlx::query(&format!(
+            "INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(event.id.as_str())
+        .bind(event.account.as_str())
+        .bind(event.site.as_ref().map(|s| s.as_str()))
+        .bind(event.event_type.as_str())
+        .bind(&event.queue_id)
+        .bind(event.data.get())
+        .bind(&event.idempotency_key)
+        .bind(event.timestamp.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::from(e).into_store("event"))?;
+        let mut deliveries = Vec::with_capacity(targets.len());
+        for target in targets {
+            let id = DeliveryId::generate();
+            sqlx::query(
+                "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
+                 next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger) \
+                 VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, 'scheduled')",
+            )
+            .bind(id.as_str())
+            .bind(event.account.as_str())
+            .bind(event.id.as_str())
+            .bind(target.as_str())
+            .bind(now.as_millis())
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::from(e).into_store("delivery"))?;
+            deliveries.push(id);
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(Receipt {
+            event_id: event.id.clone(),
+            deliveries,
+            duplicate: false,
+        })
+    }
+
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE account = ? AND id = ?"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::event).transpose()?)
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(t) = &filter.event_type {
+            qb.push(" AND event_type = ")
+                .push_bind(t.as_str().to_owned());
+        }
+        if let Some(s) = &filter.site {
+            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
+        }
+        if let Some(q) = &filter.queue_id {
+            qb.push(" AND queue_id = ").push_bind(q.clone());
+        }
+        if let Some(t) = filter.since {
+            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
+        }
+        if let Some(t) = filter.until {
+            qb.push(" AND fired_at < ").push_bind(t.as_millis());
+        }
+        push_page(&mut qb, "fired_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
+            created_at: e.timestamp,
+            id: e.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = ? AND id = ?"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::delivery).transpose()?)
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
+        ));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(e) = &filter.event {
+            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
+        }
+        if let Some(e) = &filter.endpoint {
+            qb.push(" AND endpoint_id = ")
+                .push_bind(e.as_str().to_owned());
+        }
+        if let Some(s) = filter.status {
+            qb.push(" AND status = ").push_bind(s.as_str());
+        }
+        push_page(&mut qb, "created_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
+            created_at: d.created_at,
+            id: d.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let lease_end = now.add(lease);
+        // One statement, so it is atomic on its own. SET expressions read the old row, so
+        // `claimed_due_at` keeps the due time the claim found (to order the batch).
+        let claimed = sqlx::query(&format!(
+            "UPDATE deliveries \
+             SET lease_id = lower(hex(randomblob(16))), \
+                 claimed_due_at = next_attempt_at, \
+                 next_attempt_at = ? \
+             WHERE id IN ( \
+                 SELECT d.id FROM deliveries d \
+                 JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.enabled = 1 \
+                 ORDER BY d.next_attempt_at, d.id \
+                 LIMIT ?) \
+             RETURNING {DELIVERY_COLS}, lease_id, claimed_due_at, next_trigger"
+        ))
+        .bind(lease_end.as_millis())
+        .bind(now.as_millis())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut batch = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            batch.push((rows::delivery(row)?, rows::claim_columns(row)?));
+        }
+        batch.sort_by(|(a, ca), (b, cb)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+
+        let event_rows = fetch_by_ids(
+            &self.read,
+            EVENT_COLS,
+            "events",
+            batch.iter().map(|(d, _)| d.event_id.as_str().to_owned()),
+        )
+        .await?;
+        let mut events = HashMap::new();
+        for row in &event_rows {
+            let e = rows::event(row)?;
+            events.insert(e.id.clone(), e);
+        }
+        let endpoint_rows = fetch_by_ids(
+            &self.read,
+            ENDPOINT_COLS,
+            "endpoints",
+            batch.iter().map(|(d, _)| d.endpoint_id.as_str().to_owned()),
+        )
+        .await?;
+        let mut endpoints = HashMap::new();
+        for row in &endpoint_rows {
+            let e = rows::endpoint(row)?;
+            endpoints.insert(e.id.clone(), e);
+        }
+
+        let mut out = Vec::with_capacity(batch.len());
+        for (delivery, cols) in batch {
+            // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
+            // or gone, and the lease just lapses.
+            let (Some(event), Some(endpoint)) = (
+                events.get(&delivery.event_id).cloned(),
+                endpoints.get(&delivery.endpoint_id).cloned(),
+            ) else {
+                continue;
+            };
+            out.push(Claimed {
+                attempt_number: delivery.attempts.saturating_add(1),
+                trigger: cols.trigger,
+                lease: LeaseToken {
+                    delivery: delivery.id.clone(),
+                    lease_id: cols.lease_id,
+                },
+                delivery,
+                event,
+                endpoint,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        // Only deliveries a claim could return: reporting ones of disabled endpoints would make
+        // the dispatcher wake for work it cannot take.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT d.next_attempt_at FROM deliveries d \
+             JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
+             WHERE d.status = 'pending' AND e.enabled = 1 \
+             ORDER BY d.next_attempt_at LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(due.map(Timestamp::from_millis))
+    }
+
+    async fn settle(
+        &self,
+        lease: &LeaseToken,
+        attempt: &Attempt,
+        next: Next,
+    ) -> Result<(), StoreError> {
+        let (status, next_at) = match next {
+            Next::Delivered => ("succeeded", None),
+            Next::RetryAt(t) => ("pending", Some(t.as_millis())),
+            Next::Exhausted => ("failed", None),
+        };
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
+             last_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL, \
+             next_trigger = 'scheduled' \
+             WHERE id = ? AND lease_id = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(next_at)
+        .bind(attempt.started_at.as_millis())
+        .bind(lease.delivery.as_str())
+        .bind(&lease.lease_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+        if done.rows_affected() == 0 {
+            // Dropping the transaction rolls it back: nothing changed.
+            return Err(StoreError::LeaseLost);
+        }
+        sqlx::query(&format!(
+            "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(attempt.id.as_str())
+        .bind(lease.delivery.as_str())
+        .bind(i64::from(attempt.number))
+        .bind(attempt.trigger.as_str())
+        .bind(attempt.started_at.as_millis())
+        .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+        .bind(attempt.status_code.map(i64::from))
+        .bind(&attempt.error)
+        .bind(&attempt.response_body)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::from(e).into_store("attempt"))?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ? \
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = attempts.delivery_id AND d.account = ?) \
+             ORDER BY number, started_at, id"
+        ))
+        .bind(delivery.as_str())
+        .bind(account.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, StoreError> {
+        let row = sqlx::query(&format!(
+            "{REQUEUE_MANUAL} WHERE account = ? AND id = ? RETURNING {DELIVERY_COLS}"
+        ))
+        .bind(now.as_millis())
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        match row {
+            Some(row) => Ok(rows::delivery(&row)?),
+            None => Err(StoreError::NotFound("delivery")),
+        }
+    }
+
+    async fn recover_failed(
+        &self,
+        account: &AccountId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE_MANUAL} WHERE account = ? AND endpoint_id = ? AND status = 'failed' \
+             AND created_at >= ?"
+        ))
+        .bind(now.as_millis())
+        .bind(account.as_str())
+        .bind(endpoint.as_str())
+        .bind(since.as_millis())
+        .execute(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        Ok(done.rows_affected())
+    }
+}
