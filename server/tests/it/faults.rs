@@ -88,6 +88,7 @@ async fn serve_fault(
                 .await;
             let _ = sock.flush().await;
             tokio::time::sleep(Duration::from_millis(50)).await;
+            #[allow(deprecated)] // a reset is exactly what this case needs
             let _ = sock.set_linger(Some(Duration::ZERO));
             drop(sock); // RST
         }

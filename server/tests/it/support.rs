@@ -42,6 +42,8 @@ struct ReceiverState {
     got: Vec<Received>,
     /// Per path: statuses to answer in order before falling back to 200.
     scripts: std::collections::HashMap<String, VecDeque<u16>>,
+    /// Per path: how long to wait before answering.
+    delays: std::collections::HashMap<String, Duration>,
 }
 
 /// An HTTP receiver on 127.0.0.1 that records every request.
@@ -80,6 +82,11 @@ impl Receiver {
             .insert(path.to_owned(), statuses.iter().copied().collect());
     }
 
+    /// Answer requests to `path` only after `d`.
+    pub(crate) fn delay(&self, path: &str, d: Duration) {
+        self.state.lock().unwrap().delays.insert(path.to_owned(), d);
+    }
+
     pub(crate) fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().got.clone()
     }
@@ -115,18 +122,25 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let mut s = state.lock().unwrap();
     let path = uri.path().to_owned();
-    let status = s
-        .scripts
-        .get_mut(&path)
-        .and_then(|q| q.pop_front())
-        .unwrap_or(200);
-    s.got.push(Received {
-        path,
-        headers,
-        body,
-    });
+    let (status, delay) = {
+        let mut s = state.lock().unwrap();
+        let status = s
+            .scripts
+            .get_mut(&path)
+            .and_then(|q| q.pop_front())
+            .unwrap_or(200);
+        let delay = s.delays.get(&path).copied();
+        s.got.push(Received {
+            path,
+            headers,
+            body,
+        });
+        (status, delay)
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     StatusCode::from_u16(status).unwrap()
 }
 
@@ -184,7 +198,10 @@ impl Server {
             .args(["--allow-network", "127.0.0.0/8", "--allow-http"])
             .args(&self.args)
             .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("HOOKLINE_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .spawn()
@@ -205,6 +222,13 @@ impl Server {
         }
     }
 
+    /// Panics with the exit status if the process is no longer running.
+    pub(crate) fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            panic!("hookline exited unexpectedly: {status}");
+        }
+    }
+
     /// `kill -9`, no chance to clean up.
     pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -213,7 +237,32 @@ impl Server {
         }
     }
 
-    /// Starts the binary again on the same SQLite file.
+    /// Sends SIGTERM and waits (bounded) for the process to exit; returns how long it took.
+    pub(crate) fn terminate(&mut self, within: Duration) -> Duration {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "hookline exited with {status} after SIGTERM"
+                );
+                return started.elapsed();
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                panic!("hookline did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the binary again on the same store.
     pub(crate) async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
