@@ -218,6 +218,31 @@ pub trait DeliveryStore: Send + Sync + 'static {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError>;
+    /// As [`claim_due`](Self::claim_due), but never returns deliveries to the endpoints in
+    /// `skip` (endpoints the caller cannot send to right now: at their concurrency or rate limit,
+    /// or with an open circuit).
+    async fn claim_due_except(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        skip: &[EndpointId],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let _ = skip;
+        self.claim_due(now, max, lease).await
+    }
+    /// Gives a claimed delivery back without an attempt: it becomes due at `until`, its attempt
+    /// count and trigger unchanged. `LeaseLost` (and no change) if the lease is no longer current.
+    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
+        let _ = (lease, until);
+        Ok(())
+    }
+    /// Deletes up to `max` events that fired before `before`, with their deliveries and attempts;
+    /// returns how many events were deleted (call again until it returns less than `max`).
+    async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        let _ = (before, max);
+        Ok(0)
+    }
     /// The earliest instant a pending delivery becomes due (leased ones count at lease end).
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
     /// Records `attempt` and moves the delivery to `next`, if `lease` is still current.

@@ -89,10 +89,15 @@ CREATE TABLE deliveries (
     -- When the current claim found it due (orders a claimed batch oldest due first).
     claimed_due_at  INTEGER,
     -- What the next attempt is started by: 'scheduled', or 'manual' after a retry request.
-    next_trigger    TEXT    NOT NULL CHECK (next_trigger IN ('scheduled', 'manual'))
+    next_trigger    TEXT    NOT NULL CHECK (next_trigger IN ('scheduled', 'manual')),
+    -- For an endpoint with ordered delivery, the event's queue id (NULL otherwise): a delivery is
+    -- not claimed while an earlier one with the same endpoint and key is pending.
+    ordering_key    TEXT
 ) STRICT;
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
+CREATE INDEX deliveries_ordered ON deliveries (endpoint_id, ordering_key, id)
+    WHERE ordering_key IS NOT NULL AND status = 'pending';
 CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status, created_at);
 CREATE INDEX deliveries_by_account ON deliveries (account, created_at, id);
 

@@ -104,8 +104,10 @@ impl DeliveryStore for SqliteStore {
             let id = DeliveryId::generate();
             sqlx::query(
                 "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
-                 next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger) \
-                 VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, 'scheduled')",
+                 next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
+                 ordering_key) \
+                 VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, 'scheduled', \
+                 (SELECT ? FROM endpoints WHERE id = ? AND ordered = 1))",
             )
             .bind(id.as_str())
             .bind(event.account.as_str())
@@ -113,6 +115,8 @@ impl DeliveryStore for SqliteStore {
             .bind(target.as_str())
             .bind(now.as_millis())
             .bind(now.as_millis())
+            .bind(&event.queue_id)
+            .bind(target.as_str())
             .execute(&mut *tx)
             .await
             .map_err(|e| DbError::from(e).into_store("delivery"))?;
@@ -230,31 +234,58 @@ impl DeliveryStore for SqliteStore {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_due_except(now, max, lease, &[]).await
+    }
+
+    async fn claim_due_except(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        skip: &[EndpointId],
+    ) -> Result<Vec<Claimed>, StoreError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let lease_end = now.add(lease);
         // One statement, so it is atomic on its own. SET expressions read the old row, so
         // `claimed_due_at` keeps the due time the claim found (to order the batch).
-        let claimed = sqlx::query(&format!(
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "UPDATE deliveries \
              SET lease_id = lower(hex(randomblob(16))), \
                  claimed_due_at = next_attempt_at, \
-                 next_attempt_at = ? \
-             WHERE id IN ( \
+                 next_attempt_at = ",
+        );
+        qb.push_bind(lease_end.as_millis());
+        qb.push(
+            " WHERE id IN ( \
                  SELECT d.id FROM deliveries d \
                  JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.enabled = 1 \
-                 ORDER BY d.next_attempt_at, d.id \
-                 LIMIT ?) \
-             RETURNING {DELIVERY_COLS}, lease_id, claimed_due_at, next_trigger"
-        ))
-        .bind(lease_end.as_millis())
-        .bind(now.as_millis())
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_all(&self.write)
-        .await
-        .map_err(DbError::from)?;
+                 WHERE d.status = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= ",
+        );
+        qb.push_bind(now.as_millis());
+        // Ordered endpoints: only the head of each key's queue.
+        qb.push(
+            " AND (d.ordering_key IS NULL OR NOT EXISTS ( \
+                 SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id \
+                 AND p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.id < d.id))",
+        );
+        if !skip.is_empty() {
+            qb.push(" AND d.endpoint_id NOT IN (");
+            let mut sep = qb.separated(", ");
+            for id in skip {
+                sep.push_bind(id.as_str().to_owned());
+            }
+            qb.push(")");
+        }
+        qb.push(" ORDER BY d.next_attempt_at, d.id LIMIT ");
+        qb.push_bind(i64::try_from(max).unwrap_or(i64::MAX));
+        qb.push(format!(") RETURNING {DELIVERY_COLS}, lease_id, claimed_due_at, next_trigger"));
+        let claimed = qb
+            .build()
+            .fetch_all(&self.write)
+            .await
+            .map_err(DbError::from)?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -313,6 +344,53 @@ impl DeliveryStore for SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL \
+             WHERE id = ? AND lease_id = ? AND status = 'pending'",
+        )
+        .bind(until.as_millis())
+        .bind(lease.delivery.as_str())
+        .bind(&lease.lease_id)
+        .execute(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM events WHERE fired_at < ? ORDER BY fired_at LIMIT ?")
+                .bind(before.as_millis())
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(DbError::from)?;
+        for chunk in ids.chunks(200) {
+            for (table, col) in [
+                ("attempts", "delivery_id IN (SELECT id FROM deliveries WHERE event_id"),
+                ("deliveries", "event_id"),
+                ("events", "id"),
+            ] {
+                let close = if table == "attempts" { "))" } else { ")" };
+                let mut qb: QueryBuilder<'_, Sqlite> =
+                    QueryBuilder::new(format!("DELETE FROM {table} WHERE {col} IN ("));
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id.clone());
+                }
+                qb.push(close);
+                qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
+            }
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(ids.len() as u64)
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {

@@ -131,6 +131,10 @@ macro_rules! store_conformance {
             retry_delivery_makes_failed_pending_with_manual_trigger,
             recover_failed_requeues_since,
             next_due_reports_earliest,
+            ordered_endpoint_claims_only_the_head_of_each_queue_id,
+            claim_due_except_skips_the_given_endpoints,
+            defer_gives_a_claim_back_without_an_attempt,
+            purge_deletes_old_events_with_their_deliveries_and_attempts,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -2025,4 +2029,193 @@ pub async fn next_due_reports_earliest(store: Arc<dyn Store>) {
     );
     settle(s, &c, at(50_001), Some(200), Next::Delivered).await;
     assert_eq!(s.next_due().await.expect("next_due"), None, "all done");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordering, skipping, deferring, retention
+// ---------------------------------------------------------------------------------------------
+
+fn queued_event(account: &AccountId, queue: &str, fired: Timestamp) -> Event {
+    let mut ev = event(account, "rx.excepted", None, fired);
+    ev.queue_id = Some(queue.to_owned());
+    ev
+}
+
+/// An ordered endpoint gets, per queue id, only the oldest pending delivery; other keys and
+/// unordered endpoints flow; a terminal head unblocks the next one.
+pub async fn ordered_endpoint_claims_only_the_head_of_each_queue_id(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut ordered = endpoint(&a, &[], &[]);
+    ordered.ordered = true;
+    s.create_endpoint(&ordered).await.expect("create_endpoint");
+    let plain = new_endpoint(s, &a, &[], &[]).await;
+
+    let q1_first = enqueue(
+        s,
+        &queued_event(&a, "q1", at(0)),
+        &[&ordered, &plain],
+        at(0),
+    )
+    .await;
+    let q1_second = enqueue(
+        s,
+        &queued_event(&a, "q1", at(1)),
+        &[&ordered, &plain],
+        at(1),
+    )
+    .await;
+    let q2 = enqueue(s, &queued_event(&a, "q2", at(2)), &[&ordered], at(2)).await;
+    let no_key = enqueue(
+        s,
+        &event(&a, "rx.completed", None, at(3)),
+        &[&ordered],
+        at(3),
+    )
+    .await;
+
+    let got = claim(s, at(10), 100).await;
+    let got_ids = set(&ids(&got));
+    let ordered_first = got
+        .iter()
+        .filter(|c| c.endpoint.id == ordered.id && c.event.queue_id.as_deref() == Some("q1"))
+        .map(|c| c.event.id.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        ordered_first,
+        vec![q1_first.event_id.clone()],
+        "only the head of q1"
+    );
+    for r in [&q2, &no_key] {
+        assert!(
+            r.deliveries.iter().all(|d| got_ids.contains(d)),
+            "other keys and keyless events flow"
+        );
+    }
+    let plain_count = got.iter().filter(|c| c.endpoint.id == plain.id).count();
+    assert_eq!(
+        plain_count, 2,
+        "an unordered endpoint takes both q1 events at once"
+    );
+
+    // While the head is pending (here: retried later), the second stays blocked, even when due.
+    let head = got
+        .iter()
+        .find(|c| c.endpoint.id == ordered.id && c.event.id == q1_first.event_id)
+        .expect("head claimed");
+    settle(s, head, at(10), Some(500), Next::RetryAt(at(20))).await;
+    assert!(
+        claim(s, at(15), 100).await.is_empty(),
+        "the head is not due, the rest is blocked"
+    );
+    let head = claim_one(s, at(20)).await;
+    assert_eq!(
+        head.event.id, q1_first.event_id,
+        "the failing head comes back first"
+    );
+    settle(s, &head, at(20), None, Next::Exhausted).await;
+    let next = claim_one(s, at(21)).await;
+    assert_eq!(
+        next.event.id, q1_second.event_id,
+        "a terminal head unblocks the next"
+    );
+}
+
+/// `claim_due_except` leaves the skipped endpoints' deliveries due for a later claim.
+pub async fn claim_due_except_skips_the_given_endpoints(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let busy = new_endpoint(s, &a, &[], &[]).await;
+    let free = new_endpoint(s, &a, &[], &[]).await;
+    let (_, d) = enqueue_new(s, &a, &[&busy, &free], at(0)).await;
+    let got = s
+        .claim_due_except(at(1), 10, LEASE, std::slice::from_ref(&busy.id))
+        .await
+        .expect("claim_due_except");
+    assert_eq!(ids(&got), vec![d[1].clone()]);
+    let got = claim(s, at(2), 10).await;
+    assert_eq!(
+        ids(&got),
+        vec![d[0].clone()],
+        "the skipped one is still due"
+    );
+}
+
+/// `defer` returns a claim untouched (no attempt, same count and trigger), due at the given time;
+/// a stale lease cannot defer.
+pub async fn defer_gives_a_claim_back_without_an_attempt(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let (_, d) = enqueue_new(s, &a, &[&ep], at(0)).await;
+    s.retry_delivery(&a, &d[0], at(1))
+        .await
+        .expect("retry_delivery");
+    let c = claim_one(s, at(1)).await;
+    assert_eq!(c.trigger, Trigger::Manual);
+    s.defer(&c.lease, at(5_000)).await.expect("defer");
+    assert_lease_lost(s.defer(&c.lease, at(9_000)).await, "deferring twice");
+    assert_lease_lost(
+        s.settle(
+            &c.lease,
+            &attempt_for(&c, at(2), Some(200)),
+            Next::Delivered,
+        )
+        .await,
+        "settling a deferred claim",
+    );
+    assert!(
+        claim(s, at(4_999), 10).await.is_empty(),
+        "not due before the deferral ends"
+    );
+    let again = claim_one(s, at(5_000)).await;
+    assert_eq!(again.attempt_number, 1, "no attempt was counted");
+    assert_eq!(again.trigger, Trigger::Manual, "the trigger is kept");
+    assert!(s.attempts(&a, &d[0]).await.expect("attempts").is_empty());
+    let dl = delivery(s, &a, &d[0]).await;
+    assert_eq!((dl.status, dl.attempts), (DeliveryStatus::Pending, 0));
+}
+
+/// `purge` deletes events older than the cut-off with their deliveries and attempts, in batches,
+/// and leaves newer ones alone.
+pub async fn purge_deletes_old_events_with_their_deliveries_and_attempts(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let mut old = Vec::new();
+    for i in 0..3 {
+        old.push(enqueue_new(s, &a, &[&ep], at(i)).await);
+    }
+    let c = claim_one(s, at(10)).await;
+    settle(s, &c, at(10), Some(200), Next::Delivered).await;
+    let (young_ev, young_d) = enqueue_new(s, &a, &[&ep], at(100_000)).await;
+
+    assert_eq!(
+        s.purge(at(50_000), 2).await.expect("purge"),
+        2,
+        "a batch is bounded"
+    );
+    assert_eq!(s.purge(at(50_000), 2).await.expect("purge"), 1);
+    assert_eq!(s.purge(at(50_000), 2).await.expect("purge"), 0);
+    for (ev, d) in &old {
+        assert!(
+            s.event(&a, &ev.id).await.expect("event").is_none(),
+            "old event purged"
+        );
+        assert!(
+            s.delivery(&a, &d[0]).await.expect("delivery").is_none(),
+            "its delivery purged"
+        );
+        assert!(
+            s.attempts(&a, &d[0]).await.expect("attempts").is_empty(),
+            "its attempts purged"
+        );
+    }
+    assert!(s.event(&a, &young_ev.id).await.expect("event").is_some());
+    assert_eq!(
+        delivery(s, &a, &young_d[0]).await.status,
+        DeliveryStatus::Pending
+    );
+    let left = claim(s, at(200_000), 10).await;
+    assert_eq!(ids(&left), young_d, "nothing purged is claimed");
 }
