@@ -2,7 +2,9 @@
 //! them with bounded concurrency, and settles each attempt.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -13,7 +15,8 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use crate::envelope::envelope;
-use crate::id::{AttemptId, EndpointId};
+use crate::gate::{Admit, GateConfig, Gates};
+use crate::id::{AttemptId, DeliveryId, EndpointId};
 use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES};
 use crate::retry::{Outcome, RetryPolicy, Schedule, classify};
 use crate::signing::{SignInput, Signer, SignerSet};
@@ -41,6 +44,24 @@ pub struct DispatcherConfig {
     pub shutdown_grace: Duration,
     /// The `user-agent` header.
     pub user_agent: String,
+    /// Requests in flight at once to one endpoint when it sets no `maxConcurrency`, and the
+    /// ceiling when it does (default 16), so one slow endpoint cannot take every slot.
+    pub endpoint_concurrency: u32,
+    /// Consecutive failed attempts that open an endpoint's circuit (default 5): its deliveries
+    /// then wait, and after the cool-down a single probe decides whether it closes.
+    pub circuit_threshold: u32,
+    /// First cool-down of an open circuit (default 5 s); doubles after each failed probe.
+    pub circuit_cooldown: Duration,
+    /// Longest cool-down (default 5 min); also the longest `Retry-After` pause.
+    pub circuit_max_cooldown: Duration,
+    /// Disable an endpoint whose every attempt has failed for this long (default 5 days);
+    /// `None` never disables.
+    pub disable_after: Option<Duration>,
+    /// Purge events (with their deliveries and attempts) older than this (default 30 days);
+    /// `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// How often the purge runs (default 1 h).
+    pub purge_interval: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -54,6 +75,13 @@ impl Default for DispatcherConfig {
             idle_poll: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             user_agent: concat!("Hookline/", env!("CARGO_PKG_VERSION")).to_owned(),
+            endpoint_concurrency: 16,
+            circuit_threshold: 5,
+            circuit_cooldown: Duration::from_secs(5),
+            circuit_max_cooldown: Duration::from_secs(300),
+            disable_after: Some(Duration::from_secs(5 * 24 * 3600)),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            purge_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -75,6 +103,32 @@ impl DispatcherConfig {
     /// Sets the number of requests in flight at once (at least 1).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets the default and ceiling of in-flight requests per endpoint (at least 1).
+    pub fn with_endpoint_concurrency(mut self, n: u32) -> Self {
+        self.endpoint_concurrency = n.max(1);
+        self
+    }
+
+    /// Sets the circuit breaker: failures that open it, and its first cool-down.
+    pub fn with_circuit(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.circuit_threshold = threshold.max(1);
+        self.circuit_cooldown = cooldown;
+        self
+    }
+
+    /// Sets how long an endpoint may fail every attempt before it is disabled.
+    pub fn with_disable_after(mut self, d: Option<Duration>) -> Self {
+        self.disable_after = d;
+        self
+    }
+
+    /// Sets the retention period and how often the purge runs.
+    pub fn with_retention(mut self, keep: Option<Duration>, every: Duration) -> Self {
+        self.retention = keep;
+        self.purge_interval = every;
         self
     }
 
@@ -138,8 +192,16 @@ impl DispatcherBuilder {
 
     /// The dispatcher.
     pub fn build(self) -> Dispatcher {
+        let gates = Gates::new(GateConfig {
+            endpoint_concurrency: self.config.endpoint_concurrency,
+            threshold: self.config.circuit_threshold,
+            cooldown: self.config.circuit_cooldown,
+            max_cooldown: self.config.circuit_max_cooldown,
+            disable_after: self.config.disable_after,
+        });
         Dispatcher {
             inner: Arc::new(Inner {
+                gates,
                 store: self.store,
                 transport: self.transport,
                 signer: self.signer,
@@ -160,6 +222,7 @@ pub struct Dispatcher {
 
 #[derive(Debug)]
 struct Inner {
+    gates: Gates,
     store: Arc<dyn Store>,
     transport: BoxTransport,
     signer: Arc<dyn Signer>,
@@ -233,6 +296,24 @@ impl Dispatcher {
         Ok(receipt)
     }
 
+    /// Stores `event` with one delivery to each of `targets`, each marked for a manual first
+    /// attempt (test events), then wakes the workers.
+    pub async fn publish_manual(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+    ) -> Result<Receipt, PublishError> {
+        let store = &self.inner.store;
+        let now = self.inner.clock.now();
+        let receipt = store.enqueue(event, targets, now).await?;
+        let ids: Vec<DeliveryId> = receipt.deliveries.clone();
+        for id in &ids {
+            store.retry_delivery(&event.account, id, now).await?;
+        }
+        self.wake();
+        Ok(receipt)
+    }
+
     /// Wakes the claim loop (after work was made due by a retry or recover request).
     pub fn wake(&self) {
         self.inner.wake.notify_one();
@@ -247,6 +328,9 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         let mut store_backoff = Duration::from_millis(100);
         tracing::info!(concurrency = cfg.concurrency, "dispatcher started");
+        let purge = cfg
+            .retention
+            .map(|keep| tokio::spawn(self.clone().purge_loop(keep, shutdown.clone())));
         loop {
             while tasks.try_join_next().is_some() {}
             // Wait for at least one free slot.
@@ -256,16 +340,34 @@ impl Dispatcher {
             };
             let free = 1 + permits.available_permits();
             let now = self.inner.clock.now();
+            let (skip, reopen) = self.inner.gates.blocked(Instant::now());
             match self
                 .inner
                 .store
-                .claim_due(now, free.min(cfg.batch_size), cfg.lease)
+                .claim_due_except(now, free.min(cfg.batch_size), cfg.lease, &skip)
                 .await
             {
                 Ok(claims) if !claims.is_empty() => {
                     store_backoff = Duration::from_millis(100);
                     let mut first = Some(first);
                     for c in claims {
+                        if let Admit::Wait(until) =
+                            self.inner.gates.admit(&c.endpoint, Instant::now())
+                        {
+                            // Raced with the limits since the claim: give it back untouched.
+                            let at = match until {
+                                Some(t) => self
+                                    .inner
+                                    .clock
+                                    .now()
+                                    .add(t.saturating_duration_since(Instant::now())),
+                                None => self.inner.clock.now().add(Duration::from_millis(100)),
+                            };
+                            if let Err(e) = self.inner.store.defer(&c.lease, at).await {
+                                tracing::debug!(error = %e, "deferring a claim failed; its lease will lapse");
+                            }
+                            continue;
+                        }
                         let permit = match first.take() {
                             Some(p) => p,
                             None => match permits.clone().try_acquire_owned() {
@@ -277,22 +379,27 @@ impl Dispatcher {
                         tasks.spawn(async move {
                             this.attempt(c).await;
                             drop(permit);
+                            // A slot (and maybe an endpoint's limit) is free again.
+                            this.wake();
                         });
                     }
                 }
                 Ok(_) => {
                     drop(first);
                     store_backoff = Duration::from_millis(100);
-                    let sleep = match self.inner.store.next_due().await {
-                        Ok(Some(t)) => t.since(self.inner.clock.now()).min(cfg.idle_poll),
-                        Ok(None) => cfg.idle_poll,
+                    let now = self.inner.clock.now();
+                    // Due work that could not be claimed (blocked by a limit, a circuit or an
+                    // ordered head in flight) is picked up when something wakes the loop.
+                    let mut sleep = match self.inner.store.next_due().await {
+                        Ok(Some(t)) if t > now => t.since(now).min(cfg.idle_poll),
+                        Ok(_) => cfg.idle_poll,
                         Err(e) => {
                             tracing::warn!(error = %e, "next_due failed");
                             cfg.idle_poll
                         }
                     };
-                    if sleep.is_zero() {
-                        continue;
+                    if let Some(t) = reopen {
+                        sleep = sleep.min(t.saturating_duration_since(Instant::now()));
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -310,6 +417,9 @@ impl Dispatcher {
                     store_backoff = (store_backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        if let Some(p) = purge {
+            p.abort();
         }
         tracing::info!(in_flight = tasks.len(), "dispatcher stopping");
         let drained = tokio::time::timeout(cfg.shutdown_grace, async {
@@ -369,6 +479,20 @@ impl Dispatcher {
                 }
                 Err(e) => (None, Some(e.describe()), String::new()),
             };
+            let retry_after = match outcome {
+                Outcome::Failed { retry_after } => retry_after,
+                Outcome::Delivered => None,
+            };
+            let failing_since = inner.gates.finish(
+                &c.endpoint.id,
+                outcome == Outcome::Delivered,
+                retry_after,
+                inner.clock.now(),
+                Instant::now(),
+            );
+            if let Some(since) = failing_since {
+                self.disable_failing(&c, since).await;
+            }
             let next = match outcome {
                 Outcome::Delivered => Next::Delivered,
                 Outcome::Failed { .. } => {
@@ -402,6 +526,58 @@ impl Dispatcher {
         }
         .instrument(span)
         .await
+    }
+
+    /// Disables an endpoint whose every attempt has failed since `since`.
+    async fn disable_failing(&self, c: &Claimed, since: Timestamp) {
+        let store = &self.inner.store;
+        let reason = format!("every attempt failed since {since}; disabled automatically");
+        match store.endpoint(&c.endpoint.account, &c.endpoint.id).await {
+            Ok(Some(mut ep)) if ep.enabled => {
+                ep.enabled = false;
+                ep.disabled_reason = Some(reason);
+                ep.updated_at = self.inner.clock.now();
+                match store.update_endpoint(&ep).await {
+                    Ok(()) => {
+                        tracing::warn!(endpoint_id = %ep.id, failing_since = %since, "endpoint disabled after failing for too long")
+                    }
+                    Err(e) => tracing::error!(error = %e, "disabling a failing endpoint failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "loading a failing endpoint failed"),
+        }
+        self.inner.gates.forget(&c.endpoint.id);
+    }
+
+    /// Purges events older than `keep`, in bounded batches, every purge interval.
+    async fn purge_loop(self, keep: Duration, shutdown: CancellationToken) {
+        const BATCH: usize = 1000;
+        loop {
+            let cutoff = self.inner.clock.now().sub(keep);
+            let mut total = 0u64;
+            loop {
+                match self.inner.store.purge(cutoff, BATCH).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < BATCH as u64 || shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "purging old events failed");
+                        break;
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(events = total, before = %cutoff, "purged events past the retention period");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.inner.config.purge_interval) => {}
+            }
+        }
     }
 
     async fn settle(&self, c: &Claimed, attempt: &Attempt, next: Next) {

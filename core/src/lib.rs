@@ -29,6 +29,7 @@
 
 pub mod dispatcher;
 pub mod envelope;
+mod gate;
 pub mod id;
 pub mod model;
 pub mod retry;

@@ -51,6 +51,22 @@ pub struct ServeArgs {
     /// Deliveries in flight at once per process [default: 64].
     #[arg(long, env = "HOOKLINE_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// In-flight requests per endpoint without `maxConcurrency`, and the ceiling for those with it
+    /// [default: 16].
+    #[arg(long, env = "HOOKLINE_ENDPOINT_CONCURRENCY")]
+    pub endpoint_concurrency: Option<u32>,
+    /// Consecutive failures that open an endpoint's circuit [default: 5].
+    #[arg(long, env = "HOOKLINE_CIRCUIT_THRESHOLD")]
+    pub circuit_threshold: Option<u32>,
+    /// First cool-down of an open circuit; doubles per failed probe, at most 5m [default: 5s].
+    #[arg(long, env = "HOOKLINE_CIRCUIT_COOLDOWN")]
+    pub circuit_cooldown: Option<String>,
+    /// Disable an endpoint whose every attempt failed for this long; `0` never [default: 5d].
+    #[arg(long, env = "HOOKLINE_DISABLE_AFTER")]
+    pub disable_after: Option<String>,
+    /// Purge events, deliveries and attempts older than this; `0` keeps all [default: 30d].
+    #[arg(long, env = "HOOKLINE_RETENTION")]
+    pub retention: Option<String>,
     /// Largest event request body in bytes [default: 262144].
     #[arg(long, env = "HOOKLINE_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
@@ -74,6 +90,11 @@ struct FileConfig {
     request_timeout: Option<String>,
     lease: Option<String>,
     concurrency: Option<usize>,
+    endpoint_concurrency: Option<u32>,
+    circuit_threshold: Option<u32>,
+    circuit_cooldown: Option<String>,
+    disable_after: Option<String>,
+    retention: Option<String>,
     max_event_bytes: Option<usize>,
     log_format: Option<String>,
     admin_key: Option<String>,
@@ -121,6 +142,16 @@ pub struct ServerConfig {
     pub lease: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Per-endpoint in-flight default and ceiling.
+    pub endpoint_concurrency: u32,
+    /// Failures that open a circuit.
+    pub circuit_threshold: u32,
+    /// First circuit cool-down.
+    pub circuit_cooldown: Duration,
+    /// Disable endpoints failing this long (`None`: never).
+    pub disable_after: Option<Duration>,
+    /// Retention period (`None`: keep everything).
+    pub retention: Option<Duration>,
     /// Largest event request body.
     pub max_event_bytes: usize,
     /// Log format.
@@ -140,6 +171,11 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(15),
             lease: Duration::from_secs(45),
             concurrency: 64,
+            endpoint_concurrency: 16,
+            circuit_threshold: 5,
+            circuit_cooldown: Duration::from_secs(5),
+            disable_after: Some(Duration::from_secs(5 * 86_400)),
+            retention: Some(Duration::from_secs(30 * 86_400)),
             max_event_bytes: 256 * 1024,
             log_format: LogFormat::Text,
         }
@@ -195,6 +231,42 @@ impl ServerConfig {
         if concurrency == 0 {
             bail!("concurrency must be at least 1");
         }
+        let period = |name: &str,
+                      v: Option<String>,
+                      default: Option<Duration>|
+         -> anyhow::Result<Option<Duration>> {
+            match v {
+                None => Ok(default),
+                Some(t) if t == "0" => Ok(None),
+                Some(t) => {
+                    let d = parse_duration(&t)
+                        .with_context(|| format!("{name} `{t}`: use e.g. 30d, 12h or 0"))?;
+                    Ok(Some(d).filter(|d| !d.is_zero()))
+                }
+            }
+        };
+        let disable_after = period(
+            "disable_after",
+            args.disable_after.or(file.disable_after),
+            d.disable_after,
+        )?;
+        let retention = period("retention", args.retention.or(file.retention), d.retention)?;
+        let circuit_cooldown = match args.circuit_cooldown.or(file.circuit_cooldown) {
+            Some(t) => parse_duration(&t)
+                .with_context(|| format!("circuit_cooldown `{t}`: use e.g. 5s"))?,
+            None => d.circuit_cooldown,
+        };
+        let endpoint_concurrency = args
+            .endpoint_concurrency
+            .or(file.endpoint_concurrency)
+            .unwrap_or(d.endpoint_concurrency);
+        let circuit_threshold = args
+            .circuit_threshold
+            .or(file.circuit_threshold)
+            .unwrap_or(d.circuit_threshold);
+        if endpoint_concurrency == 0 || circuit_threshold == 0 {
+            bail!("endpoint_concurrency and circuit_threshold must be at least 1");
+        }
         let max_event_bytes = args
             .max_event_bytes
             .or(file.max_event_bytes)
@@ -220,6 +292,11 @@ impl ServerConfig {
             request_timeout,
             lease,
             concurrency,
+            endpoint_concurrency,
+            circuit_threshold,
+            circuit_cooldown,
+            disable_after,
+            retention,
             max_event_bytes,
             log_format,
         })

@@ -91,6 +91,8 @@ async fn kill9_with_a_thousand_in_flight_loses_nothing() {
     let mut srv = Server::start(&[
         "--concurrency",
         "1000",
+        "--endpoint-concurrency",
+        "1000",
         "--request-timeout",
         "5s",
         "--lease",

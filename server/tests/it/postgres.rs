@@ -1,1 +1,215 @@
-//! The server on PostgreSQL (feature `postgres`).
+//! The server on PostgreSQL (feature `postgres`): three processes sharing one database through a
+//! `kill -9`, and a database that becomes unreachable and comes back.
+//!
+//! Each test gets a fresh database on the server named by `HOOKLINE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped when the test ends, also when it fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookline_store_postgres::sqlx::{self, Connection as _};
+use serde_json::{Value, json};
+
+use crate::multiprocess::kill9_one_of_three;
+use crate::support::{Receiver, Server, TcpProxy};
+
+const URL_VAR: &str = "HOOKLINE_TEST_POSTGRES_URL";
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database created for one test and dropped (`WITH (FORCE)`) when this guard is dropped.
+struct FreshDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    async fn create() -> Self {
+        let admin_url = hookline_core::testkit::service_url(URL_VAR, DEFAULT_URL);
+        let connect = sqlx::PgConnection::connect(&admin_url);
+        let mut conn = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => panic!("{}", unreachable_message(&admin_url, &e.to_string())),
+            Err(_) => panic!(
+                "{}",
+                unreachable_message(&admin_url, "no answer within 10 s")
+            ),
+        };
+        let name = format!("hookline_t_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("creating a test database");
+        let _ = conn.close().await;
+        Self { admin_url, name }
+    }
+
+    /// The URL of this database.
+    fn url(&self) -> String {
+        let mut u = url::Url::parse(&self.admin_url).expect("a valid test URL");
+        u.set_path(&self.name);
+        u.to_string()
+    }
+
+    /// `host:port` of the server.
+    fn host_port(&self) -> String {
+        let u = url::Url::parse(&self.admin_url).expect("a valid test URL");
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or("127.0.0.1"),
+            u.port().unwrap_or(5432)
+        )
+    }
+
+    /// The URL of this database reached through `proxy`.
+    fn url_via(&self, proxy: &TcpProxy) -> String {
+        let mut u = url::Url::parse(&self.url()).expect("a valid test URL");
+        u.set_host(Some(&proxy.addr.ip().to_string())).unwrap();
+        u.set_port(Some(proxy.addr.port())).unwrap();
+        u.to_string()
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside a runtime or during a panic: use a thread with its own runtime.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for dropping the test database");
+            rt.block_on(async move {
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = done {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+fn unreachable_message(url: &str, why: &str) -> String {
+    format!(
+        "PostgreSQL is not reachable at {url} ({why}).\n\
+         The `postgres` server tests need a PostgreSQL server (13 or newer):\n\
+         * run them with `cargo xtask test --store postgres`, or start one with \
+           `cargo xtask services start` (it finds or starts a local server and prints its URL);\n\
+         * or install one (`apt-get install postgresql`) and start it;\n\
+         * or point {URL_VAR} at a server where the tests may create and drop databases."
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_three_processes_share_one_database_through_a_kill9() {
+    let db = FreshDatabase::create().await;
+    let report = kill9_one_of_three(&db.url(), 5_000, 10).await;
+    eprintln!(
+        "postgres, 3 processes, one kill -9: {} events accepted, {} deliveries expected, \
+         {} received, {} duplicates, {:.1?} elapsed",
+        report.accepted,
+        report.expected_deliveries,
+        report.received,
+        report.duplicates,
+        report.elapsed
+    );
+    assert_eq!(report.accepted, 5_000);
+    assert_eq!(report.expected_deliveries, 50_000);
+    assert!(report.received >= report.expected_deliveries);
+    drop(db);
+}
+
+/// Counts the account's events (all pages).
+async fn event_count(srv: &Server, account: &str) -> (u16, usize) {
+    let (s, page) = srv
+        .get(&format!("/v1/accounts/{account}/events?limit=250"))
+        .await;
+    let n = page["data"].as_array().map_or(0, Vec::len);
+    (s, n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_database_answers_503_and_recovers() {
+    let db = FreshDatabase::create().await;
+    let proxy = TcpProxy::start(&db.host_port()).await;
+    let rx = Receiver::start().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(
+        &db.url_via(&proxy),
+        dir,
+        &["--retry-schedule", "200ms,200ms,200ms,200ms,200ms"],
+    )
+    .await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": rx.url("/hook")})).await;
+    let send = |n: u64| {
+        let srv = &srv;
+        async move {
+            srv.post(
+                "/v1/accounts/acct/events",
+                json!({"event": "rx.completed", "data": {"n": n}}),
+            )
+            .await
+        }
+    };
+
+    let (s, first) = send(1).await;
+    assert_eq!(s, 202, "{first}");
+    rx.wait_for("/hook", 1, Duration::from_secs(20)).await;
+    assert_eq!(event_count(&srv, "acct").await, (200, 1));
+
+    // The database goes away: every ingest answers 503 `store_unavailable`, quickly, never 202.
+    proxy.cut();
+    for n in 2..5 {
+        let started = Instant::now();
+        let (s, body): (u16, Value) = send(n).await;
+        assert_eq!(s, 503, "ingest while the database is unreachable: {body}");
+        assert_eq!(body["code"], "store_unavailable", "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a 503 should come within about the acquire timeout, took {:?}",
+            started.elapsed()
+        );
+    }
+    let (s, body) = srv.get("/readyz").await;
+    assert_eq!(
+        s, 503,
+        "not ready while the database is unreachable: {body}"
+    );
+
+    // It comes back: the server recovers by itself, and none of the refused events was stored.
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, n) = event_count(&srv, "acct").await;
+        if s == 200 {
+            assert_eq!(n, 1, "an event refused with 503 was stored");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not recover: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, again) = send(5).await;
+    assert_eq!(s, 202, "{again}");
+    let id = again["id"].as_str().unwrap().to_owned();
+    let got = rx.wait_for("/hook", 2, Duration::from_secs(30)).await;
+    assert!(
+        got.iter().any(|r| r.json()["id"] == id.as_str()),
+        "the event accepted after recovery is delivered"
+    );
+    let ns: Vec<u64> = rx
+        .received_on("/hook")
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ns.iter().all(|n| *n == 1 || *n == 5),
+        "only accepted events are delivered: {ns:?}"
+    );
+    drop(srv);
+    drop(db);
+}
