@@ -143,7 +143,11 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
                 DispatcherConfig::default()
                     .with_request_timeout(config.request_timeout)
                     .with_lease(config.lease)
-                    .with_concurrency(config.concurrency),
+                    .with_concurrency(config.concurrency)
+                    .with_endpoint_concurrency(config.endpoint_concurrency)
+                    .with_circuit(config.circuit_threshold, config.circuit_cooldown)
+                    .with_disable_after(config.disable_after)
+                    .with_retention(config.retention, Duration::from_secs(3600)),
             )
             .build(),
     )

@@ -535,7 +535,7 @@ pub(crate) async fn send_test(
     };
     let receipt = state
         .dispatcher
-        .publish_to(&event, std::slice::from_ref(&ep.id))
+        .publish_manual(&event, std::slice::from_ref(&ep.id))
         .await
         .map_err(crate::api::events::publish_error)?;
     Ok((

@@ -94,9 +94,9 @@ async fn kill9_with_a_thousand_in_flight_loses_nothing() {
         "--endpoint-concurrency",
         "1000",
         "--request-timeout",
-        "5s",
+        "11s",
         "--lease",
-        "6s",
+        "12s",
     ])
     .await;
     srv.seed("acct").await;
