@@ -354,7 +354,12 @@ impl Dispatcher {
                         if let Admit::Wait(until) =
                             self.inner.gates.admit(&c.endpoint, Instant::now())
                         {
-                            // Raced with the limits since the claim: give it back untouched.
+                            // Raced with the limits since the claim. A failing endpoint's claim simply stays
+                            // leased: the claim already made it due again at the lease's end, which
+                            // costs no write. Anything else is given back for the moment it may go.
+                            if self.inner.gates.is_failing(&c.endpoint.id) {
+                                continue;
+                            }
                             let at = match until {
                                 Some(t) => self
                                     .inner

@@ -63,9 +63,9 @@ pub(crate) struct Gates {
 impl Gate {
     fn refill(&mut self, now: Instant) {
         if let Some(rate) = self.rate {
-            let rate = f64::from(rate);
+            // A bucket of one: requests are spaced evenly, never bursting above the rate.
             let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * rate).min(rate);
+            self.tokens = (self.tokens + elapsed * f64::from(rate)).min(1.0);
         }
         self.refilled = now;
     }
@@ -104,7 +104,7 @@ impl Gate {
             && self.failures == 0
             && self.open_until.is_none()
             && self.paused_until.is_none()
-            && self.rate.is_none_or(|r| self.tokens >= f64::from(r))
+            && (self.rate.is_none() || self.tokens >= 1.0)
     }
 }
 
@@ -129,7 +129,7 @@ impl Gates {
             cap,
             in_flight: 0,
             rate: ep.rate_limit,
-            tokens: ep.rate_limit.map_or(0.0, f64::from),
+            tokens: 1.0,
             refilled: now,
             failures: 0,
             opens: 0,
@@ -139,10 +139,7 @@ impl Gates {
             failing_since: None,
         });
         g.cap = cap;
-        if g.rate != ep.rate_limit {
-            g.rate = ep.rate_limit;
-            g.tokens = g.tokens.min(ep.rate_limit.map_or(0.0, f64::from));
-        }
+        g.rate = ep.rate_limit;
         if let Some(until) = g.blocked(now) {
             return Admit::Wait(until);
         }
@@ -217,6 +214,13 @@ impl Gates {
             }
         }
         (ids, earliest)
+    }
+
+    /// Whether the endpoint is failing: its circuit is open or half-open, or it asked for a pause.
+    pub(crate) fn is_failing(&self, id: &EndpointId) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|g| g.open_until.is_some() || g.paused_until.is_some())
     }
 
     /// Drops what is known about an endpoint (after it was disabled).
@@ -296,15 +300,17 @@ mod tests {
         let mut e = ep();
         e.rate_limit = Some(2);
         e.max_concurrency = Some(4);
-        for _ in 0..2 {
-            assert_eq!(gates.admit(&e, t0), Admit::Go);
-            gates.finish(&e.id, true, None, Timestamp::EPOCH, t0);
-        }
+        assert_eq!(gates.admit(&e, t0), Admit::Go);
+        gates.finish(&e.id, true, None, Timestamp::EPOCH, t0);
         match gates.admit(&e, t0) {
             Admit::Wait(Some(t)) => assert_eq!(t - t0, Duration::from_millis(500)),
             other => panic!("{other:?}"),
         }
         assert_eq!(gates.admit(&e, t0 + Duration::from_millis(500)), Admit::Go);
+        assert!(matches!(
+            gates.admit(&e, t0 + Duration::from_millis(600)),
+            Admit::Wait(Some(_))
+        ));
     }
 
     #[test]

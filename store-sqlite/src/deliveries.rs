@@ -62,72 +62,20 @@ impl DeliveryStore for SqliteStore {
         targets: &[EndpointId],
         now: Timestamp,
     ) -> Result<Receipt, StoreError> {
-        // IMMEDIATE: the duplicate checks and the inserts see no concurrent writer in between.
-        let mut tx = self.begin_write().await?;
-        let same_id: Option<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ?")
-            .bind(event.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(DbError::from)?;
-        let original = match (same_id, &event.idempotency_key) {
-            (Some(id), _) => Some(id),
-            (None, Some(key)) => sqlx::query_scalar(
-                "SELECT id FROM events WHERE account = ? AND idempotency_key = ?",
+        self.group
+            .submit(
+                &self.write,
+                crate::group::Op::Enqueue {
+                    event: event.clone(),
+                    targets: targets.to_vec(),
+                    now,
+                },
             )
-            .bind(event.account.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
             .await
-            .map_err(DbError::from)?,
-            (None, None) => None,
-        };
-        if let Some(id) = original {
-            return Ok(original_receipt(&mut tx, &id).await?);
-        }
-
-        sqlx::query(&format!(
-            "INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(event.id.as_str())
-        .bind(event.account.as_str())
-        .bind(event.site.as_ref().map(|s| s.as_str()))
-        .bind(event.event_type.as_str())
-        .bind(&event.queue_id)
-        .bind(event.data.get())
-        .bind(&event.idempotency_key)
-        .bind(event.timestamp.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| DbError::from(e).into_store("event"))?;
-        let mut deliveries = Vec::with_capacity(targets.len());
-        for target in targets {
-            let id = DeliveryId::generate();
-            sqlx::query(
-                "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
-                 next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
-                 ordering_key) \
-                 VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, 'scheduled', \
-                 (SELECT ? FROM endpoints WHERE id = ? AND ordered = 1))",
-            )
-            .bind(id.as_str())
-            .bind(event.account.as_str())
-            .bind(event.id.as_str())
-            .bind(target.as_str())
-            .bind(now.as_millis())
-            .bind(now.as_millis())
-            .bind(&event.queue_id)
-            .bind(target.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| DbError::from(e).into_store("delivery"))?;
-            deliveries.push(id);
-        }
-        tx.commit().await.map_err(DbError::from)?;
-        Ok(Receipt {
-            event_id: event.id.clone(),
-            deliveries,
-            duplicate: false,
-        })
+            .map(|done| match done {
+                crate::group::Done::Enqueued(r) => r,
+                crate::group::Done::Settled => unreachable!("an enqueue answers with a receipt"),
+            })
     }
 
     async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
@@ -280,7 +228,9 @@ impl DeliveryStore for SqliteStore {
         }
         qb.push(" ORDER BY d.next_attempt_at, d.id LIMIT ");
         qb.push_bind(i64::try_from(max).unwrap_or(i64::MAX));
-        qb.push(format!(") RETURNING {DELIVERY_COLS}, lease_id, claimed_due_at, next_trigger"));
+        qb.push(format!(
+            ") RETURNING {DELIVERY_COLS}, lease_id, claimed_due_at, next_trigger"
+        ));
         let claimed = qb
             .build()
             .fetch_all(&self.write)
@@ -365,16 +315,20 @@ impl DeliveryStore for SqliteStore {
 
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM events WHERE fired_at < ? ORDER BY fired_at LIMIT ?")
-                .bind(before.as_millis())
-                .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(DbError::from)?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE fired_at < ? ORDER BY fired_at LIMIT ?",
+        )
+        .bind(before.as_millis())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
         for chunk in ids.chunks(200) {
             for (table, col) in [
-                ("attempts", "delivery_id IN (SELECT id FROM deliveries WHERE event_id"),
+                (
+                    "attempts",
+                    "delivery_id IN (SELECT id FROM deliveries WHERE event_id",
+                ),
                 ("deliveries", "event_id"),
                 ("events", "id"),
             ] {
@@ -414,47 +368,17 @@ impl DeliveryStore for SqliteStore {
         attempt: &Attempt,
         next: Next,
     ) -> Result<(), StoreError> {
-        let (status, next_at) = match next {
-            Next::Delivered => ("succeeded", None),
-            Next::RetryAt(t) => ("pending", Some(t.as_millis())),
-            Next::Exhausted => ("failed", None),
-        };
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
-             last_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL, \
-             next_trigger = 'scheduled' \
-             WHERE id = ? AND lease_id = ? AND status = 'pending'",
-        )
-        .bind(status)
-        .bind(next_at)
-        .bind(attempt.started_at.as_millis())
-        .bind(lease.delivery.as_str())
-        .bind(&lease.lease_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
-        if done.rows_affected() == 0 {
-            // Dropping the transaction rolls it back: nothing changed.
-            return Err(StoreError::LeaseLost);
-        }
-        sqlx::query(&format!(
-            "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(attempt.id.as_str())
-        .bind(lease.delivery.as_str())
-        .bind(i64::from(attempt.number))
-        .bind(attempt.trigger.as_str())
-        .bind(attempt.started_at.as_millis())
-        .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-        .bind(attempt.status_code.map(i64::from))
-        .bind(&attempt.error)
-        .bind(&attempt.response_body)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| DbError::from(e).into_store("attempt"))?;
-        tx.commit().await.map_err(DbError::from)?;
-        Ok(())
+        self.group
+            .submit(
+                &self.write,
+                crate::group::Op::Settle {
+                    lease: lease.clone(),
+                    attempt: attempt.clone(),
+                    next,
+                },
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn attempts(
@@ -516,4 +440,124 @@ impl DeliveryStore for SqliteStore {
         .map_err(DbError::from)?;
         Ok(done.rows_affected())
     }
+}
+
+/// Enqueue inside the caller's write transaction (see [`crate::group`]).
+pub(crate) async fn enqueue_in(
+    tx: &mut SqliteConnection,
+    event: &Event,
+    targets: &[EndpointId],
+    now: Timestamp,
+) -> Result<Receipt, StoreError> {
+    let same_id: Option<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ?")
+        .bind(event.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    let original = match (same_id, &event.idempotency_key) {
+        (Some(id), _) => Some(id),
+        (None, Some(key)) => {
+            sqlx::query_scalar("SELECT id FROM events WHERE account = ? AND idempotency_key = ?")
+                .bind(event.account.as_str())
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DbError::from)?
+        }
+        (None, None) => None,
+    };
+    if let Some(id) = original {
+        return Ok(original_receipt(&mut *tx, &id).await?);
+    }
+
+    sqlx::query(&format!(
+        "INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(event.id.as_str())
+    .bind(event.account.as_str())
+    .bind(event.site.as_ref().map(|s| s.as_str()))
+    .bind(event.event_type.as_str())
+    .bind(&event.queue_id)
+    .bind(event.data.get())
+    .bind(&event.idempotency_key)
+    .bind(event.timestamp.as_millis())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::from(e).into_store("event"))?;
+    let mut deliveries = Vec::with_capacity(targets.len());
+    for target in targets {
+        let id = DeliveryId::generate();
+        sqlx::query(
+            "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
+             next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
+             ordering_key) \
+             VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, 'scheduled', \
+             (SELECT ? FROM endpoints WHERE id = ? AND ordered = 1))",
+        )
+        .bind(id.as_str())
+        .bind(event.account.as_str())
+        .bind(event.id.as_str())
+        .bind(target.as_str())
+        .bind(now.as_millis())
+        .bind(now.as_millis())
+        .bind(&event.queue_id)
+        .bind(target.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::from(e).into_store("delivery"))?;
+        deliveries.push(id);
+    }
+    Ok(Receipt {
+        event_id: event.id.clone(),
+        deliveries,
+        duplicate: false,
+    })
+}
+
+/// Settle inside the caller's write transaction (see [`crate::group`]).
+pub(crate) async fn settle_in(
+    tx: &mut SqliteConnection,
+    lease: &LeaseToken,
+    attempt: &Attempt,
+    next: Next,
+) -> Result<(), StoreError> {
+    let (status, next_at) = match next {
+        Next::Delivered => ("succeeded", None),
+        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
+        Next::Exhausted => ("failed", None),
+    };
+    let done = sqlx::query(
+        "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
+         last_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL, \
+         next_trigger = 'scheduled' \
+         WHERE id = ? AND lease_id = ? AND status = 'pending'",
+    )
+    .bind(status)
+    .bind(next_at)
+    .bind(attempt.started_at.as_millis())
+    .bind(lease.delivery.as_str())
+    .bind(&lease.lease_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(DbError::from)?;
+    if done.rows_affected() == 0 {
+        // Nothing changed (the caller's savepoint is rolled back).
+        return Err(StoreError::LeaseLost);
+    }
+    sqlx::query(&format!(
+        "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(attempt.id.as_str())
+    .bind(lease.delivery.as_str())
+    .bind(i64::from(attempt.number))
+    .bind(attempt.trigger.as_str())
+    .bind(attempt.started_at.as_millis())
+    .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+    .bind(attempt.status_code.map(i64::from))
+    .bind(&attempt.error)
+    .bind(&attempt.response_body)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::from(e).into_store("attempt"))?;
+    Ok(())
 }

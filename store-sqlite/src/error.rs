@@ -31,6 +31,9 @@ pub(crate) enum DbError {
     /// sqlx or SQLite failed.
     #[error("sqlite query failed")]
     Query(#[from] sqlx::Error),
+    /// A shared write transaction could not start or commit (reported to each of its writes).
+    #[error("write group failed: {0}")]
+    Group(String),
     /// A stored value does not decode into the model (hand-edited or corrupted row).
     #[error("stored value in column `{column}` is invalid")]
     Corrupt {

@@ -50,6 +50,7 @@ mod catalog;
 mod deliveries;
 mod endpoints;
 mod error;
+mod group;
 mod rows;
 
 use std::str::FromStr as _;
@@ -113,6 +114,8 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Reads go here (the same pool as `write` for in-memory databases and `from_pool`).
     read: SqlitePool,
+    /// Shares write transactions between concurrent enqueues and settles.
+    group: std::sync::Arc<group::GroupCommit>,
 }
 
 impl SqliteStore {
@@ -156,7 +159,11 @@ impl SqliteStore {
                 .max_connections(cfg.read_connections.max(1))
                 .acquire_timeout(cfg.acquire_timeout)
                 .connect_lazy_with(base.read_only(true));
-            Self { write, read }
+            Self {
+                write,
+                read,
+                group: Default::default(),
+            }
         };
         store.migrate().await?;
         Ok(store)
@@ -169,6 +176,7 @@ impl SqliteStore {
         Self {
             write: pool.clone(),
             read: pool,
+            group: Default::default(),
         }
     }
 

@@ -157,3 +157,511 @@ async fn kill9_with_a_thousand_in_flight_loses_nothing() {
         "kill -9 with 1000 requests in flight: all 1000 completed after restart, {duplicates} duplicate requests"
     );
 }
+
+/// Median and 99th percentile of a set of durations.
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (p(0.5), p(0.99))
+}
+
+/// Sends `n` events with 8 concurrent clients; returns when each was sent, by event number.
+async fn send_timed(srv: &Server, n: usize) -> Vec<std::time::Instant> {
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(vec![std::time::Instant::now(); n]));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, sent, next) = (
+            srv.http.clone(),
+            srv.url("/v1/accounts/acct/events"),
+            sent.clone(),
+            next.clone(),
+        );
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    return;
+                }
+                let t = std::time::Instant::now();
+                let res = http
+                    .post(&url)
+                    .bearer_auth(crate::support::ADMIN_KEY)
+                    .json(&json!({"event": "rx.completed", "data": {"n": i}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 202);
+                sent.lock().unwrap()[i] = t;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    sent.lock().unwrap().clone()
+}
+
+/// Delay from sending each event to its receipt at `path`.
+async fn delays(rx: &Receiver, path: &str, sent: &[std::time::Instant]) -> Vec<Duration> {
+    let got = rx
+        .wait_for(path, sent.len(), Duration::from_secs(120))
+        .await;
+    let mut first = vec![None; sent.len()];
+    for r in got {
+        let n = r.json()["data"]["n"].as_u64().unwrap() as usize;
+        first[n].get_or_insert(r.at);
+    }
+    first
+        .iter()
+        .zip(sent)
+        .map(|(at, s)| at.unwrap().saturating_duration_since(*s))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_hole_endpoint_does_not_slow_a_healthy_one() {
+    const N: usize = 2000;
+    // A black hole: accepts connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = hole.accept().await {
+            held.push(sock);
+        }
+    });
+    let flags = [
+        "--request-timeout",
+        "2s",
+        "--lease",
+        "10s",
+        "--retry-schedule",
+        "1s,1s,1s,1s,1s",
+    ];
+
+    // Baseline: the healthy endpoint alone.
+    let rx = Receiver::start().await;
+    let srv = Server::start(&flags).await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": rx.url("/healthy")}))
+        .await;
+    let sent = send_timed(&srv, N).await;
+    let (base_p50, base_p99) = percentiles(delays(&rx, "/healthy", &sent).await);
+    drop(srv);
+
+    // The same load with a black hole subscribed to every event as well.
+    let rx = Receiver::start().await;
+    let srv = Server::start(&flags).await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": format!("http://{hole_addr}/hole")}))
+        .await;
+    srv.endpoint("acct", json!({"url": rx.url("/healthy")}))
+        .await;
+    let sent = send_timed(&srv, N).await;
+    let ds = delays(&rx, "/healthy", &sent).await;
+    let (p50, p99) = percentiles(ds);
+    eprintln!(
+        "healthy endpoint, ingest to receipt over {N} events: alone p50 {base_p50:?} p99 {base_p99:?}; \
+         beside a black hole p50 {p50:?} p99 {p99:?}"
+    );
+    // Small absolute floors keep scheduler noise on a shared machine from deciding the ratio.
+    let floor = Duration::from_millis(20);
+    assert!(
+        p50 <= (base_p50 * 2).max(floor),
+        "median {p50:?} vs {base_p50:?}"
+    );
+    assert!(
+        p99 <= (base_p99 * 2).max(floor * 5),
+        "p99 {p99:?} vs {base_p99:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_and_rate_limit_are_honoured() {
+    let rx = Receiver::start().await;
+    rx.delay("/narrow", Duration::from_millis(150));
+    let srv = Server::start(&[]).await;
+    srv.seed("acct").await;
+    srv.endpoint(
+        "acct",
+        json!({"url": rx.url("/narrow"), "maxConcurrency": 3, "eventTypes": ["rx.completed"]}),
+    )
+    .await;
+    srv.endpoint(
+        "acct",
+        json!({"url": rx.url("/slow-rate"), "rateLimit": 5, "eventTypes": ["rx.failed"]}),
+    )
+    .await;
+    for n in 0..30 {
+        srv.post(
+            "/v1/accounts/acct/events",
+            json!({"event": "rx.completed", "data": {"n": n}}),
+        )
+        .await;
+        srv.post(
+            "/v1/accounts/acct/events",
+            json!({"event": "rx.failed", "data": {"n": n}}),
+        )
+        .await;
+    }
+    rx.wait_for("/narrow", 30, Duration::from_secs(30)).await;
+    let max = rx.max_in_flight("/narrow");
+    assert!(max <= 3, "maxConcurrency 3, saw {max} at once");
+    assert!(max >= 2, "requests did overlap ({max})");
+
+    let got = rx.wait_for("/slow-rate", 30, Duration::from_secs(30)).await;
+    let times: Vec<std::time::Instant> = got.iter().map(|r| r.at).collect();
+    let worst = times
+        .iter()
+        .map(|t0| {
+            times
+                .iter()
+                .filter(|t| **t >= *t0 && t.duration_since(*t0) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    // Requests are spaced 1/5 s apart; one of tolerance for timing at the window's edges.
+    assert!(
+        worst <= 6,
+        "rateLimit 5/s, saw {worst} requests within one second"
+    );
+    let span = times.last().unwrap().duration_since(times[0]);
+    assert!(
+        span >= Duration::from_secs(4),
+        "30 requests at 5/s take about 5 s, took {span:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_costs_a_few_requests_per_interval_and_retry_after_is_honoured() {
+    let rx = Receiver::start().await;
+    rx.respond_with("/dead", |_, _| 500);
+    rx.respond_with("/busy", |_, n| if n == 0 { 429 } else { 200 });
+    rx.retry_after("/busy", 2);
+    let srv = Server::start(&[
+        "--retry-schedule",
+        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
+        "--circuit-cooldown",
+        "1s",
+    ])
+    .await;
+    srv.seed("acct").await;
+    srv.endpoint(
+        "acct",
+        json!({"url": rx.url("/dead"), "eventTypes": ["rx.failed"]}),
+    )
+    .await;
+    srv.endpoint(
+        "acct",
+        json!({"url": rx.url("/busy"), "eventTypes": ["rx.completed"]}),
+    )
+    .await;
+    for b in 0..2 {
+        let batch: Vec<_> = (0..100)
+            .map(|n| json!({"event": "rx.failed", "data": {"n": b * 100 + n}}))
+            .collect();
+        let (s, _) = srv
+            .post("/v1/accounts/acct/events/batch", json!(batch))
+            .await;
+        assert_eq!(s, 202);
+    }
+    srv.post(
+        "/v1/accounts/acct/events",
+        json!({"event": "rx.completed", "data": {}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let dead = rx.received_on("/dead").len();
+    eprintln!("dead endpoint with 200 pending deliveries: {dead} requests in 4 s");
+    // Without the circuit it would be about 200 deliveries × 10 tries; with it, the first wave
+    // (at most the per-endpoint limit of 16), then one probe per cool-down (1 s, 2 s, …).
+    assert!(
+        dead <= 16 + 5 + 4,
+        "{dead} requests to a dead endpoint in 4 s"
+    );
+
+    let busy = rx.wait_for("/busy", 2, Duration::from_secs(10)).await;
+    let gap = busy[1].at.duration_since(busy[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 honoured, retried after {gap:?}"
+    );
+}
+
+async fn endpoint_state(srv: &Server, ep: &str) -> serde_json::Value {
+    srv.get(&format!("/v1/accounts/acct/endpoints/{ep}"))
+        .await
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_the_period_is_disabled_and_can_be_enabled() {
+    let rx = Receiver::start().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    rx.respond_with("/flaky", move |_, _| {
+        if h.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            503
+        }
+    });
+    let srv = Server::start(&[
+        "--retry-schedule",
+        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
+        "--circuit-cooldown",
+        "200ms",
+        "--disable-after",
+        "1s",
+    ])
+    .await;
+    srv.seed("acct").await;
+    let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/flaky")})).await;
+    srv.post(
+        "/v1/accounts/acct/events",
+        json!({"event": "rx.completed", "data": {}}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let disabled = loop {
+        let e = endpoint_state(&srv, &ep).await;
+        if e["enabled"] == false {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "never disabled: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        disabled["disabledReason"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
+        "{disabled}"
+    );
+    let requests_when_disabled = rx.received_on("/flaky").len();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        rx.received_on("/flaky").len(),
+        requests_when_disabled,
+        "a disabled endpoint gets nothing"
+    );
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (s, e) = srv
+        .post(
+            &format!("/v1/accounts/acct/endpoints/{ep}/enable"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(e["enabled"], true);
+    assert!(e["disabledReason"].is_null());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, ds) = srv
+            .get(&format!(
+                "/v1/accounts/acct/endpoints/{ep}/deliveries?status=succeeded"
+            ))
+            .await;
+        if ds["data"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pending delivery resumed after enable"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_endpoint_keeps_queue_order_through_retries() {
+    let rx = Receiver::start().await;
+    // The first try of every third request fails.
+    let tried = std::sync::Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
+    let t = tried.clone();
+    rx.respond_with("/ordered", move |body, n| {
+        let id = body["id"].as_str().unwrap_or_default().to_owned();
+        let first = t.lock().unwrap().insert(id);
+        if first && n % 3 == 2 { 500 } else { 200 }
+    });
+    let srv = Server::start(&["--retry-schedule", "200ms,200ms,200ms,200ms,200ms"]).await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": rx.url("/ordered"), "ordered": true}))
+        .await;
+    // Interleaved excepted/resolved pairs over 10 prescriptions.
+    let mut expected: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for round in 0..2 {
+        for q in 0..10 {
+            let kind = if round == 0 {
+                "rx.excepted"
+            } else {
+                "rx.resolved"
+            };
+            let queue = format!("q_{q}");
+            let (s, r) = srv
+                .post(
+                    "/v1/accounts/acct/events",
+                    json!({"event": kind, "queueId": queue, "data": {}}),
+                )
+                .await;
+            assert_eq!(s, 202);
+            expected
+                .entry(queue)
+                .or_default()
+                .push(r["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok: std::collections::HashSet<String> = rx
+            .received_on("/ordered")
+            .iter()
+            .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+            .collect();
+        if expected.values().flatten().all(|id| ok.contains(id)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Per queue id, requests arrive in acceptance order: a later event is never sent before an
+    // earlier one has been delivered (a failed first try is retried before anything after it).
+    let got = rx.received_on("/ordered");
+    let mut failed_first = 0;
+    for (queue, ids) in &expected {
+        let seq: Vec<String> = got
+            .iter()
+            .filter(|r| r.json()["queueId"] == queue.as_str())
+            .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut dedup = seq.clone();
+        dedup.dedup();
+        assert_eq!(&dedup, ids, "{queue}: {seq:?}");
+        failed_first += seq.len() - dedup.len();
+    }
+    assert!(failed_first >= 3, "retries happened ({failed_first})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_operations_record_manual_attempts() {
+    let rx = Receiver::start().await;
+    rx.script("/m", &[500, 500]);
+    let srv = Server::start(&["--retry-schedule", "50ms"]).await;
+    srv.seed("acct").await;
+    let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/m")})).await;
+    let since = hookline_core::Timestamp::now();
+    srv.post(
+        "/v1/accounts/acct/events",
+        json!({"event": "rx.completed", "data": {}}),
+    )
+    .await;
+    rx.wait_for("/m", 2, Duration::from_secs(10)).await;
+    // Failed after its one retry; recover every failed delivery since `since`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let (_, ds) = srv
+            .get(&format!(
+                "/v1/accounts/acct/endpoints/{ep}/deliveries?status=failed"
+            ))
+            .await;
+        if let Some(d) = ds["data"].as_array().unwrap().first() {
+            break d["id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (s, r) = srv
+        .post(
+            &format!("/v1/accounts/acct/endpoints/{ep}/recover"),
+            json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    assert_eq!(r["recovered"], 1);
+    // A test event.
+    let (s, t) = srv
+        .post(&format!("/v1/accounts/acct/endpoints/{ep}/test"), json!({}))
+        .await;
+    assert_eq!(s, 202, "{t}");
+    let got = rx.wait_for("/m", 4, Duration::from_secs(10)).await;
+    assert!(got.iter().any(|r| r.json()["event"] == "hookline.test"));
+    let attempts_of = |id: String| {
+        let srv = &srv;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let (_, a) = srv
+                    .get(&format!("/v1/accounts/acct/deliveries/{id}/attempts"))
+                    .await;
+                let a = a["data"].as_array().unwrap().clone();
+                if a.last().is_some_and(|x| x["statusCode"] == 200) {
+                    return a;
+                }
+                assert!(std::time::Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let a = attempts_of(failed).await;
+    let triggers: Vec<&str> = a.iter().map(|x| x["trigger"].as_str().unwrap()).collect();
+    assert_eq!(triggers, vec!["scheduled", "scheduled", "manual"]);
+    let test_event = t["id"].as_str().unwrap();
+    let (_, ds) = srv
+        .get(&format!("/v1/accounts/acct/events/{test_event}/deliveries"))
+        .await;
+    let a = attempts_of(ds["data"][0]["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(a[0]["trigger"], "manual");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_events_with_their_deliveries() {
+    let rx = Receiver::start().await;
+    let mut srv = Server::start(&["--retention", "1s"]).await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": rx.url("/r")})).await;
+    let (_, old) = srv
+        .post(
+            "/v1/accounts/acct/events",
+            json!({"event": "rx.completed", "data": {}}),
+        )
+        .await;
+    rx.wait_for("/r", 1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The purge runs at start-up and then hourly.
+    srv.restart().await;
+    let (_, young) = srv
+        .post(
+            "/v1/accounts/acct/events",
+            json!({"event": "rx.completed", "data": {}}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _) = srv
+            .get(&format!(
+                "/v1/accounts/acct/events/{}",
+                old["id"].as_str().unwrap()
+            ))
+            .await;
+        if s == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old event was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, _) = srv
+        .get(&format!(
+            "/v1/accounts/acct/events/{}",
+            young["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, 200, "a young event stays");
+}

@@ -69,6 +69,52 @@ impl FreshDatabase {
     }
 }
 
+/// Where the deliveries of a database are.
+#[derive(Debug)]
+struct Summary {
+    by_status: Vec<(String, i64)>,
+    leased: i64,
+    attempts: i64,
+    retried: i64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?}; {} leased, {} attempts recorded, {} deliveries needed more than one",
+            self.by_status, self.leased, self.attempts, self.retried
+        )
+    }
+}
+
+impl FreshDatabase {
+    async fn summary(&self) -> Summary {
+        let mut conn = sqlx::PgConnection::connect(&self.url()).await.unwrap();
+        let by_status: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM deliveries GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let (leased, attempts, retried): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM deliveries WHERE lease_id IS NOT NULL), \
+                    (SELECT count(*) FROM attempts), \
+                    (SELECT count(*) FROM deliveries WHERE attempts > 1)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let _ = conn.close().await;
+        Summary {
+            by_status,
+            leased,
+            attempts,
+            retried,
+        }
+    }
+}
+
 impl Drop for FreshDatabase {
     fn drop(&mut self) {
         let (url, name) = (self.admin_url.clone(), self.name.clone());
@@ -107,7 +153,16 @@ fn unreachable_message(url: &str, why: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_three_processes_share_one_database_through_a_kill9() {
     let db = FreshDatabase::create().await;
-    let report = kill9_one_of_three(&db.url(), 5_000, 10).await;
+    let url = db.url();
+    let run = tokio::spawn(async move { kill9_one_of_three(&url, 5_000, 10).await });
+    let report = match run.await {
+        Ok(report) => report,
+        Err(e) => {
+            // Say where the deliveries were when it failed, then fail as the run did.
+            eprintln!("postgres, deliveries when the run failed: {}", db.summary().await);
+            std::panic::resume_unwind(e.into_panic())
+        }
+    };
     eprintln!(
         "postgres, 3 processes, one kill -9: {} events accepted, {} deliveries expected, \
          {} received, {} duplicates, {:.1?} elapsed",
@@ -120,6 +175,12 @@ async fn postgres_three_processes_share_one_database_through_a_kill9() {
     assert_eq!(report.accepted, 5_000);
     assert_eq!(report.expected_deliveries, 50_000);
     assert!(report.received >= report.expected_deliveries);
+
+    // The database agrees: every delivery succeeded, none is pending or leased.
+    let summary = db.summary().await;
+    eprintln!("postgres, deliveries: {summary}");
+    assert_eq!(summary.by_status, vec![("succeeded".to_owned(), 50_000)]);
+    assert_eq!(summary.leased, 0);
     drop(db);
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct Received {
     pub(crate) path: String,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// When it arrived.
+    pub(crate) at: Instant,
 }
 
 impl Received {
@@ -44,7 +46,18 @@ struct ReceiverState {
     scripts: std::collections::HashMap<String, VecDeque<u16>>,
     /// Per path: how long to wait before answering.
     delays: std::collections::HashMap<String, Duration>,
+    /// Per path: a function of (request body, how many requests the path had before) → status.
+    responders: std::collections::HashMap<String, Responder>,
+    /// Per path: `Retry-After` seconds sent with non-2xx answers.
+    retry_after: std::collections::HashMap<String, u64>,
+    /// Per path: requests being answered now, and the most seen at once.
+    in_flight: std::collections::HashMap<String, (usize, usize)>,
+    /// Per path: how many requests arrived (kept so that recording stays O(1) per request:
+    /// multi-process tests record tens of thousands).
+    counts: std::collections::HashMap<String, usize>,
 }
+
+type Responder = Arc<dyn Fn(&Value, usize) -> u16 + Send + Sync>;
 
 /// An HTTP receiver on 127.0.0.1 that records every request.
 #[derive(Clone)]
@@ -87,8 +100,47 @@ impl Receiver {
         self.state.lock().unwrap().delays.insert(path.to_owned(), d);
     }
 
+    /// Answer requests to `path` with `f(body, requests before this one)`.
+    pub(crate) fn respond_with(
+        &self,
+        path: &str,
+        f: impl Fn(&Value, usize) -> u16 + Send + Sync + 'static,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .responders
+            .insert(path.to_owned(), Arc::new(f));
+    }
+
+    /// Send `Retry-After: secs` with every non-2xx answer on `path`.
+    pub(crate) fn retry_after(&self, path: &str, secs: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .retry_after
+            .insert(path.to_owned(), secs);
+    }
+
+    /// The most requests to `path` that were being answered at once.
+    pub(crate) fn max_in_flight(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .in_flight
+            .get(path)
+            .map_or(0, |(_, max)| *max)
+    }
+
     pub(crate) fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().got.clone()
+    }
+
+    /// The requests after the first `n` received (in arrival order), for callers that poll a
+    /// growing log without copying all of it each time.
+    pub(crate) fn received_since(&self, n: usize) -> Vec<Received> {
+        let s = self.state.lock().unwrap();
+        s.got.get(n..).map(<[Received]>::to_vec).unwrap_or_default()
     }
 
     pub(crate) fn received_on(&self, path: &str) -> Vec<Received> {
@@ -121,27 +173,46 @@ async fn record(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let path = uri.path().to_owned();
-    let (status, delay) = {
+    let (status, delay, retry_after) = {
         let mut s = state.lock().unwrap();
-        let status = s
-            .scripts
-            .get_mut(&path)
-            .and_then(|q| q.pop_front())
-            .unwrap_or(200);
+        let before = s.counts.get(&path).copied().unwrap_or(0);
+        *s.counts.entry(path.clone()).or_default() += 1;
+        let scripted = s.scripts.get_mut(&path).and_then(|q| q.pop_front());
+        let status = match (scripted, s.responders.get(&path)) {
+            (Some(st), _) => st,
+            (None, Some(f)) => f(
+                &serde_json::from_slice(&body).unwrap_or(Value::Null),
+                before,
+            ),
+            (None, None) => 200,
+        };
         let delay = s.delays.get(&path).copied();
+        let retry_after = s.retry_after.get(&path).copied();
+        let slot = s.in_flight.entry(path.clone()).or_default();
+        slot.0 += 1;
+        slot.1 = slot.1.max(slot.0);
         s.got.push(Received {
-            path,
+            path: path.clone(),
             headers,
             body,
+            at: Instant::now(),
         });
-        (status, delay)
+        (status, delay, retry_after)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    StatusCode::from_u16(status).unwrap()
+    state.lock().unwrap().in_flight.get_mut(&path).unwrap().0 -= 1;
+    let status = StatusCode::from_u16(status).unwrap();
+    match retry_after {
+        Some(secs) if !status.is_success() => {
+            (status, [("retry-after", secs.to_string())]).into_response()
+        }
+        _ => status.into_response(),
+    }
 }
 
 /// A `hookline serve` process, by default on a SQLite file in a temp dir.

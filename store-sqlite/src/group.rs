@@ -1,0 +1,170 @@
+//! Group commit: concurrent enqueues and settles share one write transaction and one `fsync`.
+//!
+//! Every caller puts its operation in a queue and then waits for the commit lock. Whoever gets it
+//! first (the leader) takes everything queued so far — its own operation and any that arrived
+//! while the previous group was committing — and runs them in one `BEGIN IMMEDIATE` transaction,
+//! each inside its own savepoint so that one failing operation (a conflict, a lost lease) leaves
+//! the others intact. Only after `COMMIT` has returned (with `synchronous = FULL`, after the
+//! `fsync`) does any caller get its answer, so an `Ok` still means "on disk". No task is spawned:
+//! the leader is always one of the callers.
+
+use std::sync::Mutex;
+
+use hookline_core::model::{Attempt, Event};
+use hookline_core::store::{LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{EndpointId, Timestamp};
+use sqlx::SqlitePool;
+use tokio::sync::oneshot;
+
+use crate::deliveries::{enqueue_in, settle_in};
+use crate::error::DbError;
+
+/// Most operations in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// A write that may share a transaction with others.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// [`DeliveryStore::enqueue`](hookline_core::store::DeliveryStore::enqueue).
+    Enqueue {
+        event: Event,
+        targets: Vec<EndpointId>,
+        now: Timestamp,
+    },
+    /// [`DeliveryStore::settle`](hookline_core::store::DeliveryStore::settle).
+    Settle {
+        lease: LeaseToken,
+        attempt: Attempt,
+        next: Next,
+    },
+}
+
+/// What an operation produced.
+#[derive(Debug)]
+pub(crate) enum Done {
+    Enqueued(Receipt),
+    Settled,
+}
+
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
+
+/// The queue and the commit lock.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    queue: Mutex<Vec<(Op, Reply)>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+impl GroupCommit {
+    /// Runs `op` in the next group transaction on `pool`; returns once that group is committed.
+    pub(crate) async fn submit(&self, pool: &SqlitePool, op: Op) -> Result<Done, StoreError> {
+        let (tx, mut rx) = oneshot::channel();
+        self.lock_queue().push((op, tx));
+        loop {
+            let guard = self.leader.lock().await;
+            // A previous leader may have taken (and answered) our operation already.
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(StoreError::Backend(
+                        "the group commit dropped an operation".into(),
+                    ));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<(Op, Reply)> = {
+                let mut q = self.lock_queue();
+                let n = q.len().min(MAX_GROUP);
+                q.drain(..n).collect()
+            };
+            if !batch.is_empty() {
+                run_group(pool, batch).await;
+            }
+            drop(guard);
+            if let Ok(result) = rx.try_recv() {
+                return result;
+            }
+            // Our operation was beyond this group's size limit: lead (or join) the next one.
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<(Op, Reply)>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn run_group(pool: &SqlitePool, batch: Vec<(Op, Reply)>) {
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = DbError::from(e);
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Unavailable(Box::new(DbError::Group(
+                    e.to_string(),
+                )))));
+            }
+            return;
+        }
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for (op, reply) in batch {
+        let result = run_one(&mut tx, &op).await;
+        results.push((result, reply));
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (result, reply) in results {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let e = DbError::from(e);
+            tracing::error!(error = %e, "committing a write group failed");
+            for (_, reply) in results {
+                let _ = reply.send(Err(StoreError::Unavailable(Box::new(DbError::Group(
+                    e.to_string(),
+                )))));
+            }
+        }
+    }
+}
+
+async fn run_one(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<Done, StoreError> {
+    let savepoint = |sql: &'static str| sqlx::query(sql);
+    savepoint("SAVEPOINT op")
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::from)?;
+    let result = match op {
+        Op::Enqueue {
+            event,
+            targets,
+            now,
+        } => enqueue_in(conn, event, targets, *now)
+            .await
+            .map(Done::Enqueued),
+        Op::Settle {
+            lease,
+            attempt,
+            next,
+        } => settle_in(conn, lease, attempt, *next)
+            .await
+            .map(|()| Done::Settled),
+    };
+    let end = if result.is_ok() {
+        "RELEASE op"
+    } else {
+        "ROLLBACK TO op"
+    };
+    savepoint(end)
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::from)?;
+    if result.is_err() {
+        savepoint("RELEASE op")
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+    }
+    result
+}
