@@ -2,7 +2,7 @@
 //!
 //! The Hookline server: the JSON API under `/v1` behind tower middleware, the delivery workers,
 //! and the `hookline` command line (`serve`, `listen`, `migrate`). Tests and embedders start it
-//! in-process with [`app`] (the router over an [`AppState`]) or [`run`].
+//! in-process with [`app()`] (the router over an [`AppState`]) or [`run()`].
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
