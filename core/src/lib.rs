@@ -23,7 +23,7 @@
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `testkit` | no | [`testkit`]: the store conformance suite every backend runs, a manual clock |
+//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs, a manual clock |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
