@@ -156,6 +156,12 @@ fn body_text(e: &impl std::error::Error) -> String {
     s
 }
 
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        Self::bad_request("invalid_id", r.body_text())
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::bad_request("invalid_query", r.body_text())

@@ -1,12 +1,12 @@
 //! Accounts, their API keys and their sites.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::model::{Account, Role, Site};
 use hookline_core::{AccountId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Json, ListOut, Paging, Query, account_id, check_len, site_id};
+use super::{Json, ListOut, Paging, Path, Query, account_id, check_len, site_id};
 use crate::auth::{Caller, new_key};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

@@ -1,12 +1,12 @@
 //! The event-type catalog.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::Timestamp;
 use hookline_core::model::EventType;
 use serde::Deserialize;
 
-use super::{Json, ListOut, Paging, Query, check_len, event_type_name};
+use super::{Json, ListOut, Paging, Path, Query, check_len, event_type_name};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use hookline_core::model::{Endpoint, EndpointSecret, Event};
 use hookline_core::signing::Secret;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::catalog::double_option;
-use super::{Json, ListOut, Paging, Query, check_len, endpoint_id, event_type_name, site_id};
+use super::{Json, ListOut, Paging, Path, Query, check_len, endpoint_id, event_type_name, site_id};
 use crate::api::accounts::load_account;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};

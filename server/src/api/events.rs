@@ -1,6 +1,6 @@
 //! Events, deliveries and attempts.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hookline_core::dispatcher::PublishError;
 use hookline_core::model::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, Event, EventFilter};
@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use super::endpoints::load_endpoint;
 use super::{
-    Json, ListOut, Paging, Query, check_len, delivery_id, event_id, event_type_name, site_id,
+    Json, ListOut, Paging, Path, Query, check_len, delivery_id, event_id, event_type_name, site_id,
 };
 use crate::api::accounts::load_account;
 use crate::auth::Caller;

@@ -31,6 +31,11 @@ impl<T: Serialize> axum::response::IntoResponse for Json<T> {
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(crate) struct Query<T>(pub(crate) T);
 
+/// Path parameters whose rejections are problem documents.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct Path<T>(pub(crate) T);
+
 /// Largest page size.
 pub(crate) const MAX_LIMIT: usize = 250;
 const DEFAULT_LIMIT: usize = 50;

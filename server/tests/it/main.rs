@@ -603,6 +603,31 @@ async fn bad_input_is_rejected_with_a_problem_and_stores_nothing() {
         "route_not_found",
     )
     .await;
+    // A path segment that is not UTF-8 once decoded.
+    assert_problem(
+        &srv,
+        key,
+        post.clone(),
+        "/v1/accounts/%FF/events",
+        Some(json!({"event": "rx.completed", "data": {}})),
+        400,
+        "invalid_id",
+    )
+    .await;
+    // A batch with one bad item stores none of them.
+    assert_problem(
+        &srv,
+        key,
+        post.clone(),
+        "/v1/accounts/acct/events/batch",
+        Some(json!([
+            {"event": "rx.completed", "data": {}},
+            {"event": "rx.nope", "data": {}}
+        ])),
+        422,
+        "unknown_event_type",
+    )
+    .await;
 
     // Nothing was stored.
     let (_, events) = srv.get(&ev).await;

@@ -159,7 +159,10 @@ async fn postgres_three_processes_share_one_database_through_a_kill9() {
         Ok(report) => report,
         Err(e) => {
             // Say where the deliveries were when it failed, then fail as the run did.
-            eprintln!("postgres, deliveries when the run failed: {}", db.summary().await);
+            eprintln!(
+                "postgres, deliveries when the run failed: {}",
+                db.summary().await
+            );
             std::panic::resume_unwind(e.into_panic())
         }
     };
