@@ -328,6 +328,7 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         let mut store_backoff = Duration::from_millis(100);
         tracing::info!(concurrency = cfg.concurrency, "dispatcher started");
+        let remote = self.inner.store.work_signal();
         let purge = cfg
             .retention
             .map(|keep| tokio::spawn(self.clone().purge_loop(keep, shutdown.clone())));
@@ -406,9 +407,16 @@ impl Dispatcher {
                     if let Some(t) = reopen {
                         sleep = sleep.min(t.saturating_duration_since(Instant::now()));
                     }
+                    let remote_wake = async {
+                        match &remote {
+                            Some(n) => n.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = self.inner.wake.notified() => {}
+                        _ = remote_wake => {}
                         _ = tokio::time::sleep(sleep) => {}
                     }
                 }

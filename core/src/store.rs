@@ -16,6 +16,7 @@
 //!   lease is still the caller's. Otherwise it changes nothing and returns
 //!   [`StoreError::LeaseLost`]: a late report can never undo another worker's result.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
@@ -242,6 +243,13 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         let _ = (before, max);
         Ok(0)
+    }
+    /// A signal the store raises when another process makes work due (for example PostgreSQL
+    /// `LISTEN/NOTIFY` or Redis pub/sub), so idle dispatchers wake at once instead of at their
+    /// next poll. `None` (the default) when the store has no such channel; a store may start its
+    /// listener on the first call, which the dispatcher makes from `run`.
+    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
     }
     /// The earliest instant a pending delivery becomes due (leased ones count at lease end).
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
