@@ -1,30 +1,349 @@
 //! # hookline-store-postgres
 //!
-//! Hookline's PostgreSQL store. (Being built: `connect` reports that it is not ready yet.)
+//! Hookline's production store: [`PgStore`] keeps accounts, endpoints, events, deliveries and
+//! attempts in PostgreSQL (13 or newer) and implements every store trait of
+//! [`hookline_core::store`], so it can be used as `Arc<dyn Store>`. Any number of
+//! `hookline serve` processes (or embedding services) may share one database: work is split by
+//! the claims themselves, `FOR UPDATE SKIP LOCKED`, never by a coordinator.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use hookline_core::store::Store;
+//! use hookline_store_postgres::{PgConfig, PgStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = PgConfig::default()
+//!     .max_connections(20)
+//!     .acquire_timeout(Duration::from_secs(5));
+//! // Connects and applies the embedded migrations.
+//! let store = PgStore::connect("postgres://hookline@db.internal/hookline", cfg).await?;
+//! let store: Arc<dyn Store> = Arc::new(store);
+//! // hand `store` to `hookline_core::dispatcher::Dispatcher::builder(store, transport)`
+//! # let _ = store; Ok(()) }
+//! ```
+//!
+//! All SQL is run with the runtime `sqlx::query` API (no `query!` macros), so building needs no
+//! database; the conformance suite of `hookline-core` covers every query instead.
+//!
+//! ## Migrations
+//! The schema lives in `migrations/` and is embedded with `sqlx::migrate!`.
+//! [`PgStore::connect`] applies it (so does `hookline migrate`, and `hookline serve` at
+//! start-up); [`PgStore::migrate`] does it for a pool from [`PgStore::from_pool`]. sqlx takes a
+//! PostgreSQL advisory lock while migrating, so several processes starting at once are safe.
+//! The bookkeeping table `_sqlx_migrations` lives next to Hookline's tables.
+//!
+//! ## Schemas and isolation
+//! Tables go into the first schema of the connection's `search_path` (normally `public`).
+//! [`PgConfig::schema`] puts the store in its own schema instead: `connect` creates it if
+//! missing and sets `search_path` on every pooled connection, so one database can hold several
+//! independent Hookline stores. The tests use exactly this: every test case gets a fresh
+//! `t_<random>` schema on the server named by `HOOKLINE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), migrated on connect and dropped with
+//! `DROP SCHEMA … CASCADE` by a guard when the case ends, also when it fails. Server tests that
+//! run several processes use a fresh database instead, dropped the same way.
+//!
+//! ## How the pipeline maps to SQL
+//! * **Enqueue** is one transaction of two statements: `INSERT INTO events … ON CONFLICT DO
+//!   NOTHING` (the primary key and a unique index on `(account, idempotency_key)` both count),
+//!   then the whole fan-out as one `INSERT INTO deliveries … SELECT … FROM UNNEST($1::text[],
+//!   $2::text[])`. When the event insert conflicts, concurrent creates with one idempotency key
+//!   wait for the winner and then all return its event id and deliveries (`duplicate: true`).
+//! * **Claim** is one statement: a `SELECT … ORDER BY next_attempt_at, id LIMIT n FOR UPDATE
+//!   OF d SKIP LOCKED` inside an `UPDATE … RETURNING` that stamps a fresh lease id
+//!   (`gen_random_uuid()`) and moves `next_attempt_at` to the lease's end, so an expired lease
+//!   is simply due again (one index, no sweeper). Claimers in different processes skip each
+//!   other's locked rows instead of queueing behind them.
+//! * **Settle** is one statement: `WITH settled AS (UPDATE … WHERE id = $1 AND lease_id = $2 AND
+//!   status = 'pending' RETURNING id) INSERT INTO attempts … SELECT … FROM settled`. No row
+//!   means the lease was lost, and nothing changed.
+//! * Time always comes from the caller (`now: Timestamp`), never from `now()`; timestamps are
+//!   `BIGINT` milliseconds. Lists are newest first by `(created_at, id)` with row-value cursors
+//!   over matching indexes; ids use the `"C"` collation (byte order, as in Rust).
+//!
+//! ## The due index
+//! `deliveries_due` is a partial index on `(next_attempt_at, id) WHERE status = 'pending' AND
+//! endpoint_enabled`: it holds only claimable work, so finished deliveries never slow claims
+//! down, and the backlog of a disabled endpoint is left out (`endpoint_enabled` is a copy of
+//! the endpoint's flag kept by `update_endpoint`; the claim still checks `endpoints.enabled`).
+//!
+//! Measured, not assumed: a scratch database on PostgreSQL 15.20 (the 2-core development
+//! machine, shared with other builds) was migrated and filled with 12,500 events × 100 endpoints
+//! = **1,250,000 deliveries, 1,000,000 of them pending** (due from an hour ago to an hour ahead,
+//! so 500,000 due at `now`) and 250,000 succeeded; 5 endpoints disabled, 10 ordered (500 queue
+//! ids). After `VACUUM ANALYZE`, the claim statement exactly as this crate sends it
+//! (`claim_due(now, 64, 45 s)`, no skipped endpoints, `jit = off` as the store sets it) was
+//! prepared and run under `EXPLAIN (ANALYZE, BUFFERS)` in a transaction that was rolled back;
+//! then the database was dropped. The plan:
+//!
+//! ```text
+//!  Update on deliveries d  (cost=626.44..710.54 rows=10 width=54) (actual time=1.811..6.225 rows=64 loops=1)
+//!    Buffers: shared hit=2087 dirtied=2 written=2
+//!    InitPlan 2 (returns $9)
+//!      ->  Limit  (cost=0.58..626.02 rows=64 width=51) (actual time=0.117..1.367 rows=64 loops=1)
+//!            Buffers: shared hit=240
+//!            ->  LockRows  (cost=0.58..3400866.02 rows=348004 width=51) (actual time=0.116..1.356 rows=64 loops=1)
+//!                  Buffers: shared hit=240
+//!                  ->  Nested Loop  (cost=0.58..3397385.98 rows=348004 width=51) (actual time=0.083..1.210 rows=64 loops=1)
+//!                        Buffers: shared hit=176
+//!                        ->  Index Scan using deliveries_due on deliveries due  (cost=0.42..3388265.39 rows=366320 width=80) (actual time=0.063..0.995 rows=64 loops=1)
+//!                              Index Cond: (next_attempt_at <= '1800000000000'::bigint)
+//!                              Filter: (endpoint_enabled AND (status = 'pending'::text) AND ((ordering_key IS NULL) OR (NOT (SubPlan 1))))
+//!                              Rows Removed by Filter: 5
+//!                              Buffers: shared hit=88
+//!                              SubPlan 1
+//!                                ->  Index Only Scan using deliveries_ordered on deliveries p  (cost=0.42..8.44 rows=1 width=0) (actual time=0.021..0.021 rows=1 loops=5)
+//!                                      Index Cond: ((endpoint_id = due.endpoint_id) AND (ordering_key = due.ordering_key) AND (id < due.id))
+//!                                      Heap Fetches: 0
+//!                                      Buffers: shared hit=16
+//!                        ->  Memoize  (cost=0.15..0.17 rows=1 width=41) (actual time=0.003..0.003 rows=1 loops=64)
+//!                              Cache Key: due.endpoint_id, due.account
+//!                              Cache Mode: logical
+//!                              Hits: 20  Misses: 44  Evictions: 0  Overflows: 0  Memory Usage: 8kB
+//!                              Buffers: shared hit=88
+//!                              ->  Index Scan using endpoints_pkey on endpoints e  (cost=0.14..0.16 rows=1 width=41) (actual time=0.002..0.002 rows=1 loops=44)
+//!                                    Index Cond: (id = due.endpoint_id)
+//!                                    Filter: (enabled AND (due.account = account))
+//!                                    Buffers: shared hit=88
+//!    ->  Index Scan using deliveries_pkey on deliveries d  (cost=0.43..84.52 rows=10 width=54) (actual time=1.499..2.617 rows=64 loops=1)
+//!          Index Cond: (id = ANY ($9))
+//!          Buffers: shared hit=627
+//!  Planning:
+//!    Buffers: shared hit=274
+//!  Planning Time: 1.861 ms
+//!  Execution Time: 6.481 ms
+//! ```
+//!
+//! The claim walks `deliveries_due` in due order, checks each candidate's endpoint by primary
+//! key (memoized) and, for ordered endpoints only, that it heads its queue id (an index-only
+//! probe of `deliveries_ordered`), locks, and stops after 64 rows: 240 buffers read to select
+//! them (the rest of the 2,087 is the update writing new index entries for 64 rows), so its
+//! cost does not grow with the backlog. The same statement under
+//! `plan_cache_mode = force_generic_plan` (what a prepared statement may switch to) has the
+//! same shape and took 6.1 ms. `next_due` uses the same index with `LIMIT 1` (6 buffers,
+//! 0.04 ms). Two things were found and fixed this way: joining the locked rows back through a
+//! CTE made the generic plan hash-join the whole table (≈ 0.5 s), hence `id = ANY (ARRAY(…))`;
+//! and with JIT on, the generic plan's large estimates made PostgreSQL spend ≈ 35 ms compiling,
+//! hence `jit = off` on the store's connections.
+//!
+//! ## Errors
+//! Failures are classified at the trait boundary, keeping the sqlx error as the source: no
+//! connection within [`PgConfig::acquire_timeout`], refused or reset connections, a closed pool,
+//! and SQLSTATEs that mean "not now" (class `08`, `57P01`–`57P03`, `53300`, `40001`, `40P01`, …)
+//! become [`StoreError::Unavailable`](hookline_core::store::StoreError::Unavailable) (the API
+//! answers 503 `store_unavailable`, the dispatcher backs off); unique violations become
+//! `Conflict`; everything else is `Backend`. The pool reconnects by itself once the database is
+//! back. Response bodies and transport errors recorded with an attempt have NUL characters
+//! replaced (PostgreSQL text cannot hold them).
+//!
+//! ## Features
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | *(none)* | — | sqlx's PostgreSQL driver over plain TCP. TLS (`sslmode=require`) is not compiled in yet; use a local socket, a private network or a TLS-terminating proxy |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-/// PostgreSQL store settings.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct PgConfig {}
+mod catalog;
+mod deliveries;
+mod endpoints;
+mod error;
+mod rows;
 
-/// Errors opening the store.
-#[derive(Debug, thiserror::Error)]
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use error::PgError;
+/// The sqlx this crate is built with, for building the pool given to [`PgStore::from_pool`]
+/// (the versions must match).
+pub use sqlx;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How [`PgStore::connect`] opens its pool.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum PgError {
-    /// Not built yet.
-    #[error("the PostgreSQL store is not available in this build yet")]
-    NotReady,
+pub struct PgConfig {
+    /// Connections in the pool at most (default 10). Every `hookline serve` process has its
+    /// own pool: keep `processes × max_connections` below the server's `max_connections`.
+    pub max_connections: u32,
+    /// Connections kept open when idle (default 0).
+    pub min_connections: u32,
+    /// How long a call waits for a pooled connection (or for a new one to be established)
+    /// before failing with `StoreError::Unavailable` (default 5 s). Short, so that ingest
+    /// answers 503 quickly while the database is unreachable.
+    pub acquire_timeout: Duration,
+    /// Idle connections are closed after this long (default 10 minutes).
+    pub idle_timeout: Option<Duration>,
+    /// Keep the store in this schema (created if missing) instead of the `search_path`'s
+    /// first one. A plain lower-case identifier: `a-z`, `0-9`, `_`, at most 63 bytes.
+    pub schema: Option<String>,
+    /// `application_name` reported to the server when the URL names none (default `hookline`).
+    pub application_name: String,
 }
 
-/// The PostgreSQL store.
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            schema: None,
+            application_name: "hookline".to_owned(),
+        }
+    }
+}
+
+impl PgConfig {
+    /// Sets [`max_connections`](Self::max_connections) (at least 1).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`min_connections`](Self::min_connections).
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// Sets [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Sets [`schema`](Self::schema).
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = Some(name.into());
+        self
+    }
+
+    /// Sets [`application_name`](Self::application_name).
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+}
+
+/// Whether `name` is a schema name we accept: it needs no quoting anywhere.
+fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Hookline's store on PostgreSQL. Cheap to clone (it holds a pool).
 #[derive(Debug, Clone)]
-pub struct PgStore {}
+pub struct PgStore {
+    pool: PgPool,
+}
 
 impl PgStore {
-    /// Connects to `url` and migrates the schema.
-    pub async fn connect(_url: &str, _cfg: PgConfig) -> Result<Self, PgError> {
-        Err(PgError::NotReady)
+    /// Connects to `url` (`postgres://user:password@host:port/database?…`, every parameter
+    /// sqlx understands), creates [`PgConfig::schema`] if set, and applies the migrations.
+    pub async fn connect(url: &str, cfg: PgConfig) -> Result<Self, PgError> {
+        // JIT compilation costs tens of milliseconds per statement and never pays off for
+        // these short, index-driven statements (it would kick in on a generic plan's estimates).
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(PgError::InvalidUrl)?
+            .options([("jit", "off")]);
+        if options.get_application_name().is_none() {
+            options = options.application_name(&cfg.application_name);
+        }
+        if let Some(schema) = &cfg.schema {
+            if !valid_schema(schema) {
+                return Err(PgError::InvalidSchema(schema.clone()));
+            }
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections.max(1))
+            .min_connections(cfg.min_connections)
+            .acquire_timeout(cfg.acquire_timeout)
+            .idle_timeout(cfg.idle_timeout)
+            .connect_with(options)
+            .await
+            .map_err(PgError::Connect)?;
+        if let Some(schema) = &cfg.schema {
+            // Validated above: a bare identifier needs no quoting. Processes starting together
+            // race here, and `IF NOT EXISTS` does not stop the loser from failing on the
+            // catalog's unique index: whoever lost, the schema exists now.
+            match sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&pool)
+                .await
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db))
+                    if db.kind() == sqlx::error::ErrorKind::UniqueViolation
+                        || db.code().as_deref() == Some("42P06") => {}
+                Err(e) => return Err(PgError::CreateSchema(e)),
+            }
+        }
+        let store = Self::from_pool(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Uses an existing pool; run [`migrate`](Self::migrate) before use. Tables are looked up
+    /// through the connections' `search_path`. [`connect`](Self::connect) also sets `jit = off`
+    /// on its connections (see the crate docs); do the same for a pool of your own.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies the embedded migrations (idempotent, safe to run from several processes at once;
+    /// [`connect`](Self::connect) runs it).
+    pub async fn migrate(&self) -> Result<(), PgError> {
+        MIGRATOR.run(&self.pool).await.map_err(PgError::Migrate)
+    }
+
+    /// The pool, for embedders that want to share it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A `LIMIT` for fetching one row more than `limit` (to know whether a next page exists).
+fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_need_no_quoting() {
+        assert!(valid_schema("t_01abc"));
+        assert!(valid_schema("hookline"));
+        assert!(!valid_schema(""));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema("Hookline"));
+        assert!(!valid_schema("a;drop"));
+        assert!(!valid_schema(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn defaults_fail_fast() {
+        let cfg = PgConfig::default();
+        assert!(cfg.acquire_timeout <= Duration::from_secs(5));
+        assert_eq!(cfg.max_connections(0).max_connections, 1);
     }
 }

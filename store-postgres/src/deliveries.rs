@@ -1,0 +1,515 @@
+//! [`DeliveryStore`]: events, deliveries, leases and attempts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hookline_core::model::{
+    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
+};
+use hookline_core::store::{Claimed, DeliveryStore, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
+use sqlx::{PgConnection, QueryBuilder};
+
+use crate::PgStore;
+use crate::catalog::push_page;
+use crate::error::{DbError, DbResult};
+use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS, qualified};
+
+/// How often enqueue looks for the row it conflicted with before giving up (the row can vanish
+/// between the conflict and the look-up only if it is deleted in that instant).
+const DUPLICATE_LOOKUPS: usize = 3;
+
+/// The claim: pending deliveries of enabled endpoints due at `$1`, oldest due first, at most
+/// `$2`, not to the endpoints in `$4`, and for ordered endpoints only the head of each queue id
+/// (a pending delivery with the same endpoint and key and a lower id blocks it, leased or not),
+/// locked with `SKIP LOCKED` so concurrent claimers (in any process) pass each other
+/// instead of queueing; each gets a fresh lease id and is pushed to the lease's end (`$3`).
+///
+/// `FOR UPDATE … SKIP LOCKED` under READ COMMITTED: a row another claimer updated after our
+/// snapshot is re-checked against the `WHERE` clause on its newest version, whose
+/// `next_attempt_at` is now in the future, so it is dropped: two claims never return one row.
+///
+/// The locked ids are handed to the `UPDATE` as an array (`id = ANY (ARRAY(…))`), not joined
+/// from a CTE: with a join, PostgreSQL's generic plan for the prepared statement (used after a
+/// few executions, when it does not know `$2` is small) hashes the whole table — about 0.5 s
+/// at a million rows — where the array is always a primary-key index scan.
+pub(crate) const CLAIM_SQL: &str = "\
+UPDATE deliveries d
+SET lease_id = gen_random_uuid()::text,
+    claimed_due_at = d.next_attempt_at,
+    next_attempt_at = $3
+WHERE d.id = ANY (ARRAY(
+    SELECT due.id
+    FROM deliveries due
+    JOIN endpoints e ON e.id = due.endpoint_id AND e.account = due.account
+    WHERE due.status = 'pending' AND due.endpoint_enabled AND due.next_attempt_at <= $1
+      AND e.enabled
+      AND NOT (due.endpoint_id = ANY ($4))
+      AND (due.ordering_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM deliveries p
+          WHERE p.endpoint_id = due.endpoint_id AND p.ordering_key = due.ordering_key
+            AND p.status = 'pending' AND p.id < due.id))
+    ORDER BY due.next_attempt_at, due.id
+    LIMIT $2
+    FOR UPDATE OF due SKIP LOCKED
+))
+RETURNING ";
+
+/// Sets a delivery pending, due at `$1`, with a manual trigger and no lease. The due index's
+/// copy of the endpoint flag is set to TRUE, the value that is always safe (the claim checks the
+/// endpoint itself): a delivery that failed while its endpoint was disabled must not come back
+/// hidden after the endpoint was enabled again.
+const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
+    lease_id = NULL, claimed_due_at = NULL, next_trigger = 'manual', endpoint_enabled = TRUE";
+
+/// The receipt of an event accepted before: its id and its deliveries.
+async fn original_receipt(conn: &mut PgConnection, event: String) -> DbResult<Receipt> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE event_id = $1 ORDER BY id")
+            .bind(&event)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Receipt {
+        event_id: EventId::parse(&event).map_err(|e| DbError::corrupt("events.id", e))?,
+        deliveries: ids
+            .iter()
+            .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
+            .collect::<Result<_, _>>()?,
+        duplicate: true,
+    })
+}
+
+#[async_trait::async_trait]
+impl DeliveryStore for PgStore {
+    async fn enqueue(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError> {
+        for _ in 0..DUPLICATE_LOOKUPS {
+            let mut tx = self.pool.begin().await.map_err(DbError::from)?;
+            // No conflict target: both the primary key and the per-account idempotency key
+            // count. A concurrent insert of the same key makes this wait for that transaction
+            // and then do nothing, so exactly one of many racing creates wins.
+            let inserted = sqlx::query(&format!(
+                "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(event.id.as_str())
+            .bind(event.account.as_str())
+            .bind(event.site.as_ref().map(|s| s.as_str()))
+            .bind(event.event_type.as_str())
+            .bind(&event.queue_id)
+            .bind(event.data.get())
+            .bind(&event.idempotency_key)
+            .bind(event.timestamp.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::from(e).into_store("event"))?
+            .rows_affected();
+
+            if inserted == 0 {
+                // A new statement sees the winner's committed row (READ COMMITTED).
+                let original: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM events WHERE id = $1 \
+                     UNION ALL \
+                     SELECT id FROM events WHERE account = $2 AND idempotency_key = $3 \
+                     LIMIT 1",
+                )
+                .bind(event.id.as_str())
+                .bind(event.account.as_str())
+                .bind(&event.idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DbError::from)?;
+                match original {
+                    Some(id) => return Ok(original_receipt(&mut tx, id).await?),
+                    None => continue,
+                }
+            }
+
+            let deliveries: Vec<DeliveryId> =
+                targets.iter().map(|_| DeliveryId::generate()).collect();
+            if !targets.is_empty() {
+                // The whole fan-out in one statement, however many targets.
+                // Ordered endpoints get the queue id as ordering key.
+                sqlx::query(
+                    "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
+                     next_attempt_at, created_at, next_trigger, ordering_key) \
+                     SELECT t.id, $3, $4, t.endpoint_id, 'pending', 0, $5, $5, 'scheduled', \
+                         CASE WHEN e.ordered THEN $6 END \
+                     FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t (id, endpoint_id, n) \
+                     LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+                     ORDER BY t.n",
+                )
+                .bind(deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+                .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+                .bind(event.account.as_str())
+                .bind(event.id.as_str())
+                .bind(now.as_millis())
+                .bind(&event.queue_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::from(e).into_store("delivery"))?;
+            }
+            tx.commit().await.map_err(DbError::from)?;
+            return Ok(Receipt {
+                event_id: event.id.clone(),
+                deliveries,
+                duplicate: false,
+            });
+        }
+        Err(StoreError::Conflict("event"))
+    }
+
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE account = $1 AND id = $2"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::event).transpose()?)
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(t) = &filter.event_type {
+            qb.push(" AND event_type = ")
+                .push_bind(t.as_str().to_owned());
+        }
+        if let Some(s) = &filter.site {
+            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
+        }
+        if let Some(q) = &filter.queue_id {
+            qb.push(" AND queue_id = ").push_bind(q.clone());
+        }
+        if let Some(t) = filter.since {
+            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
+        }
+        if let Some(t) = filter.until {
+            qb.push(" AND fired_at < ").push_bind(t.as_millis());
+        }
+        push_page(&mut qb, "fired_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
+            created_at: e.timestamp,
+            id: e.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = $1 AND id = $2"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::delivery).transpose()?)
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
+        ));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(e) = &filter.event {
+            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
+        }
+        if let Some(e) = &filter.endpoint {
+            qb.push(" AND endpoint_id = ")
+                .push_bind(e.as_str().to_owned());
+        }
+        if let Some(s) = filter.status {
+            qb.push(" AND status = ").push_bind(s.as_str());
+        }
+        push_page(&mut qb, "created_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
+            created_at: d.created_at,
+            id: d.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_due_except(now, max, lease, &[]).await
+    }
+
+    async fn claim_due_except(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        skip: &[EndpointId],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let lease_end = now.add(lease);
+        let claimed = sqlx::query(&format!(
+            "{CLAIM_SQL}{}, d.lease_id, d.claimed_due_at, d.next_trigger",
+            qualified("d", DELIVERY_COLS)
+        ))
+        .bind(now.as_millis())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .bind(lease_end.as_millis())
+        .bind(skip.iter().map(|e| e.as_str()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut batch = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            batch.push((rows::delivery(row)?, rows::claim_columns(row)?));
+        }
+        batch.sort_by(|(a, ca), (b, cb)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+
+        // Two more round trips for the whole batch: its events and its endpoints.
+        let mut event_ids: Vec<&str> = batch.iter().map(|(d, _)| d.event_id.as_str()).collect();
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        let event_rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE id = ANY ($1)"
+        ))
+        .bind(&event_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        let mut events = HashMap::new();
+        for row in &event_rows {
+            let e = rows::event(row)?;
+            events.insert(e.id.clone(), e);
+        }
+        let mut endpoint_ids: Vec<&str> =
+            batch.iter().map(|(d, _)| d.endpoint_id.as_str()).collect();
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        let endpoint_rows = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ANY ($1)"
+        ))
+        .bind(&endpoint_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        let mut endpoints = HashMap::new();
+        for row in &endpoint_rows {
+            let e = rows::endpoint(row)?;
+            endpoints.insert(e.id.clone(), e);
+        }
+
+        let mut out = Vec::with_capacity(batch.len());
+        for (delivery, cols) in batch {
+            // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
+            // or gone, and the lease just lapses.
+            let (Some(event), Some(endpoint)) = (
+                events.get(&delivery.event_id).cloned(),
+                endpoints.get(&delivery.endpoint_id).cloned(),
+            ) else {
+                continue;
+            };
+            out.push(Claimed {
+                attempt_number: delivery.attempts.saturating_add(1),
+                trigger: cols.trigger,
+                lease: LeaseToken {
+                    delivery: delivery.id.clone(),
+                    lease_id: cols.lease_id,
+                },
+                delivery,
+                event,
+                endpoint,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, claimed_due_at = NULL \
+             WHERE id = $2 AND lease_id = $3 AND status = 'pending'",
+        )
+        .bind(until.as_millis())
+        .bind(lease.delivery.as_str())
+        .bind(&lease.lease_id)
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        // One statement: the oldest events (index on `fired_at`), their deliveries and attempts
+        // by `ON DELETE CASCADE`. A leased delivery that is purged settles as `LeaseLost`.
+        let done = sqlx::query(
+            "DELETE FROM events WHERE id = ANY (ARRAY( \
+                 SELECT id FROM events WHERE fired_at < $1 ORDER BY fired_at LIMIT $2))",
+        )
+        .bind(before.as_millis())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        // Only deliveries a claim could return: reporting ones of disabled endpoints would make
+        // the dispatcher wake for work it cannot take. Same index as the claim.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT d.next_attempt_at FROM deliveries d \
+             JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
+             WHERE d.status = 'pending' AND d.endpoint_enabled AND e.enabled \
+             ORDER BY d.next_attempt_at, d.id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(due.map(Timestamp::from_millis))
+    }
+
+    async fn settle(
+        &self,
+        lease: &LeaseToken,
+        attempt: &Attempt,
+        next: Next,
+    ) -> Result<(), StoreError> {
+        let (status, next_at) = match next {
+            Next::Delivered => ("succeeded", None),
+            Next::RetryAt(t) => ("pending", Some(t.as_millis())),
+            Next::Exhausted => ("failed", None),
+        };
+        // One statement, so one round trip and atomic on its own: the attempt row is written
+        // only if the lease check of the UPDATE matched.
+        let done = sqlx::query(&format!(
+            "WITH settled AS ( \
+                 UPDATE deliveries SET status = $3, attempts = attempts + 1, \
+                     next_attempt_at = $4, last_attempt_at = $5, lease_id = NULL, \
+                     claimed_due_at = NULL, next_trigger = 'scheduled' \
+                 WHERE id = $1 AND lease_id = $2 AND status = 'pending' \
+                 RETURNING id) \
+             INSERT INTO attempts ({ATTEMPT_COLS}) \
+             SELECT $6, settled.id, $7, $8, $9, $10, $11, $12, $13 FROM settled"
+        ))
+        .bind(lease.delivery.as_str())
+        .bind(&lease.lease_id)
+        .bind(status)
+        .bind(next_at)
+        .bind(attempt.started_at.as_millis())
+        .bind(attempt.id.as_str())
+        .bind(i32::try_from(attempt.number).unwrap_or(i32::MAX))
+        .bind(attempt.trigger.as_str())
+        .bind(attempt.started_at.as_millis())
+        .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+        .bind(attempt.status_code.map(i32::from))
+        .bind(attempt.error.as_deref().map(rows::pg_text))
+        .bind(rows::pg_text(&attempt.response_body))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| DbError::from(e).into_store("attempt"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.delivery_id = $1 AND d.account = $2 \
+             ORDER BY a.number, a.started_at, a.id",
+            qualified("a", ATTEMPT_COLS)
+        ))
+        .bind(delivery.as_str())
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, StoreError> {
+        let row = sqlx::query(&format!(
+            "{REQUEUE_MANUAL} WHERE account = $2 AND id = $3 RETURNING {DELIVERY_COLS}"
+        ))
+        .bind(now.as_millis())
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        match row {
+            Some(row) => Ok(rows::delivery(&row)?),
+            None => Err(StoreError::NotFound("delivery")),
+        }
+    }
+
+    async fn recover_failed(
+        &self,
+        account: &AccountId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE_MANUAL} WHERE account = $2 AND endpoint_id = $3 AND status = 'failed' \
+             AND created_at >= $4"
+        ))
+        .bind(now.as_millis())
+        .bind(account.as_str())
+        .bind(endpoint.as_str())
+        .bind(since.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,278 @@
+//! What only a shared database shows: several pools (as several processes would have) on one
+//! schema, migrations racing at start-up, and failures classified as `Unavailable`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookline_core::model::{Account, Endpoint, EndpointSecret, Event};
+use hookline_core::signing::Secret;
+use hookline_core::store::{CatalogStore, DeliveryStore, EndpointStore, StoreError};
+use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, Timestamp};
+use hookline_store_postgres::{PgConfig, PgStore};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::isolation::{FreshSchema, admin, fresh_store, url};
+
+const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn endpoint(account: &AccountId) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate(),
+        account: account.clone(),
+        url: "https://receiver.example.com/hook".into(),
+        description: None,
+        event_types: vec![],
+        sites: vec![],
+        headers: BTreeMap::new(),
+        rate_limit: None,
+        max_concurrency: None,
+        ordered: false,
+        secrets: vec![EndpointSecret {
+            key: Secret::generate(),
+            created_at: T0,
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn event(account: &AccountId) -> Event {
+    Event {
+        id: EventId::generate(),
+        account: account.clone(),
+        site: None,
+        event_type: EventTypeName::parse("rx.completed").unwrap(),
+        queue_id: None,
+        data: RawValue::from_string(r#"{"n":1}"#.into()).unwrap(),
+        idempotency_key: None,
+        timestamp: T0,
+    }
+}
+
+async fn seed(store: &PgStore, endpoints: usize, events: usize) -> BTreeSet<DeliveryId> {
+    let a = AccountId::parse("acme").unwrap();
+    store
+        .create_account(&Account {
+            id: a.clone(),
+            name: "Acme".into(),
+            created_at: T0,
+            updated_at: T0,
+        })
+        .await
+        .unwrap();
+    let mut targets = Vec::new();
+    for _ in 0..endpoints {
+        let ep = endpoint(&a);
+        store.create_endpoint(&ep).await.unwrap();
+        targets.push(ep.id);
+    }
+    let mut all = BTreeSet::new();
+    for _ in 0..events {
+        let r = store.enqueue(&event(&a), &targets, T0).await.unwrap();
+        all.extend(r.deliveries);
+    }
+    all
+}
+
+/// Three pools (three "processes") with four claimers each drain one schema: every delivery is
+/// claimed exactly once while the leases are live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_from_several_pools_are_disjoint_and_complete() {
+    let (first, schema) = fresh_store().await;
+    let all = seed(&first, 6, 100).await;
+    assert_eq!(all.len(), 600);
+
+    let mut stores = vec![first];
+    for _ in 0..2 {
+        let cfg = PgConfig::default()
+            .max_connections(4)
+            .schema(schema.name.clone());
+        stores.push(PgStore::connect(&url(), cfg).await.unwrap());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for store in &stores {
+        for _ in 0..4 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.claim_due(T0, 7, LEASE).await.expect("claim_due");
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    assert!(got.len() <= 7);
+                    mine.extend(got.into_iter().map(|c| c.delivery.id));
+                }
+            });
+        }
+    }
+    let mut claimed = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        claimed.extend(r.unwrap());
+    }
+    let unique: BTreeSet<DeliveryId> = claimed.iter().cloned().collect();
+    assert_eq!(unique.len(), claimed.len(), "a delivery was claimed twice");
+    assert_eq!(unique, all, "every due delivery was claimed");
+    for s in &stores {
+        s.close().await;
+    }
+    drop(schema);
+}
+
+/// Several processes starting at once all migrate the same schema without failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_start_ups_migrate_once() {
+    let schema = FreshSchema::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let cfg = PgConfig::default()
+            .max_connections(2)
+            .schema(schema.name.clone());
+        tasks.spawn(async move { PgStore::connect(&url(), cfg).await });
+    }
+    let mut stores = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        stores.push(r.unwrap().expect("connect and migrate"));
+    }
+    stores[0]
+        .migrate()
+        .await
+        .expect("migrating again is a no-op");
+    let applied: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}._sqlx_migrations",
+        schema.name
+    ))
+    .fetch_one(&mut admin().await)
+    .await
+    .unwrap();
+    assert_eq!(applied, 1);
+    for s in &stores {
+        s.close().await;
+    }
+}
+
+/// A database that cannot be reached is `Unavailable` (never `Backend`), within about the
+/// acquire timeout, so that the API answers 503 quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_database_is_unavailable_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(port)
+        .username("postgres");
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with(options);
+    let store = PgStore::from_pool(pool);
+    let started = Instant::now();
+    let a = AccountId::parse("acme").unwrap();
+    match store.enqueue(&event(&a), &[], T0).await {
+        Err(StoreError::Unavailable(source)) => {
+            let text = format!("{source:?}");
+            assert!(!text.is_empty());
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    match store.claim_due(T0, 10, LEASE).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+
+    // `connect` itself reports the failure as a connection error, quickly.
+    let started = Instant::now();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let err = PgStore::connect(
+        &url,
+        PgConfig::default().acquire_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .expect_err("nothing listens there");
+    assert!(
+        matches!(err, hookline_store_postgres::PgError::Connect(_)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// The server ends every connection of the store (a restart, a failover): calls fail as
+/// `Unavailable` at worst, and the pool reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_recovers_after_its_connections_are_killed() {
+    let app = format!("hookline-kill-{}", std::process::id());
+    let (store, schema) = crate::isolation::fresh_store_with(
+        PgConfig::default()
+            .max_connections(4)
+            .application_name(app.clone()),
+    )
+    .await;
+    let all = seed(&store, 2, 10).await;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_all(&mut admin().await)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the store had connections to kill");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let store = Arc::new(store);
+    let claimed = loop {
+        match store.claim_due(T0, 100, LEASE).await {
+            Ok(c) => break c,
+            Err(StoreError::Unavailable(_)) => {
+                assert!(Instant::now() < deadline, "the store never recovered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("a killed connection must be Unavailable, got {e:?}"),
+        }
+    };
+    let ids: BTreeSet<DeliveryId> = claimed.into_iter().map(|c| c.delivery.id).collect();
+    assert_eq!(ids, all);
+    store.close().await;
+    drop(schema);
+}
+
+/// Binary garbage in a response body (NUL characters) does not make an attempt unsettleable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_in_a_response_body_are_recorded() {
+    let (store, schema) = fresh_store().await;
+    seed(&store, 1, 1).await;
+    let c = store.claim_due(T0, 1, LEASE).await.unwrap().pop().unwrap();
+    let attempt = hookline_core::model::Attempt {
+        id: hookline_core::AttemptId::generate(),
+        delivery_id: c.delivery.id.clone(),
+        number: c.attempt_number,
+        trigger: c.trigger,
+        started_at: T0,
+        duration_ms: 3,
+        status_code: Some(500),
+        error: Some("bad\0error".into()),
+        response_body: "\0\u{1}PNG\0".into(),
+    };
+    store
+        .settle(&c.lease, &attempt, hookline_core::store::Next::Exhausted)
+        .await
+        .expect("settle");
+    let a = AccountId::parse("acme").unwrap();
+    let got = store.attempts(&a, &c.delivery.id).await.unwrap();
+    assert_eq!(got[0].response_body, "\u{FFFD}\u{1}PNG\u{FFFD}");
+    assert_eq!(got[0].error.as_deref(), Some("bad\u{FFFD}error"));
+    store.close().await;
+    drop(schema);
+}
