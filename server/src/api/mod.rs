@@ -107,8 +107,14 @@ pub(crate) fn delivery_id(s: &str) -> ApiResult<DeliveryId> {
     DeliveryId::parse(s).map_err(invalid_id)
 }
 
-/// Checks a free-text field's length.
+/// Checks a free-text field: its length, and no NUL characters (no store can keep them).
 pub(crate) fn check_len(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.contains('\0') {
+        return Err(ApiError::unprocessable(
+            "invalid_text",
+            format!("`{field}` contains a NUL character"),
+        ));
+    }
     if value.chars().count() > max {
         return Err(ApiError::unprocessable(
             "field_too_long",

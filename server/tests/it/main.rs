@@ -614,6 +614,17 @@ async fn bad_input_is_rejected_with_a_problem_and_stores_nothing() {
         "invalid_id",
     )
     .await;
+    // Text no store can keep.
+    assert_problem(
+        &srv,
+        key,
+        post.clone(),
+        &ev,
+        Some(json!({"event": "rx.completed", "queueId": "q\u{0}1", "data": {}})),
+        422,
+        "invalid_text",
+    )
+    .await;
     // A batch with one bad item stores none of them.
     assert_problem(
         &srv,
