@@ -1,0 +1,31 @@
+-- endpoint_put: creates or updates an endpoint.
+-- ARGV: [2] 'create' | 'update', [3] endpoint id, [4] account, [5] enabled ('1' | '0'),
+--       [6] index member, [7] endpoint JSON, [8] ordered ('1' | '0').
+-- Returns 1, or 0 (create: the id is taken; update: not this account's endpoint).
+-- Enabling an endpoint moves its parked deliveries back into the due index; disabling parks
+-- them lazily (claims and next_due park what they meet).
+local mode, id, acct, enabled = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local k = Q .. 'ep:' .. id
+local index = Q .. 'eps:' .. acct
+local cur = redis.call('HMGET', k, 'account', 'enabled', 'm')
+if mode == 'create' then
+  if cur[1] then
+    return 0
+  end
+elseif cur[1] ~= acct then
+  return 0
+else
+  redis.call('ZREM', index, cur[3])
+end
+redis.call('HSET', k, 'account', acct, 'enabled', enabled, 'm', ARGV[6], 'j', ARGV[7],
+  'ordered', ARGV[8])
+redis.call('ZADD', index, 0, ARGV[6])
+if enabled == '1' and cur[2] ~= '1' then
+  local park = Q .. 'park:' .. id
+  local parked = redis.call('ZRANGE', park, 0, -1, 'WITHSCORES')
+  for i = 1, #parked, 2 do
+    redis.call('ZADD', DUE, parked[i + 1], parked[i])
+  end
+  redis.call('DEL', park)
+end
+return 1

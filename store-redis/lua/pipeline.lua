@@ -1,0 +1,93 @@
+-- Shared prelude of every pipeline script (prepended at compile time by `scripts.rs`).
+--
+-- KEYS[1] is the due index `<prefix>{q}:due`; ARGV[1] is the pipeline key base `<prefix>{q}:`.
+-- Every key a pipeline script touches starts with that base, so all of them hash to the slot of
+-- the `{q}` tag: the scripts are valid on Redis Cluster. Times are milliseconds passed in by the
+-- caller (never Redis TIME). Empty strings stand for "none" in delivery hashes.
+local Q = ARGV[1]
+local DUE = KEYS[1]
+
+-- The id part of an index member `<16 hex digits of time>:<id>`.
+local function member_id(m)
+  return string.sub(m, 18)
+end
+
+-- Makes delivery `id` (of endpoint `ep`) due at `at`: in the due index when the endpoint is
+-- enabled, else parked under the endpoint until it is enabled again.
+local function schedule(id, ep, at)
+  if redis.call('HGET', Q .. 'ep:' .. ep, 'enabled') == '1' then
+    redis.call('ZREM', Q .. 'park:' .. ep, id)
+    redis.call('ZADD', DUE, at, id)
+  else
+    redis.call('ZREM', DUE, id)
+    redis.call('ZADD', Q .. 'park:' .. ep, at, id)
+  end
+end
+
+-- Takes delivery `id` out of the due index and its endpoint's parking lot.
+local function unschedule(id, ep)
+  redis.call('ZREM', DUE, id)
+  redis.call('ZREM', Q .. 'park:' .. ep, id)
+end
+
+-- Ordered endpoints: the pending deliveries of one endpoint that share a queue id wait in
+-- `oq:<endpoint>:<queue id>` (sorted by delivery id), and only the head of that queue is ever
+-- scheduled. `okey` is the delivery's queue id when its endpoint was ordered at enqueue, else ''.
+local function oq_key(ep, okey)
+  return Q .. 'oq:' .. ep .. ':' .. okey
+end
+
+-- Schedules pending delivery `id` at `at`, unless an older pending delivery of its ordering
+-- queue comes first (then it waits unscheduled until that one finishes).
+local function place(id, ep, okey, at)
+  if okey and okey ~= '' then
+    local oq = oq_key(ep, okey)
+    redis.call('ZADD', oq, 0, id)
+    local head = redis.call('ZRANGE', oq, 0, 1)
+    if head[1] ~= id then
+      unschedule(id, ep)
+      return
+    end
+    if head[2] then
+      -- A former head that now waits behind `id` (a retried older delivery).
+      unschedule(head[2], ep)
+    end
+  end
+  schedule(id, ep, at)
+end
+
+-- Delivery `id` is no longer pending: unschedule it and let the next of its queue go.
+local function finish(id, ep, okey)
+  unschedule(id, ep)
+  if okey and okey ~= '' then
+    local oq = oq_key(ep, okey)
+    redis.call('ZREM', oq, id)
+    local head = redis.call('ZRANGE', oq, 0, 0)[1]
+    if head then
+      local at = redis.call('HGET', Q .. 'dlv:' .. head, 'next_at')
+      if at and at ~= '' then
+        schedule(head, ep, at)
+      else
+        redis.call('ZREM', oq, head)
+      end
+    end
+  end
+end
+
+-- Makes a delivery pending and due at `now` with a manual trigger; any lease is broken.
+local function requeue(id, ep, now)
+  local dk = Q .. 'dlv:' .. id
+  redis.call('HSET', dk, 'status', 'pending', 'next_at', now, 'lease', '', 'due_at', '',
+    'trigger', 'manual')
+  place(id, ep, redis.call('HGET', dk, 'okey'), now)
+end
+
+-- Drops up to two of the oldest members of a list index whose record has expired.
+local function trim(index, kind)
+  for _, m in ipairs(redis.call('ZRANGE', index, 0, 1)) do
+    if redis.call('EXISTS', Q .. kind .. member_id(m)) == 0 then
+      redis.call('ZREM', index, m)
+    end
+  end
+end
+

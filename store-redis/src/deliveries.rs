@@ -1,0 +1,491 @@
+//! [`DeliveryStore`]: events, deliveries, leases and attempts — each write one Lua script.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hookline_core::model::{
+    Attempt, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
+};
+use hookline_core::store::{Claimed, DeliveryStore, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
+
+use crate::RedisStore;
+use crate::codec;
+use crate::error::{DbError, DbResult};
+use crate::keys::{member, time_part};
+use crate::list::Window;
+use crate::scripts;
+
+fn parse_ids<T>(
+    ids: Vec<String>,
+    what: &'static str,
+    parse: impl Fn(&str) -> Result<T, hookline_core::id::InvalidId>,
+) -> DbResult<Vec<T>> {
+    ids.iter()
+        .map(|id| parse(id).map_err(|e| DbError::corrupt(what, e)))
+        .collect()
+}
+
+/// A fresh, unguessable lease id base for one claim call (the script appends `.<n>`).
+fn lease_base() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+impl RedisStore {
+    async fn enqueue_inner(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+    ) -> DbResult<Receipt> {
+        let k = &self.keys;
+        let mut inv = scripts::ENQUEUE.key(k.due());
+        inv.arg(k.q())
+            .arg(event.id.as_str())
+            .arg(event.account.as_str())
+            .arg(event.idempotency_key.as_deref().unwrap_or(""))
+            .arg(codec::to_json(event, "event")?)
+            .arg(member(event.timestamp, event.id.as_str()))
+            .arg(now.as_millis())
+            .arg(self.retention_ms)
+            .arg(event.queue_id.as_deref().unwrap_or(""));
+        for target in targets {
+            let id = DeliveryId::generate();
+            inv.arg(id.as_str())
+                .arg(target.as_str())
+                .arg(member(now, id.as_str()));
+        }
+        let mut conn = self.conn.clone();
+        let (outcome, event_id, deliveries): (String, String, Vec<String>) =
+            inv.invoke_async(&mut conn).await?;
+        Ok(Receipt {
+            event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
+            deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,
+            duplicate: outcome == "dup",
+        })
+    }
+
+    async fn event_inner(&self, account: &AccountId, id: &EventId) -> DbResult<Option<Event>> {
+        let mut conn = self.conn.clone();
+        let (owner, json): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.event(id.as_str()))
+            .arg("a")
+            .arg("j")
+            .query_async(&mut conn)
+            .await?;
+        match (owner, json) {
+            (Some(owner), Some(j)) if owner == account.as_str() => {
+                codec::from_json(&j, "event").map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn delivery_inner(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> DbResult<Option<Delivery>> {
+        let mut conn = self.conn.clone();
+        let map: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.delivery(id.as_str()))
+            .query_async(&mut conn)
+            .await?;
+        if map.get("account").map(String::as_str) != Some(account.as_str()) {
+            return Ok(None);
+        }
+        codec::delivery(id.as_str(), &map).map(Some)
+    }
+
+    /// The deliveries of one event (a short list), filtered and paged in memory.
+    async fn event_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        event: &EventId,
+        page: &PageRequest,
+    ) -> DbResult<Page<Delivery>> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(k.event_deliveries(event.as_str()))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        let mut rows = Vec::new();
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("HGETALL").arg(k.delivery(id));
+            }
+            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (id, map) in ids.iter().zip(maps) {
+                if map.is_empty() {
+                    continue;
+                }
+                let d = codec::delivery(id, &map)?;
+                let after = page
+                    .after
+                    .as_ref()
+                    .is_none_or(|c| (d.created_at, d.id.as_str()) < (c.created_at, c.id.as_str()));
+                if d.account == *account && after && keeps(filter, &d) {
+                    rows.push(d);
+                }
+            }
+        }
+        rows.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(Page::from_rows(rows, page.limit, |d: &Delivery| {
+            hookline_core::model::Cursor {
+                created_at: d.created_at,
+                id: d.id.as_str().to_owned(),
+            }
+        }))
+    }
+
+    async fn claim_inner(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        skip: &[EndpointId],
+    ) -> DbResult<Vec<Claimed>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        // The lease must end after `now`, or the claimed entry would still be in range.
+        let lease_end = now.add(lease).max(now.add(Duration::from_millis(1)));
+        let mut conn = self.conn.clone();
+        let mut inv = scripts::CLAIM.key(k.due());
+        inv.arg(k.q())
+            .arg(now.as_millis())
+            .arg(max)
+            .arg(lease_end.as_millis())
+            .arg(lease_base());
+        for ep in skip {
+            inv.arg(ep.as_str());
+        }
+        let rows: Vec<(String, Vec<String>, String, String)> = inv.invoke_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, flat, event, endpoint) in rows {
+            let map = codec::fields(flat);
+            let delivery = codec::delivery(&id, &map)?;
+            let (lease_id, trigger) = codec::lease_and_trigger(&map)?;
+            out.push(Claimed {
+                attempt_number: delivery.attempts.saturating_add(1),
+                trigger,
+                lease: LeaseToken {
+                    delivery: delivery.id.clone(),
+                    lease_id,
+                },
+                event: codec::from_json(&event, "event")?,
+                endpoint: codec::from_json(&endpoint, "endpoint")?,
+                delivery,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn settle_inner(
+        &self,
+        lease: &LeaseToken,
+        attempt: &Attempt,
+        next: Next,
+    ) -> DbResult<()> {
+        let (status, next_at) = match next {
+            Next::Delivered => ("succeeded", String::new()),
+            Next::RetryAt(t) => ("pending", t.as_millis().to_string()),
+            Next::Exhausted => ("failed", String::new()),
+        };
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let done: i64 = scripts::SETTLE
+            .key(k.due())
+            .arg(k.q())
+            .arg(lease.delivery.as_str())
+            .arg(&lease.lease_id)
+            .arg(status)
+            .arg(next_at)
+            .arg(attempt.started_at.as_millis())
+            .arg(codec::to_json(attempt, "attempt")?)
+            .arg(self.retention_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(DbError::Store(StoreError::LeaseLost))
+        }
+    }
+
+    async fn attempts_inner(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> DbResult<Vec<Attempt>> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let (owner, rows): (Option<String>, Vec<String>) = redis::pipe()
+            .cmd("HGET")
+            .arg(k.delivery(delivery.as_str()))
+            .arg("account")
+            .cmd("LRANGE")
+            .arg(k.attempts(delivery.as_str()))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        if owner.as_deref() != Some(account.as_str()) {
+            return Ok(Vec::new());
+        }
+        let mut attempts = rows
+            .iter()
+            .map(|j| codec::from_json::<Attempt>(j, "attempt"))
+            .collect::<DbResult<Vec<_>>>()?;
+        attempts
+            .sort_by(|a, b| (a.number, a.started_at, &a.id).cmp(&(b.number, b.started_at, &b.id)));
+        Ok(attempts)
+    }
+}
+
+/// Whether a delivery matches the filter's endpoint and status (the event is matched by the
+/// index that was read).
+fn keeps(filter: &DeliveryFilter, d: &Delivery) -> bool {
+    filter.endpoint.as_ref().is_none_or(|e| *e == d.endpoint_id)
+        && filter.event.as_ref().is_none_or(|e| *e == d.event_id)
+        && filter.status.is_none_or(|s| s == d.status)
+}
+
+#[async_trait::async_trait]
+impl DeliveryStore for RedisStore {
+    async fn enqueue(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+    ) -> Result<Receipt, StoreError> {
+        self.op(self.enqueue_inner(event, targets, now)).await
+    }
+
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
+        self.op(self.event_inner(account, id)).await
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let k = &self.keys;
+        let window = Window {
+            since: filter.since,
+            until: filter.until,
+        };
+        self.op(self.list_index(
+            &k.events(account.as_str()),
+            page,
+            window,
+            |id| k.event(id),
+            |e: &Event| {
+                e.account == *account
+                    && filter
+                        .event_type
+                        .as_ref()
+                        .is_none_or(|t| *t == e.event_type)
+                    && filter
+                        .site
+                        .as_ref()
+                        .is_none_or(|s| Some(s) == e.site.as_ref())
+                    && filter
+                        .queue_id
+                        .as_ref()
+                        .is_none_or(|q| Some(q) == e.queue_id.as_ref())
+            },
+        ))
+        .await
+    }
+
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.op(self.delivery_inner(account, id)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let k = &self.keys;
+        if let Some(event) = &filter.event {
+            return self
+                .op(self.event_deliveries(account, filter, event, page))
+                .await;
+        }
+        let index = match &filter.endpoint {
+            Some(ep) => k.endpoint_deliveries(ep.as_str()),
+            None => k.deliveries(account.as_str()),
+        };
+        self.op(self.list_index(
+            &index,
+            page,
+            Window::default(),
+            |id| k.delivery(id),
+            |d: &Delivery| d.account == *account && keeps(filter, d),
+        ))
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.op(self.claim_inner(now, max, lease, &[])).await
+    }
+
+    async fn claim_due_except(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        skip: &[EndpointId],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.op(self.claim_inner(now, max, lease, skip)).await
+    }
+
+    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let done: i64 = scripts::DEFER
+                .key(k.due())
+                .arg(k.q())
+                .arg(lease.delivery.as_str())
+                .arg(&lease.lease_id)
+                .arg(until.as_millis())
+                .invoke_async(&mut conn)
+                .await?;
+            if done == 1 {
+                Ok(())
+            } else {
+                Err(DbError::Store(StoreError::LeaseLost))
+            }
+        })
+        .await
+    }
+
+    async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let n: u64 = scripts::PURGE
+                .key(k.due())
+                .arg(k.q())
+                .arg(format!("({}", time_part(before)))
+                .arg(max)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let due: Option<String> = scripts::NEXT_DUE
+                .key(k.due())
+                .arg(k.q())
+                .invoke_async(&mut conn)
+                .await?;
+            due.map(|s| {
+                codec::parse_millis(&s)
+                    .map(Timestamp::from_millis)
+                    .ok_or_else(|| DbError::corrupt("due index score", s))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn settle(
+        &self,
+        lease: &LeaseToken,
+        attempt: &Attempt,
+        next: Next,
+    ) -> Result<(), StoreError> {
+        self.op(self.settle_inner(lease, attempt, next)).await
+    }
+
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        self.op(self.attempts_inner(account, delivery)).await
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let flat: Option<Vec<String>> = scripts::RETRY
+                .key(k.due())
+                .arg(k.q())
+                .arg(account.as_str())
+                .arg(id.as_str())
+                .arg(now.as_millis())
+                .invoke_async(&mut conn)
+                .await?;
+            match flat {
+                Some(flat) => codec::delivery(id.as_str(), &codec::fields(flat)),
+                None => Err(DbError::Store(StoreError::NotFound("delivery"))),
+            }
+        })
+        .await
+    }
+
+    async fn recover_failed(
+        &self,
+        account: &AccountId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let n: u64 = scripts::RECOVER
+                .key(k.due())
+                .arg(k.q())
+                .arg(account.as_str())
+                .arg(endpoint.as_str())
+                .arg(format!("[{}", time_part(since)))
+                .arg(now.as_millis())
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(n)
+        })
+        .await
+    }
+}

@@ -1,0 +1,96 @@
+//! Errors: the public one of connecting, and the private one every operation returns, which is
+//! classified into [`StoreError`] at the trait boundary.
+
+use std::time::Duration;
+
+use hookline_core::store::StoreError;
+use hookline_core::transport::BoxError;
+
+/// Failures of [`RedisStore::connect`](crate::RedisStore::connect).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// The URL could not be parsed (the message never repeats a password).
+    #[error("invalid Redis URL")]
+    InvalidUrl(#[source] BoxError),
+    /// Redis could not be reached or refused the connection (authentication, TLS, …).
+    #[error("could not connect to Redis")]
+    Connect(#[source] redis::RedisError),
+    /// The key prefix contains `{` or `}`, which would break the hash tags.
+    #[error("invalid key prefix {0:?}: it must not contain `{{` or `}}`")]
+    InvalidPrefix(String),
+    /// Redis did not answer in time.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What an operation can fail with inside this crate.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    /// Redis (or the connection to it) failed.
+    #[error("redis command failed")]
+    Redis(#[from] redis::RedisError),
+    /// The operation did not finish within the operation timeout.
+    #[error("redis operation timed out after {0:?}")]
+    Timeout(Duration),
+    /// A stored value does not decode into the model (hand-edited or corrupted key).
+    #[error("stored value `{what}` is invalid")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// A classified outcome (not found, conflict, lease lost) passed through unchanged.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl DbError {
+    pub(crate) fn corrupt(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Corrupt {
+            what,
+            source: source.into(),
+        }
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Store(e) => e,
+            DbError::Timeout(_) => StoreError::Unavailable(Box::new(e)),
+            DbError::Redis(ref r) if is_transient(r) => StoreError::Unavailable(Box::new(e)),
+            _ => StoreError::Backend(Box::new(e)),
+        }
+    }
+}
+
+/// Connection trouble, timeouts and a server that cannot take writes right now: the caller
+/// should back off and try again.
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+    {
+        return true;
+    }
+    if matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+        )
+    ) {
+        return true;
+    }
+    // Out of memory, or writes refused because the last RDB save failed.
+    matches!(e.code(), Some("OOM" | "MISCONF" | "BUSY"))
+}
+
+pub(crate) type DbResult<T> = Result<T, DbError>;
