@@ -85,6 +85,7 @@ async fn count_deliveries(srv: &Server, ep: &str, status: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_with_a_thousand_in_flight_loses_nothing() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let rx = Receiver::start().await;
     // The receiver holds every request, so all of them are in flight at the moment of the kill.
     rx.delay("/k", Duration::from_secs(10));
@@ -221,6 +222,7 @@ async fn delays(rx: &Receiver, path: &str, sent: &[std::time::Instant]) -> Vec<D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_hole_endpoint_does_not_slow_a_healthy_one() {
+    let _heavy = crate::support::HEAVY.lock().await;
     const N: usize = 2000;
     // A black hole: accepts connections and never answers.
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -480,3 +480,7 @@ impl TcpProxy {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Held by the load-heavy tests (several processes, thousands of deliveries) so that they never
+/// run at the same time as each other on a small machine.
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
