@@ -152,6 +152,12 @@ impl DeliveryStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| DbError::from(e).into_store("delivery"))?;
+                // Delivered at commit to every process listening (see `work_signal`).
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(crate::WORK_CHANNEL)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(DbError::from)?;
             }
             tx.commit().await.map_err(DbError::from)?;
             return Ok(Receipt {
@@ -161,6 +167,10 @@ impl DeliveryStore for PgStore {
             });
         }
         Err(StoreError::Conflict("event"))
+    }
+
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.listen_for_work())
     }
 
     async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {

@@ -152,6 +152,9 @@ mod rows;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+/// The `LISTEN/NOTIFY` channel enqueues announce new work on.
+pub(crate) const WORK_CHANNEL: &str = "hookline_work";
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use error::PgError;
@@ -248,6 +251,8 @@ fn valid_schema(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Raised when another process enqueues (`LISTEN hookline_work`); started on first use.
+    signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
 }
 
 impl PgStore {
@@ -300,7 +305,58 @@ impl PgStore {
     /// through the connections' `search_path`. [`connect`](Self::connect) also sets `jit = off`
     /// on its connections (see the crate docs); do the same for a pool of your own.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            signal: Default::default(),
+        }
+    }
+
+    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work` channel, which
+    /// every enqueue `NOTIFY`s in its transaction, and raises the returned signal. The task ends
+    /// when nobody holds the signal any more; it reconnects by itself after connection losses.
+    pub(crate) fn listen_for_work(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.signal
+            .get_or_init(|| {
+                let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+                let weak = std::sync::Arc::downgrade(&notify);
+                let pool = self.pool.clone();
+                tokio::spawn(async move {
+                    let mut backoff = Duration::from_millis(100);
+                    while weak.strong_count() > 0 {
+                        let listener = async {
+                            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                            l.listen(WORK_CHANNEL).await?;
+                            Ok::<_, sqlx::Error>(l)
+                        };
+                        match listener.await {
+                            Ok(mut l) => {
+                                backoff = Duration::from_millis(100);
+                                loop {
+                                    // Wake at least every few seconds to notice the last holder
+                                    // of the signal going away.
+                                    match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
+                                        Ok(Ok(_)) => match weak.upgrade() {
+                                            Some(n) => n.notify_one(),
+                                            None => return,
+                                        },
+                                        Ok(Err(e)) => {
+                                            tracing::warn!(error = %e, "work notifications interrupted; reconnecting");
+                                            break;
+                                        }
+                                        Err(_) if weak.strong_count() == 0 => return,
+                                        Err(_) => {}
+                                    }
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "listening for work notifications failed; retrying"),
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                });
+                notify
+            })
+            .clone()
     }
 
     /// Applies the embedded migrations (idempotent, safe to run from several processes at once;

@@ -276,3 +276,25 @@ async fn nul_characters_in_a_response_body_are_recorded() {
     store.close().await;
     drop(schema);
 }
+
+/// An enqueue through one pool raises the work signal of another (LISTEN/NOTIFY), so an idle
+/// process wakes at once for work another process accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_wakes_other_processes() {
+    let (producer, schema) = fresh_store().await;
+    let cfg = PgConfig::default()
+        .max_connections(2)
+        .schema(schema.name.clone());
+    let idle = PgStore::connect(&url(), cfg).await.unwrap();
+    let signal = idle.work_signal().expect("PostgreSQL offers a work signal");
+    // Give the listener a moment to subscribe; nothing has been enqueued yet.
+    let early = tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
+    assert!(early.is_err(), "no work, no signal");
+    seed(&producer, 1, 1).await;
+    tokio::time::timeout(Duration::from_secs(5), signal.notified())
+        .await
+        .expect("the enqueue in another pool raised the signal");
+    idle.close().await;
+    producer.close().await;
+    drop(schema);
+}
