@@ -62,6 +62,17 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let (outcome, event_id, deliveries): (String, String, Vec<String>) =
             inv.invoke_async(&mut conn).await?;
+        if outcome != "dup" && !deliveries.is_empty() {
+            // Wake idle processes (see `work_signal`); a lost message only costs a poll interval.
+            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(self.work_channel())
+                .arg("")
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = published {
+                tracing::debug!(error = %e, "publishing a work notification failed");
+            }
+        }
         Ok(Receipt {
             event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
             deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,
@@ -263,6 +274,10 @@ fn keeps(filter: &DeliveryFilter, d: &Delivery) -> bool {
 
 #[async_trait::async_trait]
 impl DeliveryStore for RedisStore {
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.listen_for_work()
+    }
+
     async fn enqueue(
         &self,
         event: &Event,

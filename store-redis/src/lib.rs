@@ -219,6 +219,10 @@ pub struct RedisStore {
     keys: Arc<Keys>,
     retention_ms: u64,
     operation_timeout: Duration,
+    /// For the pub/sub connection of the work signal (absent with `from_connection_manager`).
+    client: Option<redis::Client>,
+    /// Raised when another process enqueues; started on first use.
+    signal: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
 }
 
 impl RedisStore {
@@ -241,12 +245,13 @@ impl RedisStore {
         let wait = cfg.operation_timeout.max(cfg.connect_timeout * 3);
         let conn = tokio::time::timeout(
             wait,
-            ConnectionManager::new_with_config(client, manager_cfg),
+            ConnectionManager::new_with_config(client.clone(), manager_cfg),
         )
         .await
         .map_err(|_| RedisError::Timeout(wait))?
         .map_err(RedisError::Connect)?;
-        let store = Self::from_connection_manager(conn, cfg)?;
+        let mut store = Self::from_connection_manager(conn, cfg)?;
+        store.client = Some(client);
         store.check_persistence().await;
         Ok(store)
     }
@@ -266,7 +271,65 @@ impl RedisStore {
                 .unwrap_or(u64::MAX)
                 .max(1),
             operation_timeout: cfg.operation_timeout,
+            client: None,
+            signal: Default::default(),
         })
+    }
+
+    /// The channel enqueues publish on when they create deliveries.
+    pub(crate) fn work_channel(&self) -> String {
+        format!("{}work", self.keys.q())
+    }
+
+    /// The cross-process wake-up: a task subscribed to the work channel raises the returned
+    /// signal on every message. It reconnects by itself and ends once nobody holds the signal.
+    pub(crate) fn listen_for_work(&self) -> Option<Arc<tokio::sync::Notify>> {
+        let client = self.client.clone()?;
+        let channel = self.work_channel();
+        Some(
+            self.signal
+                .get_or_init(|| {
+                    let notify = Arc::new(tokio::sync::Notify::new());
+                    let weak = Arc::downgrade(&notify);
+                    tokio::spawn(async move {
+                        use futures_util::StreamExt as _;
+                        let mut backoff = Duration::from_millis(100);
+                        while weak.strong_count() > 0 {
+                            let sub = async {
+                                let mut ps = client.get_async_pubsub().await?;
+                                ps.subscribe(&channel).await?;
+                                Ok::<_, redis::RedisError>(ps)
+                            };
+                            match sub.await {
+                                Ok(ps) => {
+                                    backoff = Duration::from_millis(100);
+                                    let mut messages = ps.into_on_message();
+                                    loop {
+                                        let next = tokio::time::timeout(Duration::from_secs(5), messages.next());
+                                        match next.await {
+                                            Ok(Some(_)) => match weak.upgrade() {
+                                                Some(n) => n.notify_one(),
+                                                None => return,
+                                            },
+                                            Ok(None) => break,
+                                            Err(_) if weak.strong_count() == 0 => return,
+                                            Err(_) => {}
+                                        }
+                                    }
+                                    tracing::warn!("work notifications interrupted; resubscribing");
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "subscribing to work notifications failed; retrying");
+                                }
+                            }
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    });
+                    notify
+                })
+                .clone(),
+        )
     }
 
     /// Runs one store operation under the operation timeout and classifies its error.

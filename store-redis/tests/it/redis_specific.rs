@@ -147,3 +147,32 @@ async fn events_expire_with_the_retention_period() {
     let again = event(&a, now);
     assert!(!store.enqueue(&again, &[], now).await.unwrap().duplicate);
 }
+
+/// An enqueue through one connection raises the work signal of another store on the same prefix
+/// (pub/sub), so an idle process wakes at once for work another process accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_wakes_other_processes() {
+    let (producer, cleanup) = fresh_store(RedisConfig::default()).await;
+    let idle = RedisStore::connect(
+        &redis_url(),
+        RedisConfig::default().prefix(cleanup.prefix.clone()),
+    )
+    .await
+    .unwrap();
+    let signal = idle.work_signal().expect("Redis offers a work signal");
+    let early = tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
+    assert!(early.is_err(), "no work, no signal");
+    let (a, ep) = seed(&producer).await;
+    producer
+        .enqueue(
+            &event(&a, Timestamp::from_millis(5)),
+            &[ep.id.clone()],
+            Timestamp::from_millis(5),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), signal.notified())
+        .await
+        .expect("the enqueue through another connection raised the signal");
+    drop(cleanup);
+}
