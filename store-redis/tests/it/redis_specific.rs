@@ -166,7 +166,7 @@ async fn an_enqueue_wakes_other_processes() {
     producer
         .enqueue(
             &event(&a, Timestamp::from_millis(5)),
-            &[ep.id.clone()],
+            std::slice::from_ref(&ep.id),
             Timestamp::from_millis(5),
         )
         .await
