@@ -85,39 +85,58 @@ async fn count_deliveries(srv: &Server, ep: &str, status: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_with_a_thousand_in_flight_loses_nothing() {
+    kill9_thousand(Server::start(KILL9_FLAGS).await).await;
+}
+
+/// Server flags for [`kill9_thousand`]: room for 1,000 requests in flight.
+pub(crate) const KILL9_FLAGS: &[&str] = &[
+    "--concurrency",
+    "1000",
+    "--endpoint-concurrency",
+    "1000",
+    "--request-timeout",
+    "16s",
+    "--lease",
+    "17s",
+];
+
+/// 1,000 deliveries in flight when `srv` gets `kill -9`; after a restart on the same store every
+/// one completes (on any store).
+pub(crate) async fn kill9_thousand(mut srv: Server) {
     let _heavy = crate::support::HEAVY.lock().await;
     let rx = Receiver::start().await;
     // The receiver holds every request, so all of them are in flight at the moment of the kill.
-    rx.delay("/k", Duration::from_secs(10));
-    let mut srv = Server::start(&[
-        "--concurrency",
-        "1000",
-        "--endpoint-concurrency",
-        "1000",
-        "--request-timeout",
-        "11s",
-        "--lease",
-        "12s",
-    ])
-    .await;
+    rx.delay("/k", Duration::from_secs(15));
     srv.seed("acct").await;
     let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/k")})).await;
-    let mut ids = Vec::new();
+    // Ten batches of 100 at once, so ingest finishes well inside the receiver's hold.
+    let mut sends = tokio::task::JoinSet::new();
     for b in 0..10u64 {
         let chunk: Vec<_> = (0..100u64)
             .map(|n| json!({"event": "rx.completed", "data": {"n": b * 100 + n}}))
             .collect();
-        let (s, r) = srv
-            .post("/v1/accounts/acct/events/batch", json!(chunk))
-            .await;
-        assert_eq!(s, 202, "{r}");
-        ids.extend(
+        let (http, url) = (srv.http.clone(), srv.url("/v1/accounts/acct/events/batch"));
+        sends.spawn(async move {
+            let res = http
+                .post(url)
+                .bearer_auth(crate::support::ADMIN_KEY)
+                .json(&json!(chunk))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 202);
+            let r: serde_json::Value = res.json().await.unwrap();
             r["data"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|c| c["id"].as_str().unwrap().to_owned()),
-        );
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = sends.join_next().await {
+        ids.extend(r.unwrap());
     }
     assert_eq!(ids.len(), 1000);
     rx.wait_for("/k", 1000, Duration::from_secs(30)).await;
@@ -478,8 +497,17 @@ async fn an_endpoint_failing_for_the_period_is_disabled_and_can_be_enabled() {
     }
 }
 
+/// Server flags for [`ordering`].
+pub(crate) const ORDERING_FLAGS: &[&str] = &["--retry-schedule", "200ms,200ms,200ms,200ms,200ms"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_endpoint_keeps_queue_order_through_retries() {
+    ordering(&Server::start(ORDERING_FLAGS).await).await;
+}
+
+/// Interleaved `rx.excepted`/`rx.resolved` pairs to an ordered endpoint whose receiver fails the
+/// first try of every third request arrive in acceptance order per queue id (on any store).
+pub(crate) async fn ordering(srv: &Server) {
     let rx = Receiver::start().await;
     // The first try of every third request fails.
     let tried = std::sync::Arc::new(std::sync::Mutex::new(
@@ -491,7 +519,6 @@ async fn ordered_endpoint_keeps_queue_order_through_retries() {
         let first = t.lock().unwrap().insert(id);
         if first && n % 3 == 2 { 500 } else { 200 }
     });
-    let srv = Server::start(&["--retry-schedule", "200ms,200ms,200ms,200ms,200ms"]).await;
     srv.seed("acct").await;
     srv.endpoint("acct", json!({"url": rx.url("/ordered"), "ordered": true}))
         .await;

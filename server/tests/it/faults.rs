@@ -166,29 +166,36 @@ fn assert_retry_scheduled(d: &Value) {
     );
 }
 
+/// Server flags for the fault matrix: one long retry step, so a failed attempt leaves the
+/// delivery pending with a future retry.
+pub(crate) const FLAGS: &[&str] = &[
+    "--request-timeout",
+    "1s",
+    "--lease",
+    "5s",
+    "--retry-schedule",
+    "60s",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_is_recorded_with_the_right_outcome_and_next_step() {
-    // One long retry step, so a failed attempt leaves the delivery pending with a future retry.
-    let srv = Server::start(&[
-        "--request-timeout",
-        "1s",
-        "--lease",
-        "5s",
-        "--retry-schedule",
-        "60s",
-    ])
-    .await;
+    let srv = Server::start(FLAGS).await;
+    fault_matrix(&srv).await;
+}
+
+/// Runs every fault against `srv` (started with [`FLAGS`], on any store).
+pub(crate) async fn fault_matrix(srv: &Server) {
     srv.seed("acct").await;
 
     // Just under the timeout: delivered.
     let (port, _) = fault_server(Fault::SlowOk(600)).await;
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert_eq!(a["statusCode"], 200, "{a}");
     assert_eq!(d["status"], "succeeded", "{d}");
 
     // Just over the timeout: a timed-out attempt, retry scheduled.
     let (port, _) = fault_server(Fault::SlowOk(1600)).await;
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert!(a["statusCode"].is_null(), "{a}");
     assert!(a["error"].as_str().unwrap().contains("timed out"), "{a}");
     assert!(a["durationMs"].as_u64().unwrap() >= 900, "{a}");
@@ -197,20 +204,20 @@ async fn every_fault_is_recorded_with_the_right_outcome_and_next_step() {
     // Reset after the status line of a 200: the receiver's verdict arrived, so it counts as
     // delivered, with what was read of the body.
     let (port, _) = fault_server(Fault::ResetMidBody).await;
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert_eq!(a["statusCode"], 200, "{a}");
     assert_eq!(a["responseBody"], "partial", "{a}");
     assert_eq!(d["status"], "succeeded", "{d}");
 
     // A redirect is not followed: a failed attempt with its 3xx, retry scheduled.
     let (port, _) = fault_server(Fault::Redirect).await;
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert_eq!(a["statusCode"], 302, "{a}");
     assert_retry_scheduled(&d);
 
     // A huge 2xx body: delivered, only the 4 KiB excerpt is read, not the whole body.
     let (port, written) = fault_server(Fault::HugeBody).await;
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert_eq!(a["statusCode"], 200, "{a}");
     assert_eq!(
         a["responseBody"].as_str().unwrap().len(),
@@ -227,14 +234,14 @@ async fn every_fault_is_recorded_with_the_right_outcome_and_next_step() {
 
     // Not HTTP: a transport error, retry scheduled.
     let (port, _) = fault_server(Fault::Garbage).await;
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert!(a["statusCode"].is_null(), "{a}");
     assert!(!a["error"].as_str().unwrap().is_empty(), "{a}");
     assert_retry_scheduled(&d);
 
     // TLS to a plain-HTTP port: a transport error, retry scheduled.
     let plain = crate::support::Receiver::start().await;
-    let (d, a) = first_attempt(&srv, &format!("https://{}/", plain.addr)).await;
+    let (d, a) = first_attempt(srv, &format!("https://{}/", plain.addr)).await;
     assert!(a["statusCode"].is_null(), "{a}");
     assert!(
         a["error"].as_str().unwrap().contains("connection failed"),
@@ -244,7 +251,7 @@ async fn every_fault_is_recorded_with_the_right_outcome_and_next_step() {
 
     // Connection refused: a transport error, retry scheduled.
     let port = crate::support::free_port();
-    let (d, a) = first_attempt(&srv, &format!("http://127.0.0.1:{port}/")).await;
+    let (d, a) = first_attempt(srv, &format!("http://127.0.0.1:{port}/")).await;
     assert!(a["statusCode"].is_null(), "{a}");
     assert_retry_scheduled(&d);
 }

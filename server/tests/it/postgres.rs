@@ -277,3 +277,31 @@ async fn postgres_unreachable_database_answers_503_and_recovers() {
     drop(srv);
     drop(db);
 }
+
+/// The delivery engine's fault tests, on PostgreSQL.
+mod engine_on_postgres {
+    use super::*;
+
+    async fn server(db: &FreshDatabase, flags: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Server::start_on_store(&db.url(), dir, flags).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_fault_matrix() {
+        let db = FreshDatabase::create().await;
+        crate::faults::fault_matrix(&server(&db, crate::faults::FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_ordered_endpoint_keeps_queue_order() {
+        let db = FreshDatabase::create().await;
+        crate::engine::ordering(&server(&db, crate::engine::ORDERING_FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_kill9_with_a_thousand_in_flight_loses_nothing() {
+        let db = FreshDatabase::create().await;
+        crate::engine::kill9_thousand(server(&db, crate::engine::KILL9_FLAGS).await).await;
+    }
+}

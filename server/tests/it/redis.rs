@@ -230,3 +230,31 @@ async fn redis_unreachable_answers_503_and_recovers() {
     drop(srv);
     drop(keys);
 }
+
+/// The delivery engine's fault tests, on Redis.
+mod engine_on_redis {
+    use super::*;
+
+    async fn server(keys: &FreshPrefix, flags: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Server::start_on_store(&keys.url(), dir, flags).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_fault_matrix() {
+        let keys = FreshPrefix::create();
+        crate::faults::fault_matrix(&server(&keys, crate::faults::FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_ordered_endpoint_keeps_queue_order() {
+        let keys = FreshPrefix::create();
+        crate::engine::ordering(&server(&keys, crate::engine::ORDERING_FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_kill9_with_a_thousand_in_flight_loses_nothing() {
+        let keys = FreshPrefix::create();
+        crate::engine::kill9_thousand(server(&keys, crate::engine::KILL9_FLAGS).await).await;
+    }
+}
