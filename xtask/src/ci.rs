@@ -118,6 +118,9 @@ pub(crate) fn ci() -> Result<()> {
 
     test(&TestArgs::default())?;
 
+    step("bench --smoke");
+    crate::bench::bench(&["--smoke".to_owned()])?;
+
     step("doc");
     let rustdocflags = match env::var("RUSTDOCFLAGS") {
         Ok(existing) if !existing.trim().is_empty() => format!("{existing} -D warnings"),

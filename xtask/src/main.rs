@@ -26,9 +26,16 @@ Commands:
   test [--store <s>] [-- <cargo test args>]
                             services + pydeps, then `cargo test --workspace --all-features`
                             (<s> = sqlite|postgres|redis|all, passed on as HOOKLINE_TEST_STORES)
-  ci                        fmt --check, clippy (all and default features), test, doc, tidy
+  ci                        fmt --check, clippy (all and default features), test, bench --smoke,
+                            doc, tidy
   tidy                      check the dependency invariants and the `//!` docs of every library
-  bench                     the delivery benchmark (not implemented yet)
+  bench [--store <s>] [--scenario single|fanout|backlog|retries] [--events N] [--endpoints E]
+        [--concurrency C] [--payload-bytes B] [--rate R] [--json PATH] [-- <more flags>]
+                            release-build `hookline` and `hookline-bench`, then run the delivery
+                            benchmark (`cargo xtask bench -- --help` lists every flag)
+  bench --smoke             a tiny benchmark run on debug builds (CI); fails if a delivery is lost
+  bench --micro [-- <criterion args>]
+                            the criterion micro-benchmarks of hookline-core (`cargo bench`)
   help                      print this text
 ";
 
