@@ -102,8 +102,15 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <key>`"))?;
-        match state.store().api_key(&hash_key(key)).await? {
-            Some(k) => Ok(Caller(k.role)),
+        let hash = hash_key(key);
+        if let Some(role) = state.cache.keys.get(&hash) {
+            return Ok(Caller(role));
+        }
+        match state.store().api_key(&hash).await? {
+            Some(k) => {
+                state.cache.keys.put(hash, k.role.clone());
+                Ok(Caller(k.role))
+            }
             None => Err(ApiError::unauthorized("unknown API key")),
         }
     }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// API limits.
     pub api: Arc<ApiConfig>,
+    /// Short-lived caches of keys, accounts and event types.
+    pub cache: Arc<crate::cache::Caches>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
         Self {
             dispatcher,
             api: Arc::new(api),
+            cache: Arc::default(),
         }
     }
 

@@ -34,11 +34,15 @@ pub(crate) async fn load_account(
 ) -> ApiResult<Account> {
     let id = account_id(raw)?;
     caller.require_account(&id)?;
-    state
-        .store()
-        .account(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("account_not_found", format!("no account `{id}`")))
+    if let Some(a) = state.cache.accounts.get(&id) {
+        return Ok(a);
+    }
+    let a =
+        state.store().account(&id).await?.ok_or_else(|| {
+            ApiError::not_found("account_not_found", format!("no account `{id}`"))
+        })?;
+    state.cache.accounts.put(id, a.clone());
+    Ok(a)
 }
 
 pub(crate) async fn create(
@@ -102,6 +106,7 @@ pub(crate) async fn update(
     }
     a.updated_at = Timestamp::now();
     state.store().update_account(&a).await?;
+    state.cache.accounts.invalidate(&a.id);
     Ok(Json(a))
 }
 
@@ -113,6 +118,9 @@ pub(crate) async fn delete(
     caller.require_admin()?;
     let a = load_account(&state, &caller, &account).await?;
     state.store().delete_account(&a.id).await?;
+    state.cache.accounts.invalidate(&a.id);
+    // Its keys stop working at once in this process.
+    state.cache.keys.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -131,6 +131,7 @@ pub(crate) async fn update(
     }
     et.updated_at = Timestamp::now();
     state.store().update_event_type(&et).await?;
+    state.cache.event_types.invalidate(&et.name);
     Ok(Json(et))
 }
 
@@ -142,5 +143,6 @@ pub(crate) async fn delete(
     caller.require_admin()?;
     let et = load(&state, &name).await?;
     state.store().delete_event_type(&et.name).await?;
+    state.cache.event_types.invalidate(&et.name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -77,7 +77,17 @@ async fn validate(
             format!("`{}` is not a valid event type name", input.event),
         )
     })?;
-    match state.store().event_type(&kind).await? {
+    let found = match state.cache.event_types.get(&kind) {
+        Some(et) => Some(et),
+        None => {
+            let et = state.store().event_type(&kind).await?;
+            if let Some(et) = &et {
+                state.cache.event_types.put(kind.clone(), et.clone());
+            }
+            et
+        }
+    };
+    match found {
         None => {
             return Err(ApiError::unprocessable(
                 "unknown_event_type",
