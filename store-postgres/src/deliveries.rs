@@ -153,8 +153,7 @@ impl DeliveryStore for PgStore {
                 .await
                 .map_err(|e| DbError::from(e).into_store("delivery"))?;
                 // Delivered at commit to every process listening (see `work_signal`).
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(crate::WORK_CHANNEL)
+                sqlx::query(crate::NOTIFY_WORK)
                     .execute(&mut *tx)
                     .await
                     .map_err(DbError::from)?;

@@ -152,8 +152,9 @@ mod rows;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-/// The `LISTEN/NOTIFY` channel enqueues announce new work on.
-pub(crate) const WORK_CHANNEL: &str = "hookline_work";
+/// Announces new work on the `LISTEN/NOTIFY` channel `hookline_work_<schema>` (per schema, so
+/// stores sharing a database in different schemas do not wake each other).
+pub(crate) const NOTIFY_WORK: &str = "SELECT pg_notify('hookline_work_' || current_schema(), '')";
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -251,7 +252,7 @@ fn valid_schema(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Raised when another process enqueues (`LISTEN hookline_work`); started on first use.
+    /// Raised when another process enqueues (`LISTEN hookline_work_<schema>`); started on first use.
     signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
 }
 
@@ -311,7 +312,7 @@ impl PgStore {
         }
     }
 
-    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work` channel, which
+    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work_<schema>` channel, which
     /// every enqueue `NOTIFY`s in its transaction, and raises the returned signal. The task ends
     /// when nobody holds the signal any more; it reconnects by itself after connection losses.
     pub(crate) fn listen_for_work(&self) -> std::sync::Arc<tokio::sync::Notify> {
@@ -325,7 +326,9 @@ impl PgStore {
                     while weak.strong_count() > 0 {
                         let listener = async {
                             let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                            l.listen(WORK_CHANNEL).await?;
+                            let schema: String =
+                                sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
+                            l.listen(&format!("hookline_work_{schema}")).await?;
                             Ok::<_, sqlx::Error>(l)
                         };
                         match listener.await {
