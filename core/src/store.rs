@@ -212,38 +212,32 @@ pub trait DeliveryStore: Send + Sync + 'static {
         filter: &DeliveryFilter,
         page: &PageRequest,
     ) -> Result<Page<Delivery>, StoreError>;
-    /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first.
+    /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first
+    /// ([`claim_due_except`](Self::claim_due_except) skipping nothing).
     async fn claim_due(
         &self,
         now: Timestamp,
         max: usize,
         lease: Duration,
-    ) -> Result<Vec<Claimed>, StoreError>;
-    /// As [`claim_due`](Self::claim_due), but never returns deliveries to the endpoints in
-    /// `skip` (endpoints the caller cannot send to right now: at their concurrency or rate limit,
-    /// or with an open circuit).
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_due_except(now, max, lease, &[]).await
+    }
+    /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first,
+    /// never returning deliveries to the endpoints in `skip` (endpoints the caller cannot send to
+    /// right now: at their concurrency or rate limit, or with an open circuit).
     async fn claim_due_except(
         &self,
         now: Timestamp,
         max: usize,
         lease: Duration,
         skip: &[EndpointId],
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let _ = skip;
-        self.claim_due(now, max, lease).await
-    }
+    ) -> Result<Vec<Claimed>, StoreError>;
     /// Gives a claimed delivery back without an attempt: it becomes due at `until`, its attempt
     /// count and trigger unchanged. `LeaseLost` (and no change) if the lease is no longer current.
-    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
-        let _ = (lease, until);
-        Ok(())
-    }
+    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError>;
     /// Deletes up to `max` events that fired before `before`, with their deliveries and attempts;
     /// returns how many events were deleted (call again until it returns less than `max`).
-    async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
-        let _ = (before, max);
-        Ok(0)
-    }
+    async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError>;
     /// A signal the store raises when another process makes work due (for example PostgreSQL
     /// `LISTEN/NOTIFY` or Redis pub/sub), so idle dispatchers wake at once instead of at their
     /// next poll. `None` (the default) when the store has no such channel; a store may start its

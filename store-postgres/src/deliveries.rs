@@ -270,15 +270,6 @@ impl DeliveryStore for PgStore {
         }))
     }
 
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.claim_due_except(now, max, lease, &[]).await
-    }
-
     async fn claim_due_except(
         &self,
         now: Timestamp,

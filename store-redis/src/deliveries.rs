@@ -360,15 +360,6 @@ impl DeliveryStore for RedisStore {
         .await
     }
 
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.op(self.claim_inner(now, max, lease, &[])).await
-    }
-
     async fn claim_due_except(
         &self,
         now: Timestamp,

@@ -176,15 +176,6 @@ impl DeliveryStore for SqliteStore {
         }))
     }
 
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.claim_due_except(now, max, lease, &[]).await
-    }
-
     async fn claim_due_except(
         &self,
         now: Timestamp,
