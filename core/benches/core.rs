@@ -111,6 +111,7 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                 }],
                 enabled: true,
                 disabled_reason: None,
+                failing_since: None,
                 created_at: now,
                 updated_at: now,
             }

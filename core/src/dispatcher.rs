@@ -15,7 +15,7 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use crate::envelope::envelope;
-use crate::gate::{Admit, GateConfig, Gates};
+use crate::gate::{Admit, GateConfig, Gates, Health};
 use crate::id::{AttemptId, DeliveryId, EndpointId};
 use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES};
 use crate::retry::{Outcome, RetryPolicy, Schedule, classify};
@@ -197,7 +197,6 @@ impl DispatcherBuilder {
             threshold: self.config.circuit_threshold,
             cooldown: self.config.circuit_cooldown,
             max_cooldown: self.config.circuit_max_cooldown,
-            disable_after: self.config.disable_after,
         });
         Dispatcher {
             inner: Arc::new(Inner {
@@ -383,6 +382,14 @@ impl Dispatcher {
                         };
                         let this = self.clone();
                         tasks.spawn(async move {
+                            // A rate-limited endpoint's request waits for the send time its
+                            // claim reserved (at most the rate horizon away).
+                            if let Some(at) = c.not_before {
+                                let wait = at.since(this.inner.clock.now());
+                                if !wait.is_zero() {
+                                    tokio::time::sleep(wait.min(crate::store::RATE_HORIZON)).await;
+                                }
+                            }
                             this.attempt(c).await;
                             drop(permit);
                             // A slot (and maybe an endpoint's limit) is free again.
@@ -496,16 +503,15 @@ impl Dispatcher {
                 Outcome::Failed { retry_after } => retry_after,
                 Outcome::Delivered => None,
             };
-            let failing_since = inner.gates.finish(
+            let finished_at = inner.clock.now();
+            let health = inner.gates.finish(
                 &c.endpoint.id,
                 outcome == Outcome::Delivered,
                 retry_after,
-                inner.clock.now(),
+                finished_at,
                 Instant::now(),
             );
-            if let Some(since) = failing_since {
-                self.disable_failing(&c, since).await;
-            }
+            self.failure_clock(&c, health, finished_at).await;
             let next = match outcome {
                 Outcome::Delivered => Next::Delivered,
                 Outcome::Failed { .. } => {
@@ -539,6 +545,49 @@ impl Dispatcher {
         }
         .instrument(span)
         .await
+    }
+
+    /// Keeps the endpoint's failure clock in the store (written only when it starts or stops),
+    /// and disables the endpoint once every attempt has failed for the disable period.
+    async fn failure_clock(&self, c: &Claimed, health: Health, at: Timestamp) {
+        let store = &self.inner.store;
+        let id = &c.endpoint.id;
+        match health {
+            Health::Delivered { was_failing } => {
+                if was_failing || c.endpoint.failing_since.is_some() {
+                    if let Err(e) = store.record_healthy(id).await {
+                        tracing::warn!(error = %e, "recording a healthy endpoint failed");
+                    }
+                }
+            }
+            Health::Failing { first, mut since } => {
+                if first {
+                    match store.record_failing(id, at).await {
+                        Ok(Some(kept)) => {
+                            since = kept;
+                            self.inner.gates.adopt_failing_since(id, kept);
+                        }
+                        Ok(None) => return,
+                        Err(e) => tracing::warn!(error = %e, "recording a failing endpoint failed"),
+                    }
+                }
+                let Some(period) = self.inner.config.disable_after else {
+                    return;
+                };
+                if at.since(since) < period {
+                    return;
+                }
+                // Check the clock the store keeps: another process may have seen a success.
+                match store.record_failing(id, at).await {
+                    Ok(Some(kept)) if at.since(kept) >= period => {
+                        self.disable_failing(c, kept).await;
+                    }
+                    Ok(Some(kept)) => self.inner.gates.adopt_failing_since(id, kept),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading the failure clock failed"),
+                }
+            }
+        }
     }
 
     /// Disables an endpoint whose every attempt has failed since `since`.

@@ -1,8 +1,10 @@
-//! Per-endpoint admission inside one dispatcher: concurrency and rate limits, a circuit breaker
-//! and `Retry-After` pauses, and the bookkeeping for disabling endpoints that keep failing.
+//! Per-endpoint admission inside one dispatcher: the in-flight cap, a circuit breaker and
+//! `Retry-After` pauses, and the local view of the failure clock.
 //!
-//! The state lives in the process: with several processes on one store, each enforces the limits
-//! for its own requests.
+//! This state lives in the process. The limits an endpoint sets (`maxConcurrency`, `rateLimit`)
+//! are kept by the store's claim across every process (see [`crate::store`]); the cap here adds
+//! the per-process ceiling `endpoint_concurrency` so one slow endpoint cannot take every slot.
+//! The failure clock is started and stopped in the store, so it survives restarts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,17 +28,12 @@ pub(crate) struct GateConfig {
     pub(crate) cooldown: Duration,
     /// Longest open period (also caps `Retry-After` pauses).
     pub(crate) max_cooldown: Duration,
-    /// Disable an endpoint whose every attempt failed for this long.
-    pub(crate) disable_after: Option<Duration>,
 }
 
 #[derive(Debug)]
 struct Gate {
     cap: u32,
     in_flight: u32,
-    rate: Option<u32>,
-    tokens: f64,
-    refilled: Instant,
     failures: u32,
     opens: u32,
     open_until: Option<Instant>,
@@ -60,16 +57,16 @@ pub(crate) struct Gates {
     map: Mutex<HashMap<EndpointId, Gate>>,
 }
 
-impl Gate {
-    fn refill(&mut self, now: Instant) {
-        if let Some(rate) = self.rate {
-            // A bucket of one: requests are spaced evenly, never bursting above the rate.
-            let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * f64::from(rate)).min(1.0);
-        }
-        self.refilled = now;
-    }
+/// How a finished request leaves the endpoint's failure clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Delivered; `was_failing` if this process saw it failing before.
+    Delivered { was_failing: bool },
+    /// Failed; `first` if this failure started the local clock, which runs since `since`.
+    Failing { first: bool, since: Timestamp },
+}
 
+impl Gate {
     /// When this gate stops blocking: `Some(None)` = when a request finishes, `None` = open now.
     fn blocked(&mut self, now: Instant) -> Option<Option<Instant>> {
         if let Some(t) = self.paused_until {
@@ -89,13 +86,6 @@ impl Gate {
         if self.in_flight >= self.cap {
             return Some(None);
         }
-        if let Some(rate) = self.rate {
-            self.refill(now);
-            if self.tokens < 1.0 {
-                let wait = (1.0 - self.tokens) / f64::from(rate);
-                return Some(Some(now + Duration::from_secs_f64(wait)));
-            }
-        }
         None
     }
 
@@ -104,7 +94,6 @@ impl Gate {
             && self.failures == 0
             && self.open_until.is_none()
             && self.paused_until.is_none()
-            && (self.rate.is_none() || self.tokens >= 1.0)
     }
 }
 
@@ -128,9 +117,6 @@ impl Gates {
         let g = map.entry(ep.id.clone()).or_insert_with(|| Gate {
             cap,
             in_flight: 0,
-            rate: ep.rate_limit,
-            tokens: 1.0,
-            refilled: now,
             failures: 0,
             opens: 0,
             open_until: None,
@@ -139,7 +125,6 @@ impl Gates {
             failing_since: None,
         });
         g.cap = cap;
-        g.rate = ep.rate_limit;
         if let Some(until) = g.blocked(now) {
             return Admit::Wait(until);
         }
@@ -147,15 +132,11 @@ impl Gates {
             // Half-open: this request is the single probe.
             g.probing = true;
         }
-        if g.rate.is_some() {
-            g.tokens -= 1.0;
-        }
         g.in_flight += 1;
         Admit::Go
     }
 
-    /// Records how a request admitted by [`admit`](Self::admit) ended. Returns when the endpoint
-    /// started failing if it has now failed for longer than the disable period.
+    /// Records how a request admitted by [`admit`](Self::admit) ended at `at`.
     pub(crate) fn finish(
         &self,
         id: &EndpointId,
@@ -163,19 +144,30 @@ impl Gates {
         retry_after: Option<Duration>,
         at: Timestamp,
         now: Instant,
-    ) -> Option<Timestamp> {
+    ) -> Health {
         let mut map = self.lock();
-        let g = map.get_mut(id)?;
+        let Some(g) = map.get_mut(id) else {
+            return if delivered {
+                Health::Delivered { was_failing: false }
+            } else {
+                Health::Failing {
+                    first: true,
+                    since: at,
+                }
+            };
+        };
         g.in_flight = g.in_flight.saturating_sub(1);
         if delivered {
             g.failures = 0;
             g.opens = 0;
             g.open_until = None;
             g.probing = false;
-            g.failing_since = None;
-            return None;
+            return Health::Delivered {
+                was_failing: g.failing_since.take().is_some(),
+            };
         }
         g.failures += 1;
+        let first = g.failing_since.is_none();
         let since = *g.failing_since.get_or_insert(at);
         if let Some(ra) = retry_after {
             g.paused_until = Some(now + ra.min(self.cfg.max_cooldown));
@@ -193,9 +185,16 @@ impl Gates {
             tracing::debug!(endpoint_id = %id, cooldown_ms = cooldown.as_millis() as u64, "circuit open");
         }
         g.probing = false;
-        match self.cfg.disable_after {
-            Some(period) if at.since(since) >= period => Some(since),
-            _ => None,
+        Health::Failing { first, since }
+    }
+
+    /// Adopts the failure clock's start as the store keeps it (it may be earlier than this
+    /// process's first failure: before a restart, or in another process).
+    pub(crate) fn adopt_failing_since(&self, id: &EndpointId, since: Timestamp) {
+        if let Some(g) = self.lock().get_mut(id)
+            && g.failing_since.is_some()
+        {
+            g.failing_since = Some(since);
         }
     }
 
@@ -240,7 +239,6 @@ mod tests {
             threshold: 3,
             cooldown: Duration::from_secs(10),
             max_cooldown: Duration::from_secs(60),
-            disable_after: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -259,6 +257,7 @@ mod tests {
             secrets: vec![],
             enabled: true,
             disabled_reason: None,
+            failing_since: None,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
         }
@@ -294,26 +293,6 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_spaces_requests() {
-        let gates = Gates::new(cfg());
-        let t0 = Instant::now();
-        let mut e = ep();
-        e.rate_limit = Some(2);
-        e.max_concurrency = Some(4);
-        assert_eq!(gates.admit(&e, t0), Admit::Go);
-        gates.finish(&e.id, true, None, Timestamp::EPOCH, t0);
-        match gates.admit(&e, t0) {
-            Admit::Wait(Some(t)) => assert_eq!(t - t0, Duration::from_millis(500)),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(gates.admit(&e, t0 + Duration::from_millis(500)), Admit::Go);
-        assert!(matches!(
-            gates.admit(&e, t0 + Duration::from_millis(600)),
-            Admit::Wait(Some(_))
-        ));
-    }
-
-    #[test]
     fn circuit_opens_half_opens_with_one_probe_and_backs_off() {
         let gates = Gates::new(cfg());
         let t0 = Instant::now();
@@ -343,30 +322,65 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_pauses_and_long_failure_asks_to_disable() {
+    fn retry_after_pauses_and_the_failure_clock_runs_until_a_success() {
         let gates = Gates::new(cfg());
         let t0 = Instant::now();
         let e = ep();
         assert_eq!(gates.admit(&e, t0), Admit::Go);
-        let none = gates.finish(
+        let first = gates.finish(
             &e.id,
             false,
             Some(Duration::from_secs(30)),
             Timestamp::from_millis(0),
             t0,
         );
-        assert_eq!(none, None);
+        assert_eq!(
+            first,
+            Health::Failing {
+                first: true,
+                since: Timestamp::from_millis(0)
+            }
+        );
         assert_eq!(
             gates.admit(&e, t0),
             Admit::Wait(Some(t0 + Duration::from_secs(30)))
         );
         let t1 = t0 + Duration::from_secs(30);
         assert_eq!(gates.admit(&e, t1), Admit::Go);
-        let since = gates.finish(&e.id, false, None, Timestamp::from_millis(3_600_000), t1);
+        let later = gates.finish(&e.id, false, None, Timestamp::from_millis(3_600_000), t1);
         assert_eq!(
-            since,
-            Some(Timestamp::from_millis(0)),
-            "failing for the whole period"
+            later,
+            Health::Failing {
+                first: false,
+                since: Timestamp::from_millis(0)
+            },
+            "the clock keeps its start"
+        );
+        // The store knew of an earlier start (before a restart, or in another process).
+        gates.adopt_failing_since(&e.id, Timestamp::from_millis(-5));
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!(gates.admit(&e, t2), Admit::Go);
+        assert_eq!(
+            gates.finish(&e.id, false, None, Timestamp::from_millis(3_650_000), t2),
+            Health::Failing {
+                first: false,
+                since: Timestamp::from_millis(-5)
+            }
+        );
+        let t2 = t2 + Duration::from_secs(120);
+        assert_eq!(gates.admit(&e, t2), Admit::Go);
+        assert_eq!(
+            gates.finish(&e.id, true, None, Timestamp::from_millis(3_700_000), t2),
+            Health::Delivered { was_failing: true }
+        );
+        assert_eq!(gates.admit(&e, t2), Admit::Go);
+        assert_eq!(
+            gates.finish(&e.id, false, None, Timestamp::from_millis(3_800_000), t2),
+            Health::Failing {
+                first: true,
+                since: Timestamp::from_millis(3_800_000)
+            },
+            "a success stopped the clock"
         );
     }
 }

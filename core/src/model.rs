@@ -121,6 +121,11 @@ pub struct Endpoint {
     pub enabled: bool,
     /// Why it was disabled, when it is.
     pub disabled_reason: Option<String>,
+    /// Since when every attempt to it has failed, when its last attempt failed. Kept by the
+    /// store ([`EndpointStore::record_failing`](crate::store::EndpointStore::record_failing));
+    /// `create_endpoint` and `update_endpoint` leave it alone.
+    #[serde(default)]
+    pub failing_since: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -420,6 +425,7 @@ mod tests {
             secrets: vec![],
             enabled: true,
             disabled_reason: None,
+            failing_since: None,
             created_at: Timestamp::EPOCH,
             updated_at: Timestamp::EPOCH,
         }

@@ -12,6 +12,12 @@
 //! * [`DeliveryStore::claim_due`] leases up to `max` pending deliveries due at `now` (oldest due
 //!   first) to the caller until `now + lease`. While the lease is live no other claim returns
 //!   them; once it ends they are due again, so the work of a dead worker is retried.
+//! * Per-endpoint limits hold across every process sharing the store, because the claim enforces
+//!   them: an endpoint with `maxConcurrency` m never has more than m live leases (a claimed
+//!   delivery counts as in flight until it is settled or deferred, or its lease ends), and the
+//!   deliveries claimed for an endpoint with `rateLimit` r carry send times
+//!   ([`Claimed::not_before`]) at least 1/r s apart across all claims, none more than
+//!   [`RATE_HORIZON`] ahead of the claim.
 //! * [`DeliveryStore::settle`] records the attempt and the next state in one step, only if the
 //!   lease is still the caller's. Otherwise it changes nothing and returns
 //!   [`StoreError::LeaseLost`]: a late report can never undo another worker's result.
@@ -59,6 +65,16 @@ pub struct Receipt {
     pub duplicate: bool,
 }
 
+/// How far ahead of `now` a claim may reserve send times for a rate-limited endpoint.
+pub const RATE_HORIZON: Duration = Duration::from_secs(1);
+
+/// The spacing of a rate limit of `per_second` requests, in microseconds (rounded up, so the
+/// rate is never exceeded).
+pub fn rate_interval_micros(per_second: u32) -> i64 {
+    let r = i64::from(per_second.max(1));
+    (1_000_000 + r - 1) / r
+}
+
 /// Proof of a claim: which delivery, and which lease on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseToken {
@@ -83,6 +99,9 @@ pub struct Claimed {
     pub trigger: Trigger,
     /// Present it to [`DeliveryStore::settle`].
     pub lease: LeaseToken,
+    /// For an endpoint with a rate limit: the send time reserved for this request. The sender
+    /// waits until then (never longer than [`RATE_HORIZON`] after the claim).
+    pub not_before: Option<Timestamp>,
 }
 
 /// What becomes of a delivery after an attempt.
@@ -169,6 +188,16 @@ pub trait EndpointStore: Send + Sync + 'static {
         account: &AccountId,
         id: &EndpointId,
     ) -> Result<bool, StoreError>;
+    /// Starts the failure clock of an endpoint whose attempt failed at `at`, unless it runs
+    /// already; returns when it started (the earliest failure not followed by a success, kept
+    /// across restarts and shared by every process), or `None` if the endpoint is gone.
+    async fn record_failing(
+        &self,
+        id: &EndpointId,
+        at: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError>;
+    /// Stops the failure clock of an endpoint (an attempt succeeded, or it was enabled).
+    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError>;
     /// The enabled endpoints of `account` that take an event of `kind` for `site`
     /// (see [`Endpoint::accepts`]): shared endpoints plus those filtered to the site.
     async fn subscribers(
@@ -222,8 +251,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<Vec<Claimed>, StoreError> {
         self.claim_due_except(now, max, lease, &[]).await
     }
-    /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first,
-    /// never returning deliveries to the endpoints in `skip` (endpoints the caller cannot send to
+    /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first
+    /// (deliveries of endpoints with a `maxConcurrency` or `rateLimit` may come after those of
+    /// endpoints without; see the module docs for how the limits are kept), never returning deliveries to the endpoints in `skip` (endpoints the caller cannot send to
     /// right now: at their concurrency or rate limit, or with an open circuit).
     async fn claim_due_except(
         &self,

@@ -6,7 +6,10 @@ use std::time::Duration;
 use hookline_core::model::{
     Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
 };
-use hookline_core::store::{Claimed, DeliveryStore, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::store::{
+    Claimed, DeliveryStore, LeaseToken, Next, RATE_HORIZON, Receipt, StoreError,
+    rate_interval_micros,
+};
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::{PgConnection, QueryBuilder};
 
@@ -43,7 +46,7 @@ WHERE d.id = ANY (ARRAY(
     FROM deliveries due
     JOIN endpoints e ON e.id = due.endpoint_id AND e.account = due.account
     WHERE due.status = 'pending' AND due.endpoint_enabled AND due.next_attempt_at <= $1
-      AND e.enabled
+      AND e.enabled AND e.max_concurrency IS NULL AND e.rate_limit IS NULL
       AND NOT (due.endpoint_id = ANY ($4))
       AND (due.ordering_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM deliveries p
@@ -54,6 +57,176 @@ WHERE d.id = ANY (ARRAY(
     FOR UPDATE OF due SKIP LOCKED
 ))
 RETURNING ";
+
+/// Endpoints with a `maxConcurrency` or `rateLimit`, not in `$3`, that have due deliveries and
+/// room now: fewer live leases than their limit, and a next free send time within the horizon
+/// (`$2`, µs). `$1` is now (ms). `$4` restricts it to the given ids when not NULL.
+const LIMITED_CANDIDATES: &str = "\
+SELECT id, max_concurrency, rate_limit, pace_next_us, live FROM (
+    SELECT e.id, e.max_concurrency, e.rate_limit, e.pace_next_us,
+        (SELECT count(*) FROM deliveries l WHERE l.endpoint_id = e.id AND l.status = 'pending'
+            AND l.next_attempt_at > $1 AND l.lease_id IS NOT NULL) AS live,
+        (SELECT min(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = e.id
+            AND d.status = 'pending' AND d.next_attempt_at <= $1) AS first_due
+    FROM endpoints e
+    WHERE e.enabled AND (e.max_concurrency IS NOT NULL OR e.rate_limit IS NOT NULL)
+      AND (e.rate_limit IS NULL OR e.pace_next_us IS NULL OR e.pace_next_us <= $2)
+      AND NOT (e.id = ANY ($3))
+      AND ($4::text[] IS NULL OR e.id = ANY ($4))
+) c
+WHERE first_due IS NOT NULL AND (max_concurrency IS NULL OR live < max_concurrency)
+ORDER BY first_due, id";
+
+/// The claim of up to `$4` due deliveries of one endpoint (`$1`), oldest due first, heads of
+/// ordering queues only.
+const CLAIM_ONE_ENDPOINT: &str = "\
+UPDATE deliveries d
+SET lease_id = gen_random_uuid()::text,
+    claimed_due_at = d.next_attempt_at,
+    next_attempt_at = $3
+WHERE d.id = ANY (ARRAY(
+    SELECT due.id FROM deliveries due
+    WHERE due.endpoint_id = $1 AND due.status = 'pending' AND due.next_attempt_at <= $2
+      AND (due.ordering_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM deliveries p
+          WHERE p.endpoint_id = due.endpoint_id AND p.ordering_key = due.ordering_key
+            AND p.status = 'pending' AND p.id < due.id))
+    ORDER BY due.next_attempt_at, due.id
+    LIMIT $4
+    FOR UPDATE OF due SKIP LOCKED
+))
+RETURNING ";
+
+/// One limited endpoint the claim may take deliveries of.
+struct Limited {
+    id: String,
+    max_concurrency: Option<i64>,
+    rate_limit: Option<u32>,
+    pace_next_us: Option<i64>,
+    live: i64,
+}
+
+impl Limited {
+    fn from_row(row: &sqlx::postgres::PgRow) -> DbResult<Self> {
+        use sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get("id")?,
+            max_concurrency: row.try_get("max_concurrency")?,
+            rate_limit: row
+                .try_get::<Option<i64>, _>("rate_limit")?
+                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+            pace_next_us: row.try_get("pace_next_us")?,
+            live: row.try_get("live")?,
+        })
+    }
+}
+
+/// A claimed delivery with its lease and, for a rate-limited endpoint, its send time.
+type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
+
+impl PgStore {
+    /// Claims up to `room` more deliveries of endpoints with limits. The endpoints' rows are
+    /// locked (`FOR UPDATE SKIP LOCKED`) for the transaction, so claimers in every process take
+    /// turns per endpoint and the limits hold across them: at most `maxConcurrency` live leases,
+    /// and send times `1/rateLimit` apart (kept in `endpoints.pace_next_us`) no further ahead
+    /// than the rate horizon. An endpoint another claimer holds is simply passed over.
+    async fn claim_limited(
+        &self,
+        now: Timestamp,
+        mut room: usize,
+        lease_end: Timestamp,
+        skip: &[EndpointId],
+        batch: &mut Vec<ClaimedRow>,
+    ) -> DbResult<()> {
+        let now_us = now.as_millis().saturating_mul(1000);
+        let horizon_us = now_us.saturating_add(RATE_HORIZON.as_micros() as i64);
+        let skip: Vec<&str> = skip.iter().map(|e| e.as_str()).collect();
+        // Look without locks first: most claims find nothing to do here.
+        let first_look: Vec<String> = sqlx::query(LIMITED_CANDIDATES)
+            .bind(now.as_millis())
+            .bind(horizon_us)
+            .bind(&skip)
+            .bind(None::<Vec<String>>)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Limited::from_row(r).map(|l| l.id))
+            .collect::<Result<_, _>>()?;
+        if first_look.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let locked: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM endpoints WHERE id = ANY ($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&first_look)
+        .fetch_all(&mut *tx)
+        .await?;
+        if locked.is_empty() {
+            return Ok(());
+        }
+        let candidates = sqlx::query(LIMITED_CANDIDATES)
+            .bind(now.as_millis())
+            .bind(horizon_us)
+            .bind(&skip)
+            .bind(&locked)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &candidates {
+            if room == 0 {
+                break;
+            }
+            let l = Limited::from_row(row)?;
+            let mut n = room as i64;
+            if let Some(m) = l.max_concurrency {
+                n = n.min(m - l.live);
+            }
+            let mut pace = None;
+            if let Some(r) = l.rate_limit {
+                let step = rate_interval_micros(r);
+                let start = l.pace_next_us.unwrap_or(now_us).max(now_us);
+                n = n.min((horizon_us - start) / step + 1);
+                pace = Some((start, step));
+            }
+            if n <= 0 {
+                continue;
+            }
+            let got = sqlx::query(&format!(
+                "{CLAIM_ONE_ENDPOINT}{}, d.lease_id, d.claimed_due_at, d.next_trigger",
+                qualified("d", DELIVERY_COLS)
+            ))
+            .bind(&l.id)
+            .bind(now.as_millis())
+            .bind(lease_end.as_millis())
+            .bind(n)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut mine = Vec::with_capacity(got.len());
+            for row in &got {
+                mine.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
+            }
+            mine.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+            if let Some((start, step)) = pace
+                && !mine.is_empty()
+            {
+                for (i, c) in mine.iter_mut().enumerate() {
+                    let at_us = start + step * i as i64;
+                    // Rounded up to the millisecond: never earlier than the reserved time.
+                    c.2 = Some(Timestamp::from_millis((at_us + 999).div_euclid(1000)));
+                }
+                sqlx::query("UPDATE endpoints SET pace_next_us = $1 WHERE id = $2")
+                    .bind(start + step * mine.len() as i64)
+                    .bind(&l.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            room = room.saturating_sub(mine.len());
+            batch.extend(mine);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
 
 /// Sets a delivery pending, due at `$1`, with a manual trigger and no lease. The due index's
 /// copy of the endpoint flag is set to TRUE, the value that is always safe (the claim checks the
@@ -292,18 +465,22 @@ impl DeliveryStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(DbError::from)?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
 
         let mut batch = Vec::with_capacity(claimed.len());
         for row in &claimed {
-            batch.push((rows::delivery(row)?, rows::claim_columns(row)?));
+            batch.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
         }
-        batch.sort_by(|(a, ca), (b, cb)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        batch.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        if batch.len() < max {
+            self.claim_limited(now, max - batch.len(), lease_end, skip, &mut batch)
+                .await?;
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
 
         // Two more round trips for the whole batch: its events and its endpoints.
-        let mut event_ids: Vec<&str> = batch.iter().map(|(d, _)| d.event_id.as_str()).collect();
+        let mut event_ids: Vec<&str> = batch.iter().map(|(d, _, _)| d.event_id.as_str()).collect();
         event_ids.sort_unstable();
         event_ids.dedup();
         let event_rows = sqlx::query(&format!(
@@ -318,8 +495,10 @@ impl DeliveryStore for PgStore {
             let e = rows::event(row)?;
             events.insert(e.id.clone(), e);
         }
-        let mut endpoint_ids: Vec<&str> =
-            batch.iter().map(|(d, _)| d.endpoint_id.as_str()).collect();
+        let mut endpoint_ids: Vec<&str> = batch
+            .iter()
+            .map(|(d, _, _)| d.endpoint_id.as_str())
+            .collect();
         endpoint_ids.sort_unstable();
         endpoint_ids.dedup();
         let endpoint_rows = sqlx::query(&format!(
@@ -336,7 +515,7 @@ impl DeliveryStore for PgStore {
         }
 
         let mut out = Vec::with_capacity(batch.len());
-        for (delivery, cols) in batch {
+        for (delivery, cols, not_before) in batch {
             // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
             // or gone, and the lease just lapses.
             let (Some(event), Some(endpoint)) = (
@@ -352,6 +531,7 @@ impl DeliveryStore for PgStore {
                     delivery: delivery.id.clone(),
                     lease_id: cols.lease_id,
                 },
+                not_before,
                 delivery,
                 event,
                 endpoint,

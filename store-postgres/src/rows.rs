@@ -22,7 +22,7 @@ pub(crate) const EVENT_TYPE_COLS: &str =
 pub(crate) const API_KEY_COLS: &str = "hash, prefix, account, created_at";
 pub(crate) const ENDPOINT_COLS: &str = "id, account, url, description, event_types, sites, \
     headers::text AS headers, rate_limit, max_concurrency, ordered, secrets::text AS secrets, \
-    enabled, disabled_reason, created_at, updated_at";
+    enabled, disabled_reason, failing_since, created_at, updated_at";
 pub(crate) const EVENT_COLS: &str =
     "id, account, site, event_type, queue_id, data, idempotency_key, fired_at";
 pub(crate) const DELIVERY_COLS: &str = "id, account, event_id, endpoint_id, status, attempts, \
@@ -196,6 +196,7 @@ pub(crate) fn endpoint(row: &PgRow) -> DbResult<Endpoint> {
         secrets: json(row, "secrets")?,
         enabled: get(row, "enabled")?,
         disabled_reason: get(row, "disabled_reason")?,
+        failing_since: opt_ts(row, "failing_since")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })

@@ -1,16 +1,48 @@
 -- claim: leases up to `max` pending deliveries due at `now`, oldest due first (ties on id),
--- leaving those of the endpoints in ARGV[6..] (the caller's skip list) due.
+-- leaving those of the endpoints in ARGV[7..] (the caller's skip list) due.
 -- ARGV: [2] now, [3] max, [4] lease end (> now), [5] lease id base (random per call),
---       [6..] endpoint ids to skip.
+--       [6] rate horizon (ms), [7..] endpoint ids to skip.
+-- Endpoint limits hold across every process because this script is atomic: an endpoint with
+-- `mc` (maxConcurrency) never gets more leases than `mc` minus its live ones (`lz:<endpoint>`,
+-- scored by lease end); one with `rl` (rateLimit) gets send times 1/rl s apart from its `pace`
+-- (µs), none beyond now + horizon. An endpoint out of room is passed over like a skipped one.
 -- A claim moves the delivery's due time to the lease end with a fresh lease id, so an expired
 -- lease is simply due again. Deliveries of disabled (or removed) endpoints are parked on the way;
 -- entries whose delivery finished or expired are dropped. Only heads of ordering queues are ever
 -- in the due index, so ordered endpoints need no check here.
 -- Returns {{delivery id, {delivery hash as field, value, ...}, event JSON, endpoint JSON}, ...}.
 local now, max, lease_end, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local now_us = tonumber(now) * 1000
+local horizon_us = now_us + tonumber(ARGV[6]) * 1000
 local skip = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   skip[ARGV[i]] = true
+end
+-- Per endpoint seen: false (no limits) or {room, rate step, next send time (µs)}.
+local limits = {}
+local function limit_of(ep, epk)
+  local l = limits[ep]
+  if l ~= nil then
+    return l
+  end
+  local f = redis.call('HMGET', epk, 'mc', 'rl', 'pace')
+  if (not f[1] or f[1] == '') and (not f[2] or f[2] == '') then
+    limits[ep] = false
+    return false
+  end
+  l = {room = max}
+  if f[1] and f[1] ~= '' then
+    local lz = Q .. 'lz:' .. ep
+    redis.call('ZREMRANGEBYSCORE', lz, '-inf', now)
+    l.room = tonumber(f[1]) - redis.call('ZCARD', lz)
+  end
+  if f[2] and f[2] ~= '' then
+    local r = tonumber(f[2])
+    l.step = math.floor((1000000 + r - 1) / r)
+    l.next = math.max(tonumber(f[3]) or now_us, now_us)
+  end
+  limits[ep] = l
+  return l
 end
 local out = {}
 local n = 0
@@ -37,7 +69,11 @@ while #out < max and budget > 0 do
       skipped = skipped + 1
     else
       local epk = Q .. 'ep:' .. d[2]
-      if redis.call('HGET', epk, 'enabled') ~= '1' then
+      local lim = limit_of(d[2], epk)
+      if lim and (lim.room <= 0 or (lim.step and lim.next > horizon_us)) then
+        skip[d[2]] = true
+        skipped = skipped + 1
+      elseif redis.call('HGET', epk, 'enabled') ~= '1' then
         redis.call('ZREM', DUE, id)
         redis.call('ZADD', Q .. 'park:' .. d[2], score, id)
       else
@@ -50,7 +86,19 @@ while #out < max and budget > 0 do
           n = n + 1
           redis.call('HSET', dk, 'lease', base .. '.' .. n, 'due_at', score, 'next_at', lease_end)
           redis.call('ZADD', DUE, lease_end, id)
-          out[#out + 1] = {id, redis.call('HGETALL', dk), ev, redis.call('HGET', epk, 'j')}
+          local not_before = ''
+          if lim then
+            lim.room = lim.room - 1
+            redis.call('ZADD', Q .. 'lz:' .. d[2], lease_end, id)
+            if lim.step then
+              -- Rounded up to the millisecond: never earlier than the reserved time.
+              not_before = string.format('%.0f', math.ceil(lim.next / 1000))
+              lim.next = lim.next + lim.step
+              redis.call('HSET', epk, 'pace', string.format('%.0f', lim.next))
+            end
+          end
+          local ep = redis.call('HMGET', epk, 'j', 'fs')
+          out[#out + 1] = {id, redis.call('HGETALL', dk), ev, ep[1], not_before, ep[2] or ''}
         end
       end
     end

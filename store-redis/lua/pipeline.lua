@@ -74,8 +74,15 @@ local function finish(id, ep, okey)
   end
 end
 
+-- Delivery `id` of endpoint `ep` is no longer leased: it stops counting against the endpoint's
+-- `maxConcurrency`.
+local function release(id, ep)
+  redis.call('ZREM', Q .. 'lz:' .. ep, id)
+end
+
 -- Makes a delivery pending and due at `now` with a manual trigger; any lease is broken.
 local function requeue(id, ep, now)
+  release(id, ep)
   local dk = Q .. 'dlv:' .. id
   redis.call('HSET', dk, 'status', 'pending', 'next_at', now, 'lease', '', 'due_at', '',
     'trigger', 'manual')

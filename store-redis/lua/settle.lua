@@ -11,6 +11,7 @@ local d = redis.call('HMGET', dk, 'status', 'lease', 'endpoint', 'okey')
 if d[1] ~= 'pending' or d[2] ~= lease then
   return 0
 end
+release(id, d[3])
 redis.call('HINCRBY', dk, 'attempts', 1)
 redis.call('HSET', dk, 'status', status, 'next_at', ARGV[5], 'last_at', ARGV[6], 'lease', '',
   'due_at', '', 'trigger', 'scheduled')

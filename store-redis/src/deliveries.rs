@@ -177,13 +177,25 @@ impl RedisStore {
             .arg(now.as_millis())
             .arg(max)
             .arg(lease_end.as_millis())
-            .arg(lease_base());
+            .arg(lease_base())
+            .arg(hookline_core::store::RATE_HORIZON.as_millis() as u64);
         for ep in skip {
             inv.arg(ep.as_str());
         }
-        let rows: Vec<(String, Vec<String>, String, String)> = inv.invoke_async(&mut conn).await?;
+        type Row = (String, Vec<String>, String, String, String, String);
+        let rows: Vec<Row> = inv.invoke_async(&mut conn).await?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, flat, event, endpoint) in rows {
+        for (id, flat, event, endpoint, not_before, fs) in rows {
+            let mut endpoint: hookline_core::model::Endpoint =
+                codec::from_json(&endpoint, "endpoint")?;
+            endpoint.failing_since = crate::endpoints::failing_since(Some(&fs))?;
+            let not_before = match not_before.as_str() {
+                "" => None,
+                s => Some(Timestamp::from_millis(
+                    s.parse::<i64>()
+                        .map_err(|e| DbError::corrupt("claim send time", e))?,
+                )),
+            };
             let map = codec::fields(flat);
             let delivery = codec::delivery(&id, &map)?;
             let (lease_id, trigger) = codec::lease_and_trigger(&map)?;
@@ -194,8 +206,9 @@ impl RedisStore {
                     delivery: delivery.id.clone(),
                     lease_id,
                 },
+                not_before,
                 event: codec::from_json(&event, "event")?,
-                endpoint: codec::from_json(&endpoint, "endpoint")?,
+                endpoint,
                 delivery,
             });
         }

@@ -3,7 +3,7 @@
 
 use hookline_core::model::{Endpoint, Page, PageRequest};
 use hookline_core::store::{EndpointStore, StoreError};
-use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId};
+use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId, Timestamp};
 
 use crate::RedisStore;
 use crate::codec;
@@ -24,8 +24,21 @@ impl RedisStore {
             .arg(ep.account.as_str())
             .arg(if ep.enabled { "1" } else { "0" })
             .arg(member(ep.created_at, ep.id.as_str()))
-            .arg(codec::to_json(ep, "endpoint")?)
+            .arg(codec::to_json(
+                // The failure clock is kept beside the record (`fs`), by the store alone.
+                &Endpoint {
+                    failing_since: None,
+                    ..ep.clone()
+                },
+                "endpoint",
+            )?)
             .arg(if ep.ordered { "1" } else { "0" })
+            .arg(
+                ep.max_concurrency
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(ep.rate_limit.map(|r| r.to_string()).unwrap_or_default())
             .invoke_async(&mut conn)
             .await?;
         match (done, create) {
@@ -41,15 +54,19 @@ impl RedisStore {
         id: &EndpointId,
     ) -> DbResult<Option<Endpoint>> {
         let mut conn = self.conn.clone();
-        let (owner, json): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.keys.endpoint(id.as_str()))
-            .arg("account")
-            .arg("j")
-            .query_async(&mut conn)
-            .await?;
+        let (owner, json, fs): (Option<String>, Option<String>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(self.keys.endpoint(id.as_str()))
+                .arg("account")
+                .arg("j")
+                .arg("fs")
+                .query_async(&mut conn)
+                .await?;
         match (owner, json) {
             (Some(owner), Some(j)) if owner == account.as_str() => {
-                codec::from_json(&j, "endpoint").map(Some)
+                let mut ep: Endpoint = codec::from_json(&j, "endpoint")?;
+                ep.failing_since = failing_since(fs.as_deref())?;
+                Ok(Some(ep))
             }
             _ => Ok(None),
         }
@@ -88,6 +105,17 @@ impl RedisStore {
             }
         }
         Ok(subs)
+    }
+}
+
+/// The failure clock field `fs` (milliseconds; absent or empty while healthy).
+pub(crate) fn failing_since(fs: Option<&str>) -> DbResult<Option<Timestamp>> {
+    match fs {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(|ms| Some(Timestamp::from_millis(ms)))
+            .map_err(|e| DbError::corrupt("endpoint fs", e)),
     }
 }
 
@@ -141,6 +169,39 @@ impl EndpointStore for RedisStore {
                 .invoke_async(&mut conn)
                 .await?;
             Ok(done == 1)
+        })
+        .await
+    }
+
+    async fn record_failing(
+        &self,
+        id: &EndpointId,
+        at: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let since: Option<String> = scripts::ENDPOINT_FAILING
+                .key(k.due())
+                .arg(k.q())
+                .arg(id.as_str())
+                .arg(at.as_millis())
+                .invoke_async(&mut conn)
+                .await?;
+            failing_since(since.as_deref())
+        })
+        .await
+    }
+
+    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
+        self.op(async {
+            let mut conn = self.conn.clone();
+            let _: i64 = redis::cmd("HDEL")
+                .arg(self.keys.endpoint(id.as_str()))
+                .arg("fs")
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
         })
         .await
     }

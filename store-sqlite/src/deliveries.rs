@@ -6,7 +6,10 @@ use std::time::Duration;
 use hookline_core::model::{
     Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
 };
-use hookline_core::store::{Claimed, DeliveryStore, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::store::{
+    Claimed, DeliveryStore, LeaseToken, Next, RATE_HORIZON, Receipt, StoreError,
+    rate_interval_micros,
+};
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -14,7 +17,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use crate::SqliteStore;
 use crate::catalog::push_page;
 use crate::error::{DbError, DbResult};
-use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS};
+use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_READ_COLS, EVENT_COLS};
 
 /// The receipt of an event accepted before: its id and its deliveries.
 async fn original_receipt(conn: &mut SqliteConnection, event: &str) -> DbResult<Receipt> {
@@ -50,9 +53,161 @@ async fn fetch_by_ids(
     Ok(qb.build().fetch_all(pool).await?)
 }
 
+/// The claim's assignment: a fresh lease, the due time it was found at, and the lease end (bound
+/// next) as the new due time, so an expired lease is simply due again.
+const CLAIM_SET: &str = "UPDATE deliveries SET lease_id = lower(hex(randomblob(16))), \
+    claimed_due_at = next_attempt_at, next_attempt_at = ";
+
+/// What a claim returns of each delivery.
+const CLAIM_RETURNING: &str = "RETURNING id, account, event_id, endpoint_id, status, attempts, \
+    next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger";
+
+/// Ordered endpoints: only the head of each key's queue is eligible (`d` is the candidate).
+const ORDERED_HEAD: &str = " AND (d.ordering_key IS NULL OR NOT EXISTS ( \
+    SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id \
+    AND p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.id < d.id))";
+
+/// Endpoints with a `maxConcurrency` or `rateLimit` that have due deliveries and room now:
+/// fewer live leases than their limit, and a next free send time within the horizon.
+/// Binds: now (ms) ×3, now + horizon (µs).
+const LIMITED_CANDIDATES: &str = "SELECT id, max_concurrency, rate_limit, pace_next_us, live \
+    FROM (SELECT e.id, e.max_concurrency, e.rate_limit, e.pace_next_us, \
+            (SELECT count(*) FROM deliveries l WHERE l.endpoint_id = e.id \
+               AND l.status = 'pending' AND l.next_attempt_at > ?1 \
+               AND l.lease_id IS NOT NULL) AS live, \
+            (SELECT min(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = e.id \
+               AND d.status = 'pending' AND d.next_attempt_at <= ?1) AS first_due \
+          FROM endpoints e \
+          WHERE e.enabled = 1 AND (e.max_concurrency IS NOT NULL OR e.rate_limit IS NOT NULL) \
+            AND (e.rate_limit IS NULL OR e.pace_next_us IS NULL OR e.pace_next_us <= ?2)) \
+    WHERE first_due IS NOT NULL AND (max_concurrency IS NULL OR live < max_concurrency) \
+    ORDER BY first_due, id";
+
 /// Sets a delivery pending, due at `now`, with a manual trigger and no lease.
 const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
     lease_id = NULL, claimed_due_at = NULL, next_trigger = 'manual'";
+
+/// One limited endpoint the claim may take deliveries of.
+struct Limited {
+    id: String,
+    max_concurrency: Option<i64>,
+    rate_limit: Option<u32>,
+    pace_next_us: Option<i64>,
+    live: i64,
+}
+
+impl Limited {
+    fn from_row(row: &SqliteRow) -> DbResult<Self> {
+        use sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get("id")?,
+            max_concurrency: row.try_get("max_concurrency")?,
+            rate_limit: row
+                .try_get::<Option<i64>, _>("rate_limit")?
+                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+            pace_next_us: row.try_get("pace_next_us")?,
+            live: row.try_get("live")?,
+        })
+    }
+}
+
+/// A claimed delivery with its lease and, for a rate-limited endpoint, its send time.
+type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
+
+impl SqliteStore {
+    /// Claims up to `room` more deliveries of endpoints with limits, one endpoint at a time in
+    /// a write transaction, so the limits hold against every process on the file: at most
+    /// `maxConcurrency` live leases, and send times `1/rateLimit` apart (kept in
+    /// `endpoints.pace_next_us`) no further ahead than the rate horizon.
+    async fn claim_limited(
+        &self,
+        now: Timestamp,
+        mut room: usize,
+        lease_end: Timestamp,
+        skip: &[EndpointId],
+        batch: &mut Vec<ClaimedRow>,
+    ) -> DbResult<()> {
+        let now_us = now.as_millis().saturating_mul(1000);
+        let horizon_us = now_us.saturating_add(RATE_HORIZON.as_micros() as i64);
+        let skipped = |id: &str| skip.iter().any(|s| s.as_str() == id);
+        // Look without the write lock first: most claims find nothing to do here.
+        let first_look = sqlx::query(LIMITED_CANDIDATES)
+            .bind(now.as_millis())
+            .bind(horizon_us)
+            .fetch_all(&self.read)
+            .await?;
+        if !first_look
+            .iter()
+            .filter_map(|r| Limited::from_row(r).ok())
+            .any(|l| !skipped(&l.id))
+        {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        let candidates = sqlx::query(LIMITED_CANDIDATES)
+            .bind(now.as_millis())
+            .bind(horizon_us)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &candidates {
+            if room == 0 {
+                break;
+            }
+            let l = Limited::from_row(row)?;
+            if skipped(&l.id) {
+                continue;
+            }
+            let mut n = room as i64;
+            if let Some(m) = l.max_concurrency {
+                n = n.min(m - l.live);
+            }
+            let mut pace = None;
+            if let Some(r) = l.rate_limit {
+                let step = rate_interval_micros(r);
+                let start = l.pace_next_us.unwrap_or(now_us).max(now_us);
+                n = n.min((horizon_us - start) / step + 1);
+                pace = Some((start, step));
+            }
+            if n <= 0 {
+                continue;
+            }
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(CLAIM_SET);
+            qb.push_bind(lease_end.as_millis());
+            qb.push(" WHERE id IN (SELECT d.id FROM deliveries d WHERE d.endpoint_id = ");
+            qb.push_bind(l.id.clone());
+            qb.push(" AND d.status = 'pending' AND d.next_attempt_at <= ");
+            qb.push_bind(now.as_millis());
+            qb.push(ORDERED_HEAD);
+            qb.push(" ORDER BY d.next_attempt_at, d.id LIMIT ");
+            qb.push_bind(n);
+            qb.push(format!(") {CLAIM_RETURNING}"));
+            let got = qb.build().fetch_all(&mut *tx).await?;
+            let mut mine = Vec::with_capacity(got.len());
+            for row in &got {
+                mine.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
+            }
+            mine.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+            if let Some((start, step)) = pace
+                && !mine.is_empty()
+            {
+                for (i, c) in mine.iter_mut().enumerate() {
+                    let at_us = start + step * i as i64;
+                    // Rounded up to the millisecond: never earlier than the reserved time.
+                    c.2 = Some(Timestamp::from_millis((at_us + 999).div_euclid(1000)));
+                }
+                sqlx::query("UPDATE endpoints SET pace_next_us = ? WHERE id = ?")
+                    .bind(start + step * mine.len() as i64)
+                    .bind(&l.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            room = room.saturating_sub(mine.len());
+            batch.extend(mine);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
 
 #[async_trait::async_trait]
 impl DeliveryStore for SqliteStore {
@@ -187,28 +342,21 @@ impl DeliveryStore for SqliteStore {
             return Ok(Vec::new());
         }
         let lease_end = now.add(lease);
-        // One statement, so it is atomic on its own. SET expressions read the old row, so
-        // `claimed_due_at` keeps the due time the claim found (to order the batch).
-        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "UPDATE deliveries \
-             SET lease_id = lower(hex(randomblob(16))), \
-                 claimed_due_at = next_attempt_at, \
-                 next_attempt_at = ",
-        );
+        // Endpoints without limits: one statement, so it is atomic on its own. SET expressions
+        // read the old row, so `claimed_due_at` keeps the due time the claim found (to order
+        // the batch).
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(CLAIM_SET);
         qb.push_bind(lease_end.as_millis());
         qb.push(
             " WHERE id IN ( \
                  SELECT d.id FROM deliveries d \
                  JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
-                 WHERE d.status = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= ",
+                 WHERE d.status = 'pending' AND e.enabled = 1 \
+                 AND e.max_concurrency IS NULL AND e.rate_limit IS NULL \
+                 AND d.next_attempt_at <= ",
         );
         qb.push_bind(now.as_millis());
-        // Ordered endpoints: only the head of each key's queue.
-        qb.push(
-            " AND (d.ordering_key IS NULL OR NOT EXISTS ( \
-                 SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id \
-                 AND p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.id < d.id))",
-        );
+        qb.push(ORDERED_HEAD);
         if !skip.is_empty() {
             qb.push(" AND d.endpoint_id NOT IN (");
             let mut sep = qb.separated(", ");
@@ -219,29 +367,31 @@ impl DeliveryStore for SqliteStore {
         }
         qb.push(" ORDER BY d.next_attempt_at, d.id LIMIT ");
         qb.push_bind(i64::try_from(max).unwrap_or(i64::MAX));
-        qb.push(format!(
-            ") RETURNING {DELIVERY_COLS}, lease_id, claimed_due_at, next_trigger"
-        ));
+        qb.push(format!(") {CLAIM_RETURNING}"));
         let claimed = qb
             .build()
             .fetch_all(&self.write)
             .await
             .map_err(DbError::from)?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
 
         let mut batch = Vec::with_capacity(claimed.len());
         for row in &claimed {
-            batch.push((rows::delivery(row)?, rows::claim_columns(row)?));
+            batch.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
         }
-        batch.sort_by(|(a, ca), (b, cb)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        batch.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        if batch.len() < max {
+            self.claim_limited(now, max - batch.len(), lease_end, skip, &mut batch)
+                .await?;
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
 
         let event_rows = fetch_by_ids(
             &self.read,
             EVENT_COLS,
             "events",
-            batch.iter().map(|(d, _)| d.event_id.as_str().to_owned()),
+            batch.iter().map(|(d, _, _)| d.event_id.as_str().to_owned()),
         )
         .await?;
         let mut events = HashMap::new();
@@ -251,9 +401,11 @@ impl DeliveryStore for SqliteStore {
         }
         let endpoint_rows = fetch_by_ids(
             &self.read,
-            ENDPOINT_COLS,
+            ENDPOINT_READ_COLS,
             "endpoints",
-            batch.iter().map(|(d, _)| d.endpoint_id.as_str().to_owned()),
+            batch
+                .iter()
+                .map(|(d, _, _)| d.endpoint_id.as_str().to_owned()),
         )
         .await?;
         let mut endpoints = HashMap::new();
@@ -263,7 +415,7 @@ impl DeliveryStore for SqliteStore {
         }
 
         let mut out = Vec::with_capacity(batch.len());
-        for (delivery, cols) in batch {
+        for (delivery, cols, not_before) in batch {
             // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
             // or gone, and the lease just lapses.
             let (Some(event), Some(endpoint)) = (
@@ -279,6 +431,7 @@ impl DeliveryStore for SqliteStore {
                     delivery: delivery.id.clone(),
                     lease_id: cols.lease_id,
                 },
+                not_before,
                 delivery,
                 event,
                 endpoint,

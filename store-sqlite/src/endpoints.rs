@@ -2,13 +2,13 @@
 
 use hookline_core::model::{Cursor, Endpoint, Page, PageRequest};
 use hookline_core::store::{EndpointStore, StoreError};
-use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId};
+use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId, Timestamp};
 use sqlx::QueryBuilder;
 
 use crate::SqliteStore;
 use crate::catalog::push_page;
 use crate::error::{DbError, DbResult};
-use crate::rows::{self, ENDPOINT_COLS};
+use crate::rows::{self, ENDPOINT_COLS, ENDPOINT_READ_COLS};
 
 /// The JSON-encoded columns of an endpoint.
 struct JsonCols {
@@ -93,7 +93,7 @@ impl EndpointStore for SqliteStore {
         id: &EndpointId,
     ) -> Result<Option<Endpoint>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE account = ? AND id = ?"
+            "SELECT {ENDPOINT_READ_COLS} FROM endpoints WHERE account = ? AND id = ?"
         ))
         .bind(account.as_str())
         .bind(id.as_str())
@@ -109,7 +109,7 @@ impl EndpointStore for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<Endpoint>, StoreError> {
         let mut qb = QueryBuilder::new(format!(
-            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE account = "
+            "SELECT {ENDPOINT_READ_COLS} FROM endpoints WHERE account = "
         ));
         qb.push_bind(account.as_str().to_owned());
         push_page(&mut qb, "created_at", "id", page);
@@ -154,6 +154,34 @@ impl EndpointStore for SqliteStore {
         Ok(true)
     }
 
+    async fn record_failing(
+        &self,
+        id: &EndpointId,
+        at: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let since: Option<i64> = sqlx::query_scalar(
+            "UPDATE endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ? \
+             RETURNING failing_since",
+        )
+        .bind(at.as_millis())
+        .bind(id.as_str())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        Ok(since.map(Timestamp::from_millis))
+    }
+
+    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
+        )
+        .bind(id.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+
     async fn subscribers(
         &self,
         account: &AccountId,
@@ -162,7 +190,7 @@ impl EndpointStore for SqliteStore {
     ) -> Result<Vec<Endpoint>, StoreError> {
         // An account has few endpoints: filter in Rust with the model's own rule.
         let found = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE account = ? AND enabled = 1 \
+            "SELECT {ENDPOINT_READ_COLS} FROM endpoints WHERE account = ? AND enabled = 1 \
              ORDER BY created_at, id"
         ))
         .bind(account.as_str())

@@ -21,6 +21,10 @@ pub(crate) const API_KEY_COLS: &str = "hash, prefix, account, created_at";
 pub(crate) const ENDPOINT_COLS: &str = "id, account, url, description, event_types, sites, \
     headers, rate_limit, max_concurrency, ordered, secrets, enabled, disabled_reason, \
     created_at, updated_at";
+/// [`ENDPOINT_COLS`] plus the columns the store keeps itself.
+pub(crate) const ENDPOINT_READ_COLS: &str = "id, account, url, description, event_types, sites, \
+    headers, rate_limit, max_concurrency, ordered, secrets, enabled, disabled_reason, \
+    failing_since, created_at, updated_at";
 pub(crate) const EVENT_COLS: &str =
     "id, account, site, event_type, queue_id, data, idempotency_key, fired_at";
 pub(crate) const DELIVERY_COLS: &str = "id, account, event_id, endpoint_id, status, attempts, \
@@ -157,6 +161,7 @@ pub(crate) fn endpoint(row: &SqliteRow) -> DbResult<Endpoint> {
         secrets: json(row, "secrets")?,
         enabled: get(row, "enabled")?,
         disabled_reason: get(row, "disabled_reason")?,
+        failing_since: opt_ts(row, "failing_since")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })

@@ -135,6 +135,10 @@ macro_rules! store_conformance {
             claim_due_except_skips_the_given_endpoints,
             defer_gives_a_claim_back_without_an_attempt,
             purge_deletes_old_events_with_their_deliveries_and_attempts,
+            max_concurrency_bounds_live_leases,
+            concurrent_claims_respect_max_concurrency,
+            rate_limit_reserves_spaced_send_times,
+            failure_clock_is_kept_by_the_store,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -206,6 +210,7 @@ fn endpoint(account: &AccountId, types: &[&str], sites: &[&str]) -> Endpoint {
         }],
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -1336,6 +1341,7 @@ pub async fn endpoint_crud_round_trips_all_fields(store: Arc<dyn Store>) {
         ],
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         created_at: at(0),
         updated_at: at(10),
     };
@@ -2218,4 +2224,227 @@ pub async fn purge_deletes_old_events_with_their_deliveries_and_attempts(store: 
     );
     let left = claim(s, at(200_000), 10).await;
     assert_eq!(ids(&left), young_d, "nothing purged is claimed");
+}
+
+/// How many of `claims` go to `ep`.
+fn count_for(claims: &[Claimed], ep: &Endpoint) -> usize {
+    claims.iter().filter(|c| c.endpoint.id == ep.id).count()
+}
+
+/// An endpoint with `maxConcurrency` never has more live leases than that: settling, deferring
+/// or the end of a lease frees a slot; endpoints without limits are claimed beside it.
+pub async fn max_concurrency_bounds_live_leases(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut narrow = endpoint(&a, &[], &[]);
+    narrow.max_concurrency = Some(2);
+    s.create_endpoint(&narrow).await.expect("create_endpoint");
+    let free = new_endpoint(s, &a, &[], &[]).await;
+    for i in 0..5 {
+        enqueue_new(s, &a, &[&narrow, &free], at(i)).await;
+    }
+    let first = claim(s, at(10), 100).await;
+    assert_eq!(count_for(&first, &free), 5, "no limit: everything due");
+    assert_eq!(count_for(&first, &narrow), 2, "maxConcurrency 2");
+    assert!(
+        first.iter().all(|c| c.not_before.is_none()),
+        "no rate limit, no send time"
+    );
+    assert!(
+        claim(s, at(11), 100).await.is_empty(),
+        "both slots are taken"
+    );
+
+    let mine: Vec<&Claimed> = first
+        .iter()
+        .filter(|c| c.endpoint.id == narrow.id)
+        .collect();
+    settle(s, mine[0], at(12), Some(200), Next::Delivered).await;
+    let next = claim(s, at(13), 100).await;
+    assert_eq!(
+        count_for(&next, &narrow),
+        1,
+        "a settled attempt frees its slot"
+    );
+    assert!(claim(s, at(14), 100).await.is_empty());
+    s.defer(&mine[1].lease, at(15)).await.expect("defer");
+    let after_defer = claim(s, at(15), 100).await;
+    assert_eq!(
+        count_for(&after_defer, &narrow),
+        1,
+        "a deferred claim frees its slot"
+    );
+    assert!(claim(s, at(16), 100).await.is_empty());
+
+    // Every lease has ended: the limit still holds for the next claim.
+    let late = at(16).add(LEASE).add(Duration::from_secs(1));
+    let again = claim(s, late, 100).await;
+    assert_eq!(
+        count_for(&again, &narrow),
+        2,
+        "expired leases free their slots, up to the limit"
+    );
+    assert_eq!(count_for(&again, &free), 5);
+}
+
+/// Claims racing from many workers (as from many processes) never exceed `maxConcurrency`
+/// together.
+pub async fn concurrent_claims_respect_max_concurrency(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut narrow = endpoint(&a, &[], &[]);
+    narrow.max_concurrency = Some(3);
+    s.create_endpoint(&narrow).await.expect("create_endpoint");
+    for i in 0..12 {
+        enqueue_new(s, &a, &[&narrow], at(i)).await;
+    }
+    let mut set = JoinSet::new();
+    for _ in 0..8 {
+        let st = store.clone();
+        set.spawn(async move { st.claim_due(at(20), 2, LEASE).await.expect("claim_due") });
+    }
+    let mut total = 0;
+    while let Some(got) = set.join_next().await {
+        total += got.expect("claim task").len();
+    }
+    assert!(
+        (2..=3).contains(&total),
+        "eight racing claims took {total} leases; the limit is 3"
+    );
+    // A claimer may pass over an endpoint another one holds; once they are done, the rest of
+    // the room is taken, and no more.
+    total += claim(s, at(21), 10).await.len();
+    assert_eq!(total, 3, "the limit is 3");
+}
+
+/// An endpoint with `rateLimit` r gets send times at least 1/r s apart across claims, none
+/// beyond the rate horizon of the claim that reserved it.
+pub async fn rate_limit_reserves_spaced_send_times(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut slow = endpoint(&a, &[], &[]);
+    slow.rate_limit = Some(4);
+    s.create_endpoint(&slow).await.expect("create_endpoint");
+    let free = new_endpoint(s, &a, &[], &[]).await;
+    for i in 0..12 {
+        enqueue_new(s, &a, &[&slow, &free], at(i)).await;
+    }
+    let horizon = crate::store::RATE_HORIZON;
+    let now = at(100);
+    let first = claim(s, now, 100).await;
+    assert_eq!(count_for(&first, &free), 12);
+    assert!(
+        first
+            .iter()
+            .filter(|c| c.endpoint.id == free.id)
+            .all(|c| c.not_before.is_none())
+    );
+    let mut times: Vec<Timestamp> = first
+        .iter()
+        .filter(|c| c.endpoint.id == slow.id)
+        .map(|c| {
+            c.not_before
+                .expect("a rate-limited claim carries its send time")
+        })
+        .collect();
+    assert!(!times.is_empty(), "something is sendable now");
+    assert!(
+        times.len() <= 5,
+        "at most 4/s over a 1 s horizon (+1 at its start): {}",
+        times.len()
+    );
+    assert!(times[0] >= now && times[times.len() - 1] <= now.add(horizon));
+    let more = claim(s, now, 100).await;
+    for c in &more {
+        times.push(c.not_before.expect("send time"));
+    }
+    assert!(
+        times.len() <= 5,
+        "the horizon is full: a second claim at once reserves nothing more"
+    );
+    let later = now.add(horizon);
+    let third = claim(s, later, 100).await;
+    assert!(!third.is_empty(), "one horizon later there is room again");
+    for c in &third {
+        let t = c.not_before.expect("send time");
+        assert!(
+            t <= later.add(horizon),
+            "{t} is beyond the horizon of {later}"
+        );
+        times.push(t);
+    }
+    let mut sorted = times.clone();
+    sorted.sort();
+    for w in sorted.windows(2) {
+        assert!(
+            w[1].since(w[0]) >= Duration::from_millis(250),
+            "send times {} and {} are closer than 1/4 s",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// The failure clock: started once, kept across calls and endpoint updates, shown on the
+/// endpoint (also in claims), stopped by `record_healthy`.
+pub async fn failure_clock_is_kept_by_the_store(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut ep = new_endpoint(s, &a, &[], &[]).await;
+    let fetch = |ep: &Endpoint| {
+        let (a, id) = (ep.account.clone(), ep.id.clone());
+        async move {
+            s.endpoint(&a, &id)
+                .await
+                .expect("endpoint")
+                .expect("exists")
+        }
+    };
+    assert_eq!(fetch(&ep).await.failing_since, None);
+    assert_eq!(
+        s.record_failing(&ep.id, at(10))
+            .await
+            .expect("record_failing"),
+        Some(at(10))
+    );
+    assert_eq!(
+        s.record_failing(&ep.id, at(20))
+            .await
+            .expect("record_failing"),
+        Some(at(10)),
+        "a running clock keeps its start"
+    );
+    assert_eq!(fetch(&ep).await.failing_since, Some(at(10)));
+    ep.description = Some("changed".into());
+    ep.failing_since = None;
+    s.update_endpoint(&ep).await.expect("update_endpoint");
+    let got = fetch(&ep).await;
+    assert_eq!(got.description.as_deref(), Some("changed"));
+    assert_eq!(
+        got.failing_since,
+        Some(at(10)),
+        "updates leave the clock alone"
+    );
+    enqueue_new(s, &a, &[&ep], at(30)).await;
+    let c = claim_one(s, at(31)).await;
+    assert_eq!(
+        c.endpoint.failing_since,
+        Some(at(10)),
+        "claims carry the clock"
+    );
+    s.record_healthy(&ep.id).await.expect("record_healthy");
+    assert_eq!(fetch(&ep).await.failing_since, None);
+    assert_eq!(
+        s.record_failing(&ep.id, at(40))
+            .await
+            .expect("record_failing"),
+        Some(at(40))
+    );
+    assert_eq!(
+        s.record_failing(&EndpointId::generate(), at(40))
+            .await
+            .expect("record_failing"),
+        None,
+        "an unknown endpoint has no clock"
+    );
 }

@@ -88,6 +88,9 @@ pub(crate) struct EndpointOut {
     ordered: bool,
     enabled: bool,
     disabled_reason: Option<String>,
+    /// Since when every attempt has failed (absent while the endpoint is healthy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_since: Option<Timestamp>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -107,6 +110,7 @@ impl From<Endpoint> for EndpointOut {
             ordered: e.ordered,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -276,6 +280,7 @@ pub(crate) async fn create(
         }],
         enabled: body.enabled.unwrap_or(true),
         disabled_reason: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };
@@ -359,17 +364,22 @@ pub(crate) async fn update(
     if let Some(o) = body.ordered {
         ep.ordered = o;
     }
+    let mut enabled_now = false;
     if let Some(en) = body.enabled {
-        set_enabled(&mut ep, en, "disabled through the API");
+        enabled_now = set_enabled(&mut ep, en, "disabled through the API") && en;
     }
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    if enabled_now {
+        restart_failure_clock(&state, &mut ep).await?;
+    }
     Ok(Json(ep.into()))
 }
 
-fn set_enabled(ep: &mut Endpoint, enabled: bool, reason: &str) {
+/// Sets the enabled flag and the reason; true if it changed.
+fn set_enabled(ep: &mut Endpoint, enabled: bool, reason: &str) -> bool {
     if ep.enabled == enabled {
-        return;
+        return false;
     }
     ep.enabled = enabled;
     ep.disabled_reason = if enabled {
@@ -377,6 +387,15 @@ fn set_enabled(ep: &mut Endpoint, enabled: bool, reason: &str) {
     } else {
         Some(reason.to_owned())
     };
+    true
+}
+
+/// An endpoint enabled again starts with a clean failure clock, and its deliveries go at once.
+async fn restart_failure_clock(state: &AppState, ep: &mut Endpoint) -> ApiResult<()> {
+    state.store().record_healthy(&ep.id).await?;
+    ep.failing_since = None;
+    state.dispatcher.wake();
+    Ok(())
 }
 
 pub(crate) async fn enable(
@@ -388,7 +407,7 @@ pub(crate) async fn enable(
     set_enabled(&mut ep, true, "");
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
-    state.dispatcher.wake();
+    restart_failure_clock(&state, &mut ep).await?;
     Ok(Json(ep.into()))
 }
 
@@ -398,7 +417,7 @@ pub(crate) async fn disable(
     Path((account, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
     let mut ep = load_endpoint(&state, &caller, &account, &endpoint).await?;
-    set_enabled(&mut ep, false, "disabled through the API");
+    let _ = set_enabled(&mut ep, false, "disabled through the API");
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
     Ok(Json(ep.into()))

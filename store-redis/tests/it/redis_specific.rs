@@ -25,6 +25,7 @@ fn endpoint(account: &AccountId) -> Endpoint {
         secrets: vec![],
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         created_at: Timestamp::from_millis(1),
         updated_at: Timestamp::from_millis(1),
     }

@@ -32,6 +32,7 @@ fn endpoint(account: &AccountId) -> Endpoint {
         }],
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         created_at: T0,
         updated_at: T0,
     }
