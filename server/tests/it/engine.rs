@@ -300,9 +300,23 @@ async fn a_black_hole_endpoint_does_not_slow_a_healthy_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrency_and_rate_limit_are_honoured() {
+    limits_hold(Server::start(&[]).await, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_three_processes_on_one_sqlite_file() {
+    let _heavy = crate::support::HEAVY.lock().await;
+    limits_hold(Server::start(&[]).await, 3).await;
+}
+
+/// `maxConcurrency` 3 (a receiver that takes 150 ms) and `rateLimit` 5/s, with `processes`
+/// servers on `srv`'s store (the first is `srv`) taking the events in turn: the receiver never
+/// sees more than 3 requests at once, nor more than 5 (+1 for the window's edges) in any second.
+/// Each process alone would allow 3 and 5/s, so three processes enforcing the limits only for
+/// themselves would show up to 9 at once and 15/s.
+pub(crate) async fn limits_hold(srv: Server, processes: usize) {
     let rx = Receiver::start().await;
     rx.delay("/narrow", Duration::from_millis(150));
-    let srv = Server::start(&[]).await;
     srv.seed("acct").await;
     srv.endpoint(
         "acct",
@@ -314,17 +328,27 @@ async fn max_concurrency_and_rate_limit_are_honoured() {
         json!({"url": rx.url("/slow-rate"), "rateLimit": 5, "eventTypes": ["rx.failed"]}),
     )
     .await;
+    let mut servers = vec![srv];
+    for _ in 1..processes {
+        let more = servers[0].another().await;
+        servers.push(more);
+    }
     for n in 0..30 {
-        srv.post(
-            "/v1/accounts/acct/events",
-            json!({"event": "rx.completed", "data": {"n": n}}),
-        )
-        .await;
-        srv.post(
-            "/v1/accounts/acct/events",
-            json!({"event": "rx.failed", "data": {"n": n}}),
-        )
-        .await;
+        let srv = &servers[n % servers.len()];
+        let (status, _) = srv
+            .post(
+                "/v1/accounts/acct/events",
+                json!({"event": "rx.completed", "data": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status, 202);
+        let (status, _) = srv
+            .post(
+                "/v1/accounts/acct/events",
+                json!({"event": "rx.failed", "data": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status, 202);
     }
     rx.wait_for("/narrow", 30, Duration::from_secs(30)).await;
     let max = rx.max_in_flight("/narrow");
@@ -349,6 +373,10 @@ async fn max_concurrency_and_rate_limit_are_honoured() {
         "rateLimit 5/s, saw {worst} requests within one second"
     );
     let span = times.last().unwrap().duration_since(times[0]);
+    eprintln!(
+        "limits with {processes} process(es): at most {max} in flight (limit 3), busiest second \
+         {worst} requests (limit 5/s), 30 rate-limited requests over {span:?}"
+    );
     assert!(
         span >= Duration::from_secs(4),
         "30 requests at 5/s take about 5 s, took {span:?}"
@@ -415,6 +443,79 @@ async fn endpoint_state(srv: &Server, ep: &str) -> serde_json::Value {
     srv.get(&format!("/v1/accounts/acct/endpoints/{ep}"))
         .await
         .1
+}
+
+/// The failure clock lives in the store: a restart does not start it again, so the endpoint is
+/// disabled one period after its first failure, and its reason names that instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_clock_survives_a_restart() {
+    let rx = Receiver::start().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    rx.respond_with("/dead", move |_, _| {
+        if h.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            503
+        }
+    });
+    let mut srv = Server::start(&[
+        "--retry-schedule",
+        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
+        "--circuit-cooldown",
+        "200ms",
+        "--disable-after",
+        "3s",
+    ])
+    .await;
+    srv.seed("acct").await;
+    let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/dead")})).await;
+    assert!(endpoint_state(&srv, &ep).await["failingSince"].is_null());
+    srv.post(
+        "/v1/accounts/acct/events",
+        json!({"event": "rx.completed", "data": {}}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let since = loop {
+        let e = endpoint_state(&srv, &ep).await;
+        if let Some(s) = e["failingSince"].as_str() {
+            break s.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure recorded: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    srv.restart().await;
+    let restarted = std::time::Instant::now();
+    let deadline = restarted + Duration::from_secs(15);
+    let disabled = loop {
+        let e = endpoint_state(&srv, &ep).await;
+        if e["enabled"] == false {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "never disabled: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = disabled["disabledReason"].as_str().unwrap();
+    assert!(
+        reason.contains(&since),
+        "the clock kept its start {since} across the restart: {reason}"
+    );
+    assert_eq!(disabled["failingSince"].as_str(), Some(since.as_str()));
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (s, e) = srv
+        .post(
+            &format!("/v1/accounts/acct/endpoints/{ep}/enable"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(e["failingSince"].is_null(), "enabling stops the clock: {e}");
+    assert!(endpoint_state(&srv, &ep).await["failingSince"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -288,6 +288,13 @@ mod engine_on_postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_limits_hold_across_three_processes() {
+        let _heavy = crate::support::HEAVY.lock().await;
+        let db = FreshDatabase::create().await;
+        crate::engine::limits_hold(server(&db, &[]).await, 3).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_fault_matrix() {
         let db = FreshDatabase::create().await;
         crate::faults::fault_matrix(&server(&db, crate::faults::FLAGS).await).await;

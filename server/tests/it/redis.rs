@@ -241,6 +241,13 @@ mod engine_on_redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_limits_hold_across_three_processes() {
+        let _heavy = crate::support::HEAVY.lock().await;
+        let keys = FreshPrefix::create();
+        crate::engine::limits_hold(server(&keys, &[]).await, 3).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_fault_matrix() {
         let keys = FreshPrefix::create();
         crate::faults::fault_matrix(&server(&keys, crate::faults::FLAGS).await).await;
