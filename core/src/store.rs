@@ -75,6 +75,37 @@ pub fn rate_interval_micros(per_second: u32) -> i64 {
     (1_000_000 + r - 1) / r
 }
 
+/// For store implementations: whether any endpoint has a `maxConcurrency` or `rateLimit`,
+/// remembered for [`LimitedHint::TTL`], so claims can skip the limited-endpoint path (and its
+/// query) while there are none. A store clears it on its own endpoint writes; a change made
+/// through another process is seen within the TTL.
+#[derive(Debug, Default)]
+pub struct LimitedHint {
+    known: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+impl LimitedHint {
+    /// How long an answer is trusted.
+    pub const TTL: Duration = Duration::from_secs(1);
+
+    /// The remembered answer, if still fresh.
+    pub fn get(&self) -> Option<bool> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.and_then(|(at, v)| (at.elapsed() < Self::TTL).then_some(v))
+    }
+
+    /// Remembers an answer.
+    pub fn set(&self, any_limited: bool) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), any_limited));
+    }
+
+    /// Forgets the answer (after an endpoint write).
+    pub fn clear(&self) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// Proof of a claim: which delivery, and which lease on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseToken {

@@ -125,6 +125,22 @@ impl Limited {
 type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
 
 impl PgStore {
+    /// Whether any enabled endpoint has limits (asked at most once per
+    /// [`LimitedHint::TTL`](hookline_core::store::LimitedHint::TTL) unless endpoints change here).
+    async fn any_limited(&self) -> DbResult<bool> {
+        if let Some(known) = self.limited.get() {
+            return Ok(known);
+        }
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE enabled \
+             AND (max_concurrency IS NOT NULL OR rate_limit IS NOT NULL))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.limited.set(any);
+        Ok(any)
+    }
+
     /// Claims up to `room` more deliveries of endpoints with limits. The endpoints' rows are
     /// locked (`FOR UPDATE SKIP LOCKED`) for the transaction, so claimers in every process take
     /// turns per endpoint and the limits hold across them: at most `maxConcurrency` live leases,
@@ -141,6 +157,9 @@ impl PgStore {
         let now_us = now.as_millis().saturating_mul(1000);
         let horizon_us = now_us.saturating_add(RATE_HORIZON.as_micros() as i64);
         let skip: Vec<&str> = skip.iter().map(|e| e.as_str()).collect();
+        if !self.any_limited().await? {
+            return Ok(());
+        }
         // Look without locks first: most claims find nothing to do here.
         let first_look: Vec<String> = sqlx::query(LIMITED_CANDIDATES)
             .bind(now.as_millis())

@@ -34,6 +34,7 @@ fn cols(ep: &Endpoint) -> DbResult<Cols> {
 #[async_trait::async_trait]
 impl EndpointStore for PgStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        self.limited.clear();
         let c = cols(ep)?;
         sqlx::query(
             "INSERT INTO endpoints (id, account, url, description, event_types, sites, headers, \
@@ -63,6 +64,7 @@ impl EndpointStore for PgStore {
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        self.limited.clear();
         let c = cols(ep)?;
         let mut tx = self.pool.begin().await.map_err(DbError::from)?;
         let done = sqlx::query(

@@ -254,6 +254,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Raised when another process enqueues (`LISTEN hookline_work_<schema>`); started on first use.
     signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
+    /// Whether any endpoint has limits (claims skip the limited path while none has).
+    limited: std::sync::Arc<hookline_core::store::LimitedHint>,
 }
 
 impl PgStore {
@@ -309,6 +311,7 @@ impl PgStore {
         Self {
             pool,
             signal: Default::default(),
+            limited: Default::default(),
         }
     }
 

@@ -115,6 +115,22 @@ impl Limited {
 type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
 
 impl SqliteStore {
+    /// Whether any enabled endpoint has limits (asked at most once per
+    /// [`LimitedHint::TTL`](hookline_core::store::LimitedHint::TTL) unless endpoints change here).
+    async fn any_limited(&self) -> DbResult<bool> {
+        if let Some(known) = self.limited.get() {
+            return Ok(known);
+        }
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE enabled = 1 \
+             AND (max_concurrency IS NOT NULL OR rate_limit IS NOT NULL))",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        self.limited.set(any);
+        Ok(any)
+    }
+
     /// Claims up to `room` more deliveries of endpoints with limits, one endpoint at a time in
     /// a write transaction, so the limits hold against every process on the file: at most
     /// `maxConcurrency` live leases, and send times `1/rateLimit` apart (kept in
@@ -130,6 +146,9 @@ impl SqliteStore {
         let now_us = now.as_millis().saturating_mul(1000);
         let horizon_us = now_us.saturating_add(RATE_HORIZON.as_micros() as i64);
         let skipped = |id: &str| skip.iter().any(|s| s.as_str() == id);
+        if !self.any_limited().await? {
+            return Ok(());
+        }
         // Look without the write lock first: most claims find nothing to do here.
         let first_look = sqlx::query(LIMITED_CANDIDATES)
             .bind(now.as_millis())

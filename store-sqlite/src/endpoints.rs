@@ -30,6 +30,7 @@ fn json_cols(ep: &Endpoint) -> DbResult<JsonCols> {
 #[async_trait::async_trait]
 impl EndpointStore for SqliteStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        self.limited.clear();
         let j = json_cols(ep)?;
         sqlx::query(&format!(
             "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -56,6 +57,7 @@ impl EndpointStore for SqliteStore {
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        self.limited.clear();
         let j = json_cols(ep)?;
         let done = sqlx::query(
             "UPDATE endpoints SET url = ?, description = ?, event_types = ?, sites = ?, \

@@ -116,6 +116,8 @@ pub struct SqliteStore {
     read: SqlitePool,
     /// Shares write transactions between concurrent enqueues and settles.
     group: std::sync::Arc<group::GroupCommit>,
+    /// Whether any endpoint has limits (claims skip the limited path while none has).
+    limited: std::sync::Arc<hookline_core::store::LimitedHint>,
 }
 
 impl SqliteStore {
@@ -163,6 +165,7 @@ impl SqliteStore {
                 write,
                 read,
                 group: Default::default(),
+                limited: Default::default(),
             }
         };
         store.migrate().await?;
@@ -177,6 +180,7 @@ impl SqliteStore {
             write: pool.clone(),
             read: pool,
             group: Default::default(),
+            limited: Default::default(),
         }
     }
 
