@@ -288,6 +288,25 @@ mod engine_on_postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_black_hole_does_not_slow_a_healthy_endpoint() {
+        crate::engine::black_hole_isolation(&|flags| {
+            Box::pin(async move {
+                let db = FreshDatabase::create().await;
+                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                let srv = server(&db, &flags).await;
+                (srv, Box::new(db) as crate::engine::StoreGuard)
+            })
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_dead_endpoint_costs_a_few_requests() {
+        let db = FreshDatabase::create().await;
+        crate::engine::dead_endpoint(&server(&db, crate::engine::DEAD_FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_limits_hold_across_three_processes() {
         let _heavy = crate::support::HEAVY.lock().await;
         let db = FreshDatabase::create().await;

@@ -241,6 +241,25 @@ mod engine_on_redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_black_hole_does_not_slow_a_healthy_endpoint() {
+        crate::engine::black_hole_isolation(&|flags| {
+            Box::pin(async move {
+                let keys = FreshPrefix::create();
+                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                let srv = server(&keys, &flags).await;
+                (srv, Box::new(keys) as crate::engine::StoreGuard)
+            })
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_dead_endpoint_costs_a_few_requests() {
+        let keys = FreshPrefix::create();
+        crate::engine::dead_endpoint(&server(&keys, crate::engine::DEAD_FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_limits_hold_across_three_processes() {
         let _heavy = crate::support::HEAVY.lock().await;
         let keys = FreshPrefix::create();
