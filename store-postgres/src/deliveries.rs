@@ -7,8 +7,7 @@ use hookline_core::model::{
     Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
 };
 use hookline_core::store::{
-    Claimed, DeliveryStore, LeaseToken, Next, RATE_HORIZON, Receipt, StoreError,
-    rate_interval_micros,
+    Claimed, DeliveryStore, LeaseToken, LimitedRoom, Next, RATE_HORIZON, Receipt, StoreError,
 };
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::{PgConnection, QueryBuilder};
@@ -196,18 +195,15 @@ impl PgStore {
                 break;
             }
             let l = Limited::from_row(row)?;
-            let mut n = room as i64;
-            if let Some(m) = l.max_concurrency {
-                n = n.min(m - l.live);
-            }
-            let mut pace = None;
-            if let Some(r) = l.rate_limit {
-                let step = rate_interval_micros(r);
-                let start = l.pace_next_us.unwrap_or(now_us).max(now_us);
-                n = n.min((horizon_us - start) / step + 1);
-                pace = Some((start, step));
-            }
-            if n <= 0 {
+            let allowed = LimitedRoom::new(
+                now,
+                room,
+                l.max_concurrency,
+                l.live,
+                l.rate_limit,
+                l.pace_next_us,
+            );
+            if allowed.take == 0 {
                 continue;
             }
             let got = sqlx::query(&format!(
@@ -217,7 +213,7 @@ impl PgStore {
             .bind(&l.id)
             .bind(now.as_millis())
             .bind(lease_end.as_millis())
-            .bind(n)
+            .bind(allowed.take as i64)
             .fetch_all(&mut *tx)
             .await?;
             let mut mine = Vec::with_capacity(got.len());
@@ -225,16 +221,12 @@ impl PgStore {
                 mine.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
             }
             mine.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
-            if let Some((start, step)) = pace
-                && !mine.is_empty()
-            {
-                for (i, c) in mine.iter_mut().enumerate() {
-                    let at_us = start + step * i as i64;
-                    // Rounded up to the millisecond: never earlier than the reserved time.
-                    c.2 = Some(Timestamp::from_millis((at_us + 999).div_euclid(1000)));
-                }
+            for (i, c) in mine.iter_mut().enumerate() {
+                c.2 = allowed.send_time(i);
+            }
+            if let Some(next) = allowed.next_free_us(mine.len()) {
                 sqlx::query("UPDATE endpoints SET pace_next_us = $1 WHERE id = $2")
-                    .bind(start + step * mine.len() as i64)
+                    .bind(next)
                     .bind(&l.id)
                     .execute(&mut *tx)
                     .await?;
