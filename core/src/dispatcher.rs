@@ -560,7 +560,18 @@ impl Dispatcher {
                     }
                 }
             }
-            Health::Failing { first, mut since } => {
+            Health::Failing {
+                first,
+                mut since,
+                hold,
+            } => {
+                if let Some(until) = hold {
+                    let until =
+                        at.add(until.saturating_duration_since(tokio::time::Instant::now()));
+                    if let Err(e) = store.hold_endpoint(id, until, at).await {
+                        tracing::warn!(error = %e, "holding a failing endpoint's deliveries failed");
+                    }
+                }
                 if first {
                     match store.record_failing(id, at).await {
                         Ok(Some(kept)) => {

@@ -62,8 +62,13 @@ pub(crate) struct Gates {
 pub(crate) enum Health {
     /// Delivered; `was_failing` if this process saw it failing before.
     Delivered { was_failing: bool },
-    /// Failed; `first` if this failure started the local clock, which runs since `since`.
-    Failing { first: bool, since: Timestamp },
+    /// Failed; `first` if this failure started the local clock, which runs since `since`;
+    /// `hold` when it opened the circuit or set a pause: the endpoint waits until then.
+    Failing {
+        first: bool,
+        since: Timestamp,
+        hold: Option<Instant>,
+    },
 }
 
 impl Gate {
@@ -153,6 +158,7 @@ impl Gates {
                 Health::Failing {
                     first: true,
                     since: at,
+                    hold: None,
                 }
             };
         };
@@ -169,8 +175,11 @@ impl Gates {
         g.failures += 1;
         let first = g.failing_since.is_none();
         let since = *g.failing_since.get_or_insert(at);
+        let mut hold = None;
         if let Some(ra) = retry_after {
-            g.paused_until = Some(now + ra.min(self.cfg.max_cooldown));
+            let until = now + ra.min(self.cfg.max_cooldown);
+            g.paused_until = Some(until);
+            hold = Some(until);
         }
         let cooling = g.open_until.is_some_and(|t| now < t);
         if !cooling && (g.probing || g.failures >= self.cfg.threshold) {
@@ -182,10 +191,11 @@ impl Gates {
                 .saturating_mul(factor)
                 .min(self.cfg.max_cooldown);
             g.open_until = Some(now + cooldown);
+            hold = Some(hold.map_or(now + cooldown, |h: Instant| h.max(now + cooldown)));
             tracing::debug!(endpoint_id = %id, cooldown_ms = cooldown.as_millis() as u64, "circuit open");
         }
         g.probing = false;
-        Health::Failing { first, since }
+        Health::Failing { first, since, hold }
     }
 
     /// Adopts the failure clock's start as the store keeps it (it may be earlier than this
@@ -338,8 +348,10 @@ mod tests {
             first,
             Health::Failing {
                 first: true,
-                since: Timestamp::from_millis(0)
-            }
+                since: Timestamp::from_millis(0),
+                hold: Some(t0 + Duration::from_secs(30)),
+            },
+            "a pause holds the endpoint"
         );
         assert_eq!(
             gates.admit(&e, t0),
@@ -352,7 +364,8 @@ mod tests {
             later,
             Health::Failing {
                 first: false,
-                since: Timestamp::from_millis(0)
+                since: Timestamp::from_millis(0),
+                hold: None,
             },
             "the clock keeps its start"
         );
@@ -364,8 +377,10 @@ mod tests {
             gates.finish(&e.id, false, None, Timestamp::from_millis(3_650_000), t2),
             Health::Failing {
                 first: false,
-                since: Timestamp::from_millis(-5)
-            }
+                since: Timestamp::from_millis(-5),
+                hold: Some(t2 + Duration::from_secs(10)),
+            },
+            "the third failure opens the circuit and holds the endpoint for the cool-down"
         );
         let t2 = t2 + Duration::from_secs(120);
         assert_eq!(gates.admit(&e, t2), Admit::Go);
@@ -378,7 +393,8 @@ mod tests {
             gates.finish(&e.id, false, None, Timestamp::from_millis(3_800_000), t2),
             Health::Failing {
                 first: true,
-                since: Timestamp::from_millis(3_800_000)
+                since: Timestamp::from_millis(3_800_000),
+                hold: None,
             },
             "a success stopped the clock"
         );

@@ -356,6 +356,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Gives a claimed delivery back without an attempt: it becomes due at `until`, its attempt
     /// count and trigger unchanged. `LeaseLost` (and no change) if the lease is no longer current.
     async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError>;
+    /// Makes the pending deliveries of `endpoint` that are due before `until` (leased ones only
+    /// once their lease has ended at `now`) wait until `until`, together: used while the endpoint
+    /// is failing (an open circuit, a `Retry-After` pause), so claims in every process stop
+    /// passing over its backlog. Attempt counts and triggers are unchanged.
+    async fn hold_endpoint(
+        &self,
+        endpoint: &EndpointId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Deletes up to `max` events that fired before `before`, with their deliveries and attempts;
     /// returns how many events were deleted (call again until it returns less than `max`).
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError>;

@@ -568,6 +568,26 @@ impl DeliveryStore for PgStore {
         Ok(())
     }
 
+    async fn hold_endpoint(
+        &self,
+        endpoint: &EndpointId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, claimed_due_at = NULL \
+             WHERE endpoint_id = $2 AND status = 'pending' AND next_attempt_at < $1 \
+             AND (lease_id IS NULL OR next_attempt_at <= $3)",
+        )
+        .bind(until.as_millis())
+        .bind(endpoint.as_str())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         // One statement: the oldest events (index on `fired_at`), their deliveries and attempts
         // by `ON DELETE CASCADE`. A leased delivery that is purged settles as `LeaseLost`.

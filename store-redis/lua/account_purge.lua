@@ -3,7 +3,10 @@
 local acct = ARGV[2]
 for _, m in ipairs(redis.call('ZRANGE', Q .. 'eps:' .. acct, 0, -1)) do
   local ep = member_id(m)
-  redis.call('DEL', Q .. 'ep:' .. ep, Q .. 'park:' .. ep, Q .. 'epd:' .. ep, Q .. 'lz:' .. ep)
+  redis.call('DEL', Q .. 'ep:' .. ep, Q .. 'park:' .. ep, Q .. 'epd:' .. ep, Q .. 'lz:' .. ep,
+    Q .. 'side:' .. ep)
+  redis.call('ZREM', Q .. 'sides', ep)
+  redis.call('ZREM', Q .. 'holds', ep)
 end
 for _, m in ipairs(redis.call('ZRANGE', Q .. 'dlvs:' .. acct, 0, -1)) do
   local id = member_id(m)

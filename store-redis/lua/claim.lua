@@ -2,6 +2,8 @@
 -- leaving those of the endpoints in ARGV[7..] (the caller's skip list) due.
 -- ARGV: [2] now, [3] max, [4] lease end (> now), [5] lease id base (random per call),
 --       [6] rate horizon (ms), [7..] endpoint ids to skip.
+-- Entries of skipped endpoints (and of endpoints out of room) are set aside, not walked again by
+-- later claims; each claim first puts back the set-aside entries it may take.
 -- Endpoint limits hold across every process because this script is atomic: an endpoint with
 -- `mc` (maxConcurrency) never gets more leases than `mc` minus its live ones (`lz:<endpoint>`,
 -- scored by lease end); one with `rl` (rateLimit) gets send times 1/rl s apart from its `pace`
@@ -18,14 +20,20 @@ local skip = {}
 for i = 7, #ARGV do
   skip[ARGV[i]] = true
 end
--- Per endpoint seen: false (no limits) or {room, rate step, next send time (µs)}.
+release_holds(now)
+-- Per endpoint seen: 'held' (a hold lasts: park what we meet), false (no limits) or
+-- {room, rate step, next send time (µs)}.
 local limits = {}
 local function limit_of(ep, epk)
   local l = limits[ep]
   if l ~= nil then
     return l
   end
-  local f = redis.call('HMGET', epk, 'mc', 'rl', 'pace')
+  local f = redis.call('HMGET', epk, 'mc', 'rl', 'pace', 'hold')
+  if f[4] and f[4] ~= '' and tonumber(f[4]) > tonumber(now) then
+    limits[ep] = 'held'
+    return 'held'
+  end
   if (not f[1] or f[1] == '') and (not f[2] or f[2] == '') then
     limits[ep] = false
     return false
@@ -44,14 +52,32 @@ local function limit_of(ep, epk)
   limits[ep] = l
   return l
 end
+local function no_room(lim)
+  return lim and lim ~= 'held' and (lim.room <= 0 or (lim.step and lim.next > horizon_us))
+end
+-- Endpoints passed over by earlier claims (skipped by their caller, or out of room) have their
+-- due entries set aside in `side:<endpoint>`, so that claims do not walk their backlog again and
+-- again. Whatever this claim may take is due again now.
+for _, ep in ipairs(redis.call('ZRANGE', Q .. 'sides', 0, -1)) do
+  local lim = limit_of(ep, Q .. 'ep:' .. ep)
+  if not skip[ep] and lim ~= 'held' and not no_room(lim) then
+    -- A limited endpoint gets back only what it has room for.
+    local k = -1
+    if lim then
+      k = lim.room
+      if lim.step then
+        k = math.min(k, math.floor((horizon_us - lim.next) / lim.step) + 1)
+      end
+    end
+    unside(ep, k)
+  end
+end
 local out = {}
 local n = 0
--- Entries looked at leave the range [-inf, now] (claimed, parked or dropped) except skipped
--- ones, which therefore are the first `skipped` entries of the range.
-local skipped = 0
+-- Every entry looked at leaves the range [-inf, now]: claimed, parked, set aside or dropped.
 local budget = 2000
 while #out < max and budget > 0 do
-  local batch = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'WITHSCORES', 'LIMIT', skipped, 64)
+  local batch = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 64)
   if #batch == 0 then
     break
   end
@@ -66,13 +92,16 @@ while #out < max and budget > 0 do
     if d[1] ~= 'pending' then
       redis.call('ZREM', DUE, id)
     elseif skip[d[2]] then
-      skipped = skipped + 1
+      set_aside(id, d[2], score)
     else
       local epk = Q .. 'ep:' .. d[2]
       local lim = limit_of(d[2], epk)
-      if lim and (lim.room <= 0 or (lim.step and lim.next > horizon_us)) then
+      if lim == 'held' then
+        redis.call('ZREM', DUE, id)
+        redis.call('ZADD', Q .. 'park:' .. d[2], score, id)
+      elseif no_room(lim) then
         skip[d[2]] = true
-        skipped = skipped + 1
+        set_aside(id, d[2], score)
       elseif redis.call('HGET', epk, 'enabled') ~= '1' then
         redis.call('ZREM', DUE, id)
         redis.call('ZADD', Q .. 'park:' .. d[2], score, id)

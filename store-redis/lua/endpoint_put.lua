@@ -22,11 +22,6 @@ redis.call('HSET', k, 'account', acct, 'enabled', enabled, 'm', ARGV[6], 'j', AR
   'ordered', ARGV[8], 'mc', ARGV[9], 'rl', ARGV[10])
 redis.call('ZADD', index, 0, ARGV[6])
 if enabled == '1' and cur[2] ~= '1' then
-  local park = Q .. 'park:' .. id
-  local parked = redis.call('ZRANGE', park, 0, -1, 'WITHSCORES')
-  for i = 1, #parked, 2 do
-    redis.call('ZADD', DUE, parked[i + 1], parked[i])
-  end
-  redis.call('DEL', park)
+  unpark(id)
 end
 return 1

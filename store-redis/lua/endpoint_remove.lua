@@ -7,7 +7,9 @@ local cur = redis.call('HMGET', k, 'account', 'm')
 if cur[1] ~= acct then
   return 0
 end
-redis.call('DEL', k, Q .. 'park:' .. id, Q .. 'lz:' .. id)
+redis.call('DEL', k, Q .. 'park:' .. id, Q .. 'lz:' .. id, Q .. 'side:' .. id)
+redis.call('ZREM', Q .. 'sides', id)
+redis.call('ZREM', Q .. 'holds', id)
 redis.call('ZREM', Q .. 'eps:' .. acct, cur[2])
 for _, m in ipairs(redis.call('ZRANGE', Q .. 'epd:' .. id, 0, -1)) do
   local did = member_id(m)

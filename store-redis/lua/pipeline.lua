@@ -12,9 +12,40 @@ local function member_id(m)
   return string.sub(m, 18)
 end
 
+-- Sets due entry `id` of endpoint `ep` (due at `score`) aside: out of the due index, in
+-- `side:<ep>`, with the endpoint in `sides` (scored by its earliest set-aside entry). The next
+-- claim that may take the endpoint's deliveries puts them back.
+local function set_aside(id, ep, score)
+  redis.call('ZREM', DUE, id)
+  redis.call('ZADD', Q .. 'side:' .. ep, score, id)
+  redis.call('ZADD', Q .. 'sides', 'LT', score, ep)
+end
+
+-- Puts the earliest `k` set-aside entries of endpoint `ep` back into the due index (all of them
+-- when `k` is negative).
+local function unside(ep, k)
+  local side = Q .. 'side:' .. ep
+  local last = -1
+  if k >= 0 then
+    last = k - 1
+  end
+  local entries = redis.call('ZRANGE', side, 0, last, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    redis.call('ZADD', DUE, entries[i + 1], entries[i])
+    redis.call('ZREM', side, entries[i])
+  end
+  local first = redis.call('ZRANGE', side, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    redis.call('ZREM', Q .. 'sides', ep)
+  else
+    redis.call('ZADD', Q .. 'sides', first[2], ep)
+  end
+end
+
 -- Makes delivery `id` (of endpoint `ep`) due at `at`: in the due index when the endpoint is
 -- enabled, else parked under the endpoint until it is enabled again.
 local function schedule(id, ep, at)
+  redis.call('ZREM', Q .. 'side:' .. ep, id)
   if redis.call('HGET', Q .. 'ep:' .. ep, 'enabled') == '1' then
     redis.call('ZREM', Q .. 'park:' .. ep, id)
     redis.call('ZADD', DUE, at, id)
@@ -24,9 +55,34 @@ local function schedule(id, ep, at)
   end
 end
 
--- Takes delivery `id` out of the due index and its endpoint's parking lot.
+-- Moves the parked deliveries of endpoint `ep` back into the due index.
+local function unpark(ep)
+  local park = Q .. 'park:' .. ep
+  local parked = redis.call('ZRANGE', park, 0, -1, 'WITHSCORES')
+  for i = 1, #parked, 2 do
+    redis.call('ZADD', DUE, parked[i + 1], parked[i])
+  end
+  redis.call('DEL', park)
+end
+
+-- Ends the endpoint holds that are over at `now` (see hold.lua): the deliveries they parked are
+-- due again, unless the endpoint is disabled.
+local function release_holds(now)
+  local holds = Q .. 'holds'
+  for _, ep in ipairs(redis.call('ZRANGEBYSCORE', holds, '-inf', now)) do
+    redis.call('ZREM', holds, ep)
+    local epk = Q .. 'ep:' .. ep
+    redis.call('HDEL', epk, 'hold')
+    if redis.call('HGET', epk, 'enabled') == '1' then
+      unpark(ep)
+    end
+  end
+end
+
+-- Takes delivery `id` out of the due index, its endpoint's parking lot and set-aside entries.
 local function unschedule(id, ep)
   redis.call('ZREM', DUE, id)
+  redis.call('ZREM', Q .. 'side:' .. ep, id)
   redis.call('ZREM', Q .. 'park:' .. ep, id)
 end
 

@@ -404,6 +404,27 @@ impl DeliveryStore for RedisStore {
         .await
     }
 
+    async fn hold_endpoint(
+        &self,
+        endpoint: &EndpointId,
+        until: Timestamp,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let _: i64 = scripts::HOLD
+                .key(k.due())
+                .arg(k.q())
+                .arg(endpoint.as_str())
+                .arg(until.as_millis())
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         if max == 0 {
             return Ok(0);

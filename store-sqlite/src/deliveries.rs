@@ -82,6 +82,13 @@ const LIMITED_CANDIDATES: &str = "SELECT id, max_concurrency, rate_limit, pace_n
     WHERE first_due IS NOT NULL AND (max_concurrency IS NULL OR live < max_concurrency) \
     ORDER BY first_due, id";
 
+/// Moves an endpoint's pending deliveries due before `?1` (not leased, or with an ended lease at
+/// `?3`, which is cleared) to `?1`. Binds: until, endpoint, now.
+const HOLD_ENDPOINT: &str = "UPDATE deliveries \
+    SET next_attempt_at = ?1, lease_id = NULL, claimed_due_at = NULL \
+    WHERE endpoint_id = ?2 AND status = 'pending' AND next_attempt_at < ?1 \
+    AND (lease_id IS NULL OR next_attempt_at <= ?3)";
+
 /// Sets a delivery pending, due at `now`, with a manual trigger and no lease.
 const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
     lease_id = NULL, claimed_due_at = NULL, next_trigger = 'manual'";
@@ -465,6 +472,22 @@ impl DeliveryStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::LeaseLost);
         }
+        Ok(())
+    }
+
+    async fn hold_endpoint(
+        &self,
+        endpoint: &EndpointId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(HOLD_ENDPOINT)
+            .bind(until.as_millis())
+            .bind(endpoint.as_str())
+            .bind(now.as_millis())
+            .execute(&self.write)
+            .await
+            .map_err(DbError::from)?;
         Ok(())
     }
 

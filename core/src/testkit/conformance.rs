@@ -139,6 +139,7 @@ macro_rules! store_conformance {
             concurrent_claims_respect_max_concurrency,
             rate_limit_reserves_spaced_send_times,
             failure_clock_is_kept_by_the_store,
+            hold_endpoint_makes_its_backlog_wait,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -2447,4 +2448,45 @@ pub async fn failure_clock_is_kept_by_the_store(store: Arc<dyn Store>) {
         None,
         "an unknown endpoint has no clock"
     );
+}
+
+/// `hold_endpoint` makes an endpoint's due deliveries wait until the given time, together, and
+/// leaves its live leases and every other endpoint alone.
+pub async fn hold_endpoint_makes_its_backlog_wait(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let failing = new_endpoint(s, &a, &[], &[]).await;
+    let healthy = new_endpoint(s, &a, &[], &[]).await;
+    for i in 0..3 {
+        enqueue_new(s, &a, &[&failing, &healthy], at(i)).await;
+    }
+    let in_flight = s
+        .claim_due_except(at(5), 1, LEASE, std::slice::from_ref(&healthy.id))
+        .await
+        .expect("claim_due_except");
+    assert_eq!(count_for(&in_flight, &failing), 1);
+    s.hold_endpoint(&failing.id, at(5_000), at(6))
+        .await
+        .expect("hold_endpoint");
+    let got = claim(s, at(7), 100).await;
+    assert_eq!(count_for(&got, &healthy), 3, "other endpoints keep flowing");
+    assert_eq!(count_for(&got, &failing), 0, "the held backlog waits");
+    assert_eq!(
+        s.next_due().await.expect("next_due"),
+        Some(at(5_000)),
+        "the hold's end is the next due time"
+    );
+    assert!(claim(s, at(4_999), 100).await.is_empty());
+    let after = claim(s, at(5_000), 100).await;
+    assert_eq!(
+        count_for(&after, &failing),
+        2,
+        "due again, together, when the hold ends"
+    );
+    assert!(
+        after.iter().all(|c| c.attempt_number == 1),
+        "no attempt was counted"
+    );
+    // The request in flight during the hold settles normally.
+    settle(s, &in_flight[0], at(10), Some(200), Next::Delivered).await;
 }
