@@ -58,7 +58,11 @@
 //! | `P{q}:dlvs:<account>` | index | the account's deliveries by creation | pruned |
 //! | `P{q}:epd:<endpoint>` | index | the endpoint's deliveries by creation | pruned |
 //! | `P{q}:due` | sorted set | pending deliveries of enabled endpoints, score = due time | — |
-//! | `P{q}:park:<endpoint>` | sorted set | pending deliveries of a disabled endpoint, score = due time | — |
+//! | `P{q}:park:<endpoint>` | sorted set | pending deliveries of a disabled or held endpoint, score = due time | — |
+//! | `P{q}:side:<endpoint>` | sorted set | due deliveries of an endpoint a claim passed over (skipped by the caller, or out of room under its limits), score = due time | — |
+//! | `P{q}:sides` | sorted set | endpoints with set-aside deliveries, score = the earliest | — |
+//! | `P{q}:holds` | sorted set | held (failing) endpoints, score = end of the hold | — |
+//! | `P{q}:lz:<endpoint>` | sorted set | live leases of an endpoint with `maxConcurrency`, score = lease end | — |
 //! | `P{q}:oq:<endpoint>:<queue id>` | sorted set | pending deliveries of an ordered endpoint that share a queue id, by delivery id | — |
 //! | `P{q}:att:<delivery>` | list | attempt JSON, oldest first | retention |
 //!
@@ -80,8 +84,15 @@
 //! enabled, so claims never scan them repeatedly. Ordered endpoints: deliveries that share a
 //! queue id wait in `P{q}:oq:…` and only the oldest pending one (by delivery id, as in SQLite) is
 //! ever in the due index; when it finishes, the next one is scheduled. `claim_due_except` passes
-//! the endpoints to skip to the claim script, which leaves their entries due (a claim looks at
-//! most 2 000 due entries per call, so a long skip list cannot make one claim expensive).
+//! the endpoints to skip to the claim script, which sets their due entries aside
+//! (`P{q}:side:<endpoint>`) so that later claims do not walk the same backlog again; each claim
+//! first puts back the set-aside entries it may take (all of them for an endpoint it does not
+//! skip, as many as a limited endpoint has room for). A claim looks at most 2 000 due entries.
+//! Limits: the endpoint hash carries `mc` (`maxConcurrency`), `rl` (`rateLimit`) and `pace` (the
+//! next free send time, µs); the claim counts live leases in `P{q}:lz:<endpoint>` and hands out
+//! send times, atomically, so the limits hold across processes. `hold_endpoint` sets `hold` on
+//! the endpoint hash and adds it to `P{q}:holds`: claims park the entries of a held endpoint
+//! they meet, and the first claim after the hold puts them back. `fs` is the failure clock.
 //! `defer` is a script like `settle` without the attempt. Every time is
 //! passed in by the caller; scripts never read Redis `TIME`.
 //!
