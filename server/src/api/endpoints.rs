@@ -280,6 +280,7 @@ pub(crate) async fn create(
         updated_at: now,
     };
     state.store().create_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok((StatusCode::CREATED, Json(ep.into())))
 }
 
@@ -364,6 +365,7 @@ pub(crate) async fn update(
     }
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok(Json(ep.into()))
 }
 
@@ -388,6 +390,7 @@ pub(crate) async fn enable(
     set_enabled(&mut ep, true, "");
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     state.dispatcher.wake();
     Ok(Json(ep.into()))
 }
@@ -401,6 +404,7 @@ pub(crate) async fn disable(
     set_enabled(&mut ep, false, "disabled through the API");
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok(Json(ep.into()))
 }
 
@@ -411,6 +415,7 @@ pub(crate) async fn delete(
 ) -> ApiResult<StatusCode> {
     let ep = load_endpoint(&state, &caller, &account, &endpoint).await?;
     state.store().remove_endpoint(&ep.account, &ep.id).await?;
+    state.cache.subscribers.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -501,6 +506,7 @@ pub(crate) async fn rotate_secret(
     );
     ep.updated_at = now;
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok(Json(secret_out(&ep, now)))
 }
 
