@@ -88,13 +88,30 @@ impl DeliveryStore for PgStore {
         now: Timestamp,
     ) -> Result<Receipt, StoreError> {
         for _ in 0..DUPLICATE_LOOKUPS {
-            let mut tx = self.pool.begin().await.map_err(DbError::from)?;
-            // No conflict target: both the primary key and the per-account idempotency key
-            // count. A concurrent insert of the same key makes this wait for that transaction
-            // and then do nothing, so exactly one of many racing creates wins.
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT DO NOTHING"
+            let deliveries: Vec<DeliveryId> =
+                targets.iter().map(|_| DeliveryId::generate()).collect();
+            // One statement, so one round trip and atomic on its own: the event and the whole
+            // fan-out (ordered endpoints get the queue id as ordering key), the deliveries only
+            // if the event was new. No conflict target: both the primary key and the
+            // per-account idempotency key count. A concurrent insert of the same key makes this
+            // wait for that transaction and then do nothing, so exactly one of many racing
+            // creates wins. (The deliveries' foreign key is checked at the end of the statement,
+            // when the event row is there.)
+            let inserted: i64 = sqlx::query_scalar(&format!(
+                "WITH ev AS ( \
+                     INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT DO NOTHING RETURNING id), \
+                 dl AS ( \
+                     INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
+                         attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
+                     SELECT t.id, $2, ev.id, t.endpoint_id, 'pending', 0, $11, $11, \
+                         'scheduled', CASE WHEN e.ordered THEN $5 END \
+                     FROM ev \
+                     CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
+                         AS t (id, endpoint_id, n) \
+                     LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+                     ORDER BY t.n) \
+                 SELECT count(*) FROM ev"
             ))
             .bind(event.id.as_str())
             .bind(event.account.as_str())
@@ -104,13 +121,16 @@ impl DeliveryStore for PgStore {
             .bind(event.data.get())
             .bind(&event.idempotency_key)
             .bind(event.timestamp.as_millis())
-            .execute(&mut *tx)
+            .bind(deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+            .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+            .bind(now.as_millis())
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| DbError::from(e).into_store("event"))?
-            .rows_affected();
+            .map_err(|e| DbError::from(e).into_store("event"))?;
 
             if inserted == 0 {
                 // A new statement sees the winner's committed row (READ COMMITTED).
+                let mut conn = self.pool.acquire().await.map_err(DbError::from)?;
                 let original: Option<String> = sqlx::query_scalar(
                     "SELECT id FROM events WHERE id = $1 \
                      UNION ALL \
@@ -120,45 +140,18 @@ impl DeliveryStore for PgStore {
                 .bind(event.id.as_str())
                 .bind(event.account.as_str())
                 .bind(&event.idempotency_key)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(DbError::from)?;
                 match original {
-                    Some(id) => return Ok(original_receipt(&mut tx, id).await?),
+                    Some(id) => return Ok(original_receipt(&mut conn, id).await?),
                     None => continue,
                 }
             }
-
-            let deliveries: Vec<DeliveryId> =
-                targets.iter().map(|_| DeliveryId::generate()).collect();
             if !targets.is_empty() {
-                // The whole fan-out in one statement, however many targets.
-                // Ordered endpoints get the queue id as ordering key.
-                sqlx::query(
-                    "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
-                     next_attempt_at, created_at, next_trigger, ordering_key) \
-                     SELECT t.id, $3, $4, t.endpoint_id, 'pending', 0, $5, $5, 'scheduled', \
-                         CASE WHEN e.ordered THEN $6 END \
-                     FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t (id, endpoint_id, n) \
-                     LEFT JOIN endpoints e ON e.id = t.endpoint_id \
-                     ORDER BY t.n",
-                )
-                .bind(deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
-                .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-                .bind(event.account.as_str())
-                .bind(event.id.as_str())
-                .bind(now.as_millis())
-                .bind(&event.queue_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| DbError::from(e).into_store("delivery"))?;
-                // Delivered at commit to every process listening (see `work_signal`).
-                sqlx::query(crate::NOTIFY_WORK)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(DbError::from)?;
+                // Wakes every process listening (see `work_signal`), after the commit.
+                self.announcer.announce(&self.pool);
             }
-            tx.commit().await.map_err(DbError::from)?;
             return Ok(Receipt {
                 event_id: event.id.clone(),
                 deliveries,
