@@ -250,6 +250,12 @@ impl DeliveryStore for SqliteStore {
             let e = rows::event(row)?;
             events.insert(e.id.clone(), e);
         }
+        // Events can be large: hold one copy of each at a time, not the rows as well.
+        drop(event_rows);
+        let mut uses: HashMap<EventId, usize> = HashMap::new();
+        for (d, _) in &batch {
+            *uses.entry(d.event_id.clone()).or_default() += 1;
+        }
         let endpoint_rows = fetch_by_ids(
             &self.read,
             ENDPOINT_COLS,
@@ -267,10 +273,19 @@ impl DeliveryStore for SqliteStore {
         for (delivery, cols) in batch {
             // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
             // or gone, and the lease just lapses.
-            let (Some(event), Some(endpoint)) = (
-                events.get(&delivery.event_id).cloned(),
-                endpoints.get(&delivery.endpoint_id).cloned(),
-            ) else {
+            // The last delivery of an event takes it; the others get a copy.
+            let last = uses.get_mut(&delivery.event_id).is_some_and(|n| {
+                *n -= 1;
+                *n == 0
+            });
+            let event = if last {
+                events.remove(&delivery.event_id)
+            } else {
+                events.get(&delivery.event_id).cloned()
+            };
+            let (Some(event), Some(endpoint)) =
+                (event, endpoints.get(&delivery.endpoint_id).cloned())
+            else {
                 continue;
             };
             out.push(Claimed {
