@@ -297,6 +297,8 @@ pub struct PgStore {
     signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Sends the work notifications of enqueues.
     announcer: std::sync::Arc<Announcer>,
+    /// Shares one statement between concurrent settles.
+    settles: std::sync::Arc<deliveries::SettleGroup>,
 }
 
 impl PgStore {
@@ -353,6 +355,7 @@ impl PgStore {
             pool,
             signal: Default::default(),
             announcer: Default::default(),
+            settles: Default::default(),
         }
     }
 
