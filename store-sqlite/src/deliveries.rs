@@ -496,7 +496,7 @@ pub(crate) async fn run_batched(
         })
         .collect();
     let mut inserted = HashSet::new();
-    for chunk in enqueues.chunks(ROWS_PER_STATEMENT) {
+    for chunk in by_size(&enqueues, |(_, event, _, _)| event.data.get().len()) {
         let mut qb: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLS}) "));
         qb.push_values(chunk, |mut row, (_, event, _, _)| {
@@ -636,6 +636,29 @@ pub(crate) async fn run_batched(
         .collect()
 }
 
+/// Event data bound to one statement at most: sqlx and SQLite each copy what is bound, so a
+/// group of large events is written a few at a time rather than all at once.
+const BYTES_PER_STATEMENT: usize = 1 << 20;
+
+/// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] items and, unless one item is larger
+/// on its own, [`BYTES_PER_STATEMENT`] bytes.
+fn by_size<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start == ROWS_PER_STATEMENT || bytes + n > BYTES_PER_STATEMENT) {
+            chunks.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
+
 /// A delivery's status and next due time after an attempt with outcome `next`.
 fn settled_state(next: Next) -> (&'static str, Option<i64>) {
     match next {
@@ -742,4 +765,22 @@ pub(crate) async fn settle_in(
     .await
     .map_err(|e| DbError::from(e).into_store("attempt"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BYTES_PER_STATEMENT, ROWS_PER_STATEMENT, by_size};
+
+    #[test]
+    fn statements_are_cut_by_rows_and_by_bytes() {
+        let lens = |chunks: Vec<&[usize]>| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert!(by_size(&[] as &[usize], |n| *n).is_empty());
+        let small = vec![10; ROWS_PER_STATEMENT + 1];
+        assert_eq!(lens(by_size(&small, |n| *n)), [ROWS_PER_STATEMENT, 1]);
+        let large = vec![BYTES_PER_STATEMENT / 3; 7];
+        assert_eq!(lens(by_size(&large, |n| *n)), [3, 3, 1]);
+        // One item larger than the limit goes alone.
+        let huge = [1, BYTES_PER_STATEMENT * 2, 1];
+        assert_eq!(lens(by_size(&huge, |n| *n)), [1, 1, 1]);
+    }
 }
