@@ -359,9 +359,10 @@ impl PgStore {
         }
     }
 
-    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work_<schema>` channel, which
-    /// every enqueue `NOTIFY`s once it has committed (see [`Announcer`]), and raises the returned signal. The task ends
-    /// when nobody holds the signal any more; it reconnects by itself after connection losses.
+    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work_<schema>` channel,
+    /// which enqueues `NOTIFY` once they have committed (see [`Announcer`]), and raises the
+    /// returned signal. The task ends when nobody holds the signal any more; it reconnects by
+    /// itself after connection losses.
     pub(crate) fn listen_for_work(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.signal
             .get_or_init(|| {
