@@ -457,7 +457,7 @@ impl Dispatcher {
     }
 
     /// Makes one attempt of a claimed delivery and settles it.
-    async fn attempt(&self, c: Claimed) {
+    async fn attempt(&self, mut c: Claimed) {
         let span = tracing::debug_span!(
             "deliver",
             event_id = %c.event.id,
@@ -471,6 +471,9 @@ impl Dispatcher {
             let inner = &self.inner;
             let started_at = inner.clock.now();
             let request = self.request(&c, started_at);
+            // The request body holds the data now: free the claim's copy while the request is
+            // in flight (it can be as large as the event size limit).
+            drop(std::mem::take(&mut c.event.data));
             let timeout = request.timeout;
             let started = Instant::now();
             // The transport enforces the timeout; this guard only protects against one that does not.

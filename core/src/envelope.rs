@@ -48,7 +48,13 @@ pub fn envelope(event: &Event, number: u32, at: Timestamp) -> Vec<u8> {
         data: &event.data,
     };
     // Serialising borrowed strings and an already-valid RawValue cannot fail.
-    serde_json::to_vec(&env).unwrap_or_default()
+    // Sized up front: growing by doubling would copy a large `data` several times and leave up
+    // to twice its size allocated for as long as the request is in flight.
+    let mut body = Vec::with_capacity(event.data.get().len() + 512);
+    match serde_json::to_writer(&mut body, &env) {
+        Ok(()) => body,
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]

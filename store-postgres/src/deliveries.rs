@@ -272,13 +272,30 @@ impl DeliveryStore for PgStore {
         now: Timestamp,
     ) -> Result<Receipt, StoreError> {
         for _ in 0..DUPLICATE_LOOKUPS {
-            let mut tx = self.pool.begin().await.map_err(DbError::from)?;
-            // No conflict target: both the primary key and the per-account idempotency key
-            // count. A concurrent insert of the same key makes this wait for that transaction
-            // and then do nothing, so exactly one of many racing creates wins.
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT DO NOTHING"
+            let deliveries: Vec<DeliveryId> =
+                targets.iter().map(|_| DeliveryId::generate()).collect();
+            // One statement, so one round trip and atomic on its own: the event and the whole
+            // fan-out (ordered endpoints get the queue id as ordering key), the deliveries only
+            // if the event was new. No conflict target: both the primary key and the
+            // per-account idempotency key count. A concurrent insert of the same key makes this
+            // wait for that transaction and then do nothing, so exactly one of many racing
+            // creates wins. (The deliveries' foreign key is checked at the end of the statement,
+            // when the event row is there.)
+            let inserted: i64 = sqlx::query_scalar(&format!(
+                "WITH ev AS ( \
+                     INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT DO NOTHING RETURNING id), \
+                 dl AS ( \
+                     INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
+                         attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
+                     SELECT t.id, $2, ev.id, t.endpoint_id, 'pending', 0, $11, $11, \
+                         'scheduled', CASE WHEN e.ordered THEN $5 END \
+                     FROM ev \
+                     CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
+                         AS t (id, endpoint_id, n) \
+                     LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+                     ORDER BY t.n) \
+                 SELECT count(*) FROM ev"
             ))
             .bind(event.id.as_str())
             .bind(event.account.as_str())
@@ -288,13 +305,16 @@ impl DeliveryStore for PgStore {
             .bind(event.data.get())
             .bind(&event.idempotency_key)
             .bind(event.timestamp.as_millis())
-            .execute(&mut *tx)
+            .bind(deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+            .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+            .bind(now.as_millis())
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| DbError::from(e).into_store("event"))?
-            .rows_affected();
+            .map_err(|e| DbError::from(e).into_store("event"))?;
 
             if inserted == 0 {
                 // A new statement sees the winner's committed row (READ COMMITTED).
+                let mut conn = self.pool.acquire().await.map_err(DbError::from)?;
                 let original: Option<String> = sqlx::query_scalar(
                     "SELECT id FROM events WHERE id = $1 \
                      UNION ALL \
@@ -304,45 +324,18 @@ impl DeliveryStore for PgStore {
                 .bind(event.id.as_str())
                 .bind(event.account.as_str())
                 .bind(&event.idempotency_key)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(DbError::from)?;
                 match original {
-                    Some(id) => return Ok(original_receipt(&mut tx, id).await?),
+                    Some(id) => return Ok(original_receipt(&mut conn, id).await?),
                     None => continue,
                 }
             }
-
-            let deliveries: Vec<DeliveryId> =
-                targets.iter().map(|_| DeliveryId::generate()).collect();
             if !targets.is_empty() {
-                // The whole fan-out in one statement, however many targets.
-                // Ordered endpoints get the queue id as ordering key.
-                sqlx::query(
-                    "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
-                     next_attempt_at, created_at, next_trigger, ordering_key) \
-                     SELECT t.id, $3, $4, t.endpoint_id, 'pending', 0, $5, $5, 'scheduled', \
-                         CASE WHEN e.ordered THEN $6 END \
-                     FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t (id, endpoint_id, n) \
-                     LEFT JOIN endpoints e ON e.id = t.endpoint_id \
-                     ORDER BY t.n",
-                )
-                .bind(deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
-                .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-                .bind(event.account.as_str())
-                .bind(event.id.as_str())
-                .bind(now.as_millis())
-                .bind(&event.queue_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| DbError::from(e).into_store("delivery"))?;
-                // Delivered at commit to every process listening (see `work_signal`).
-                sqlx::query(crate::NOTIFY_WORK)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(DbError::from)?;
+                // Wakes every process listening (see `work_signal`), after the commit.
+                self.announcer.announce(&self.pool);
             }
-            tx.commit().await.map_err(DbError::from)?;
             return Ok(Receipt {
                 event_id: event.id.clone(),
                 deliveries,
@@ -624,43 +617,16 @@ impl DeliveryStore for PgStore {
         attempt: &Attempt,
         next: Next,
     ) -> Result<(), StoreError> {
-        let (status, next_at) = match next {
-            Next::Delivered => ("succeeded", None),
-            Next::RetryAt(t) => ("pending", Some(t.as_millis())),
-            Next::Exhausted => ("failed", None),
-        };
-        // One statement, so one round trip and atomic on its own: the attempt row is written
-        // only if the lease check of the UPDATE matched.
-        let done = sqlx::query(&format!(
-            "WITH settled AS ( \
-                 UPDATE deliveries SET status = $3, attempts = attempts + 1, \
-                     next_attempt_at = $4, last_attempt_at = $5, lease_id = NULL, \
-                     claimed_due_at = NULL, next_trigger = 'scheduled' \
-                 WHERE id = $1 AND lease_id = $2 AND status = 'pending' \
-                 RETURNING id) \
-             INSERT INTO attempts ({ATTEMPT_COLS}) \
-             SELECT $6, settled.id, $7, $8, $9, $10, $11, $12, $13 FROM settled"
-        ))
-        .bind(lease.delivery.as_str())
-        .bind(&lease.lease_id)
-        .bind(status)
-        .bind(next_at)
-        .bind(attempt.started_at.as_millis())
-        .bind(attempt.id.as_str())
-        .bind(i32::try_from(attempt.number).unwrap_or(i32::MAX))
-        .bind(attempt.trigger.as_str())
-        .bind(attempt.started_at.as_millis())
-        .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-        .bind(attempt.status_code.map(i32::from))
-        .bind(attempt.error.as_deref().map(rows::pg_text))
-        .bind(rows::pg_text(&attempt.response_body))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| DbError::from(e).into_store("attempt"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost);
-        }
-        Ok(())
+        self.settles
+            .submit(
+                &self.pool,
+                SettleOp {
+                    lease: lease.clone(),
+                    attempt: attempt.clone(),
+                    next,
+                },
+            )
+            .await
     }
 
     async fn attempts(
@@ -723,4 +689,247 @@ impl DeliveryStore for PgStore {
         .map_err(DbError::from)?;
         Ok(done.rows_affected())
     }
+}
+
+/// One [`DeliveryStore::settle`] call.
+#[derive(Debug)]
+pub(crate) struct SettleOp {
+    lease: LeaseToken,
+    attempt: Attempt,
+    next: Next,
+}
+
+type SettleReply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
+/// Concurrent settles share one statement, one round trip and one commit (with its WAL flush).
+///
+/// Every caller queues its settle and waits for the lock; whoever gets it (the leader) takes
+/// everything queued so far and runs it as one statement: a group is atomic on its own, and
+/// each caller gets its answer only after that statement has committed. A group with two
+/// settles of one delivery, or whose statement fails, is run again one settle per statement,
+/// which gives every settle its exact individual outcome. No task is spawned: the leader is
+/// always one of the callers.
+#[derive(Debug, Default)]
+pub(crate) struct SettleGroup {
+    queue: std::sync::Mutex<Vec<(SettleOp, SettleReply)>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+/// Most settles in one statement.
+const MAX_SETTLE_GROUP: usize = 256;
+
+impl SettleGroup {
+    async fn submit(&self, pool: &sqlx::PgPool, op: SettleOp) -> Result<(), StoreError> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.lock_queue().push((op, tx));
+        loop {
+            let guard = self.leader.lock().await;
+            // A previous leader may have taken (and answered) our settle already.
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    return Err(StoreError::Backend(
+                        "the settle group dropped a settle".into(),
+                    ));
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<(SettleOp, SettleReply)> = {
+                let mut q = self.lock_queue();
+                let n = q.len().min(MAX_SETTLE_GROUP);
+                q.drain(..n).collect()
+            };
+            if !batch.is_empty() {
+                run_settles(pool, batch).await;
+            }
+            drop(guard);
+            if let Ok(result) = rx.try_recv() {
+                return result;
+            }
+            // Ours was beyond this group's size limit: lead (or join) the next one.
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<(SettleOp, SettleReply)>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn run_settles(pool: &sqlx::PgPool, batch: Vec<(SettleOp, SettleReply)>) {
+    let (ops, replies): (Vec<SettleOp>, Vec<SettleReply>) = batch.into_iter().unzip();
+    let mut distinct = std::collections::HashSet::new();
+    let batched = if ops.len() > 1
+        && ops
+            .iter()
+            .all(|op| distinct.insert(op.lease.delivery.as_str()))
+    {
+        match settle_many(pool, &ops).await {
+            Ok(settled) => Some(settled),
+            Err(e) => {
+                tracing::debug!(error = %e, "batched settle failed; settling one by one");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    match batched {
+        Some(settled) => {
+            for (op, reply) in ops.iter().zip(replies) {
+                let _ = reply.send(if settled.contains(op.lease.delivery.as_str()) {
+                    Ok(())
+                } else {
+                    Err(StoreError::LeaseLost)
+                });
+            }
+        }
+        None => {
+            for (op, reply) in ops.iter().zip(replies) {
+                let _ = reply.send(settle_one(pool, op).await);
+            }
+        }
+    }
+}
+
+/// A delivery's status and next due time after an attempt with outcome `next`.
+fn settled_state(next: Next) -> (&'static str, Option<i64>) {
+    match next {
+        Next::Delivered => ("succeeded", None),
+        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
+        Next::Exhausted => ("failed", None),
+    }
+}
+
+/// Settles `ops` (of distinct deliveries) in one statement; returns the deliveries whose lease
+/// was current (settled), the others changed nothing.
+async fn settle_many(
+    pool: &sqlx::PgPool,
+    ops: &[SettleOp],
+) -> DbResult<std::collections::HashSet<String>> {
+    let states: Vec<(&str, Option<i64>)> = ops.iter().map(|op| settled_state(op.next)).collect();
+    // The deliveries are found through `id = ANY ($1)` (a primary-key lookup whatever the plan)
+    // and only then joined with their new values.
+    let settled: Vec<String> = sqlx::query_scalar(&format!(
+        "WITH v AS ( \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                 $6::text[], $7::int4[], $8::text[], $9::int8[], $10::int4[], $11::text[], \
+                 $12::text[]) \
+             AS v (id, lease_id, status, next_at, started_at, attempt_id, number, trigger_kind, \
+                 duration_ms, status_code, error, response_body)), \
+         settled AS ( \
+             UPDATE deliveries d SET status = v.status, attempts = d.attempts + 1, \
+                 next_attempt_at = v.next_at, last_attempt_at = v.started_at, lease_id = NULL, \
+                 claimed_due_at = NULL, next_trigger = 'scheduled' \
+             FROM v \
+             WHERE d.id = ANY ($1) AND d.id = v.id AND d.lease_id = v.lease_id \
+                 AND d.status = 'pending' \
+             RETURNING d.id) \
+         INSERT INTO attempts ({ATTEMPT_COLS}) \
+         SELECT v.attempt_id, v.id, v.number, v.trigger_kind, v.started_at, v.duration_ms, \
+             v.status_code, v.error, v.response_body \
+         FROM v JOIN settled ON settled.id = v.id \
+         RETURNING delivery_id"
+    ))
+    .bind(
+        ops.iter()
+            .map(|op| op.lease.delivery.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| op.lease.lease_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(states.iter().map(|(status, _)| *status).collect::<Vec<_>>())
+    .bind(
+        states
+            .iter()
+            .map(|(_, next_at)| *next_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| op.attempt.started_at.as_millis())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| op.attempt.id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| i32::try_from(op.attempt.number).unwrap_or(i32::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| op.attempt.trigger.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| i64::try_from(op.attempt.duration_ms).unwrap_or(i64::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| op.attempt.status_code.map(i32::from))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| {
+                op.attempt
+                    .error
+                    .as_deref()
+                    .map(|e| rows::pg_text(e).into_owned())
+            })
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ops.iter()
+            .map(|op| rows::pg_text(&op.attempt.response_body).into_owned())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(settled.into_iter().collect())
+}
+
+/// One settle in one statement, so one round trip and atomic on its own: the attempt row is
+/// written only if the lease check of the UPDATE matched.
+async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError> {
+    let (lease, attempt) = (&op.lease, &op.attempt);
+    let (status, next_at) = settled_state(op.next);
+    let done = sqlx::query(&format!(
+        "WITH settled AS ( \
+                 UPDATE deliveries SET status = $3, attempts = attempts + 1, \
+                     next_attempt_at = $4, last_attempt_at = $5, lease_id = NULL, \
+                     claimed_due_at = NULL, next_trigger = 'scheduled' \
+                 WHERE id = $1 AND lease_id = $2 AND status = 'pending' \
+                 RETURNING id) \
+             INSERT INTO attempts ({ATTEMPT_COLS}) \
+             SELECT $6, settled.id, $7, $8, $9, $10, $11, $12, $13 FROM settled"
+    ))
+    .bind(lease.delivery.as_str())
+    .bind(&lease.lease_id)
+    .bind(status)
+    .bind(next_at)
+    .bind(attempt.started_at.as_millis())
+    .bind(attempt.id.as_str())
+    .bind(i32::try_from(attempt.number).unwrap_or(i32::MAX))
+    .bind(attempt.trigger.as_str())
+    .bind(attempt.started_at.as_millis())
+    .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
+    .bind(attempt.status_code.map(i32::from))
+    .bind(attempt.error.as_deref().map(rows::pg_text))
+    .bind(rows::pg_text(&attempt.response_body))
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::from(e).into_store("attempt"))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::LeaseLost);
+    }
+    Ok(())
 }

@@ -156,6 +156,47 @@ use std::time::Duration;
 /// stores sharing a database in different schemas do not wake each other).
 pub(crate) const NOTIFY_WORK: &str = "SELECT pg_notify('hookline_work_' || current_schema(), '')";
 
+/// Sends the work notification after enqueues have committed, coalesced: at most one `NOTIFY`
+/// is in flight per store, and every enqueue committed while it runs is covered by one more.
+///
+/// Not inside the enqueue transaction: PostgreSQL serialises the commits of all transactions
+/// that `NOTIFY` (a database-wide lock held through the commit's WAL flush), which capped
+/// ingest at one commit-and-fsync at a time. A notification only wakes idle dispatchers early;
+/// one that is lost costs at most their poll interval, never a delivery.
+#[derive(Debug, Default)]
+pub(crate) struct Announcer {
+    /// An enqueue committed since the running `NOTIFY` started.
+    pending: std::sync::atomic::AtomicBool,
+    /// A task is sending notifications.
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl Announcer {
+    /// Makes sure a `NOTIFY` is sent after now, without waiting for it.
+    pub(crate) fn announce(self: &std::sync::Arc<Self>, pool: &PgPool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.pending.store(true, SeqCst);
+        if self.running.swap(true, SeqCst) {
+            return; // the running task sends one more
+        }
+        let this = self.clone();
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                this.pending.store(false, SeqCst);
+                if let Err(e) = sqlx::query(NOTIFY_WORK).execute(&pool).await {
+                    tracing::debug!(error = %e, "sending a work notification failed");
+                }
+                this.running.store(false, SeqCst);
+                // Another enqueue committed meanwhile, and nobody took over: one more.
+                if !this.pending.load(SeqCst) || this.running.swap(true, SeqCst) {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use error::PgError;
@@ -256,6 +297,10 @@ pub struct PgStore {
     signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Whether any endpoint has limits (claims skip the limited path while none has).
     limited: std::sync::Arc<hookline_core::store::LimitedHint>,
+    /// Sends the work notifications of enqueues.
+    announcer: std::sync::Arc<Announcer>,
+    /// Shares one statement between concurrent settles.
+    settles: std::sync::Arc<deliveries::SettleGroup>,
 }
 
 impl PgStore {
@@ -312,12 +357,15 @@ impl PgStore {
             pool,
             signal: Default::default(),
             limited: Default::default(),
+            announcer: Default::default(),
+            settles: Default::default(),
         }
     }
 
-    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work_<schema>` channel, which
-    /// every enqueue `NOTIFY`s in its transaction, and raises the returned signal. The task ends
-    /// when nobody holds the signal any more; it reconnects by itself after connection losses.
+    /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work_<schema>` channel,
+    /// which enqueues `NOTIFY` once they have committed (see [`Announcer`]), and raises the
+    /// returned signal. The task ends when nobody holds the signal any more; it reconnects by
+    /// itself after connection losses.
     pub(crate) fn listen_for_work(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.signal
             .get_or_init(|| {

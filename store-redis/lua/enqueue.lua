@@ -2,6 +2,8 @@
 -- ARGV: [2] event id, [3] account, [4] idempotency key ('' = none), [5] event JSON,
 --       [6] event index member, [7] now, [8] retention (ms), [9] queue id ('' = none),
 --       then per delivery: delivery id, endpoint id, delivery index member.
+-- A new event with deliveries is announced on the work channel (see `work_signal`) from here, so
+-- no separate PUBLISH round trip is needed.
 -- Returns {'new' | 'dup', event id, {delivery ids}}.
 local ev_id, acct, idem = ARGV[2], ARGV[3], ARGV[4]
 local now, ttl, queue = ARGV[7], ARGV[8], ARGV[9]
@@ -51,6 +53,7 @@ for i = 10, #ARGV, 3 do
 end
 if #ids > 0 then
   redis.call('PEXPIRE', Q .. 'evd:' .. ev_id, ttl)
+  redis.call('PUBLISH', Q .. 'work', '')
 end
 trim(Q .. 'evs:' .. acct, 'ev:')
 trim(Q .. 'evall', 'ev:')

@@ -60,19 +60,10 @@ impl RedisStore {
                 .arg(member(now, id.as_str()));
         }
         let mut conn = self.conn.clone();
+        // The script also wakes idle processes (it publishes on the work channel, see
+        // `work_signal`).
         let (outcome, event_id, deliveries): (String, String, Vec<String>) =
             inv.invoke_async(&mut conn).await?;
-        if outcome != "dup" && !deliveries.is_empty() {
-            // Wake idle processes (see `work_signal`); a lost message only costs a poll interval.
-            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(self.work_channel())
-                .arg("")
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = published {
-                tracing::debug!(error = %e, "publishing a work notification failed");
-            }
-        }
         Ok(Receipt {
             event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
             deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,

@@ -287,7 +287,8 @@ impl RedisStore {
         })
     }
 
-    /// The channel enqueues publish on when they create deliveries.
+    /// The channel enqueues publish on when they create deliveries (`Q .. 'work'` in
+    /// `lua/enqueue.lua`).
     pub(crate) fn work_channel(&self) -> String {
         format!("{}work", self.keys.q())
     }

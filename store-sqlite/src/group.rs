@@ -8,6 +8,7 @@
 //! `fsync`) does any caller get its answer, so an `Ok` still means "on disk". No task is spawned:
 //! the leader is always one of the callers.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use hookline_core::model::{Attempt, Event};
@@ -16,7 +17,7 @@ use hookline_core::{EndpointId, Timestamp};
 use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
-use crate::deliveries::{enqueue_in, settle_in};
+use crate::deliveries::{enqueue_in, run_batched, settle_in};
 use crate::error::DbError;
 
 /// Most operations in one transaction.
@@ -94,39 +95,73 @@ impl GroupCommit {
 }
 
 async fn run_group(pool: &SqlitePool, batch: Vec<(Op, Reply)>) {
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
+    let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
+    let results = match commit_group(pool, &ops).await {
+        Ok(results) => results,
         Err(e) => {
-            let e = DbError::from(e);
-            for (_, reply) in batch {
-                let _ = reply.send(Err(StoreError::Unavailable(Box::new(DbError::Group(
-                    e.to_string(),
-                )))));
-            }
-            return;
+            tracing::error!(error = %e, "committing a write group failed");
+            let e = e.to_string();
+            ops.iter()
+                .map(|_| Err(StoreError::Unavailable(Box::new(DbError::Group(e.clone())))))
+                .collect()
         }
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for (op, reply) in batch {
-        let result = run_one(&mut tx, &op).await;
-        results.push((result, reply));
+    for (result, reply) in results.into_iter().zip(replies) {
+        let _ = reply.send(result);
     }
-    match tx.commit().await {
-        Ok(()) => {
-            for (result, reply) in results {
-                let _ = reply.send(result);
+}
+
+/// Runs `ops` in one write transaction and commits it; the per-operation results are only
+/// returned once `COMMIT` has returned.
+///
+/// The usual way is [`run_batched`]: a handful of multi-row statements for the whole group, so
+/// the cost per operation is a few rows rather than a few round trips to the connection's
+/// thread. If that meets anything unusual (a failing statement, duplicates inside the group) the
+/// transaction is rolled back and the group is run again one operation at a time, each in its
+/// own savepoint ([`run_one`]), which gives every operation its exact individual outcome.
+async fn commit_group(
+    pool: &SqlitePool,
+    ops: &[Op],
+) -> Result<Vec<Result<Done, StoreError>>, DbError> {
+    if batchable(ops) {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        match run_batched(&mut tx, ops).await {
+            Ok(results) => {
+                tx.commit().await?;
+                return Ok(results);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "batched write group failed; running it one by one");
+                tx.rollback().await?;
             }
         }
-        Err(e) => {
-            let e = DbError::from(e);
-            tracing::error!(error = %e, "committing a write group failed");
-            for (_, reply) in results {
-                let _ = reply.send(Err(StoreError::Unavailable(Box::new(DbError::Group(
-                    e.to_string(),
-                )))));
-            }
-        }
     }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(run_one(&mut tx, op).await);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Whether the group can run as multi-row statements: no two enqueues of the same event id or
+/// idempotency key, and no two settles of the same delivery (their relative order decides
+/// which one wins, which only the one-by-one path preserves).
+fn batchable(ops: &[Op]) -> bool {
+    let mut ids = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut leased = HashSet::new();
+    ops.iter().all(|op| match op {
+        Op::Enqueue { event, .. } => {
+            ids.insert(event.id.as_str())
+                && event
+                    .idempotency_key
+                    .as_deref()
+                    .is_none_or(|k| keys.insert((event.account.as_str(), k)))
+        }
+        Op::Settle { lease, .. } => leased.insert(lease.delivery.as_str()),
+    })
 }
 
 async fn run_one(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<Done, StoreError> {

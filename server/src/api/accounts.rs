@@ -121,6 +121,7 @@ pub(crate) async fn delete(
     state.cache.accounts.invalidate(&a.id);
     // Its keys stop working at once in this process.
     state.cache.keys.clear();
+    state.cache.subscribers.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -285,6 +285,7 @@ pub(crate) async fn create(
         updated_at: now,
     };
     state.store().create_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok((StatusCode::CREATED, Json(ep.into())))
 }
 
@@ -370,6 +371,7 @@ pub(crate) async fn update(
     }
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     if enabled_now {
         restart_failure_clock(&state, &mut ep).await?;
     }
@@ -407,6 +409,7 @@ pub(crate) async fn enable(
     set_enabled(&mut ep, true, "");
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     restart_failure_clock(&state, &mut ep).await?;
     Ok(Json(ep.into()))
 }
@@ -420,6 +423,7 @@ pub(crate) async fn disable(
     let _ = set_enabled(&mut ep, false, "disabled through the API");
     ep.updated_at = Timestamp::now();
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok(Json(ep.into()))
 }
 
@@ -430,6 +434,7 @@ pub(crate) async fn delete(
 ) -> ApiResult<StatusCode> {
     let ep = load_endpoint(&state, &caller, &account, &endpoint).await?;
     state.store().remove_endpoint(&ep.account, &ep.id).await?;
+    state.cache.subscribers.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -520,6 +525,7 @@ pub(crate) async fn rotate_secret(
     );
     ep.updated_at = now;
     state.store().update_endpoint(&ep).await?;
+    state.cache.subscribers.clear();
     Ok(Json(secret_out(&ep, now)))
 }
 

@@ -1,10 +1,12 @@
 //! Events, deliveries and attempts.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hookline_core::dispatcher::PublishError;
 use hookline_core::model::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, Event, EventFilter};
-use hookline_core::{AccountId, EventId, SiteId, Timestamp};
+use hookline_core::{AccountId, EndpointId, EventId, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -148,9 +150,30 @@ async fn validate(
 }
 
 async fn publish(state: &AppState, event: &Event) -> ApiResult<CreatedOut> {
+    let cache = &state.cache.subscribers;
+    let key = (
+        event.account.clone(),
+        event.site.clone(),
+        event.event_type.clone(),
+    );
+    let targets = match cache.get(&key) {
+        Some(targets) => targets,
+        None => {
+            let generation = cache.generation();
+            let targets: Arc<[EndpointId]> = state
+                .store()
+                .subscribers(&event.account, event.site.as_ref(), &event.event_type)
+                .await?
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            cache.put_if_current(generation, key, targets.clone());
+            targets
+        }
+    };
     let r = state
         .dispatcher
-        .publish(event)
+        .publish_to(event, &targets)
         .await
         .map_err(publish_error)?;
     Ok(CreatedOut {

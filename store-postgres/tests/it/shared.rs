@@ -302,3 +302,76 @@ async fn an_enqueue_wakes_other_processes() {
     producer.close().await;
     drop(schema);
 }
+
+/// Concurrent settles share statements: each still gets its own answer (a stale lease changes
+/// nothing, a current one records exactly one attempt), whatever else its group holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settles_get_their_own_answers() {
+    use hookline_core::AttemptId;
+    use hookline_core::model::{Attempt, DeliveryStatus, Trigger};
+    use hookline_core::store::Next;
+
+    let (store, schema) = fresh_store().await;
+    seed(&store, 2, 40).await;
+    let a = AccountId::parse("acme").unwrap();
+    let claims = store.claim_due(T0, 80, LEASE).await.unwrap();
+    assert_eq!(claims.len(), 80);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in claims.into_iter().enumerate() {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut lease = c.lease.clone();
+            let stale = i % 3 == 0;
+            if stale {
+                lease.lease_id = "not-the-lease".into();
+            }
+            let attempt = Attempt {
+                id: AttemptId::generate(),
+                delivery_id: lease.delivery.clone(),
+                number: 1,
+                trigger: Trigger::Scheduled,
+                started_at: T0,
+                duration_ms: 3,
+                status_code: Some(if i % 2 == 0 { 200 } else { 500 }),
+                error: (i % 2 == 1).then(|| "HTTP 500".to_owned()),
+                response_body: "ok\0".into(),
+            };
+            let next = if i % 2 == 0 {
+                Next::Delivered
+            } else {
+                Next::RetryAt(T0.add(Duration::from_secs(5)))
+            };
+            let r = store.settle(&lease, &attempt, next).await;
+            match (stale, r) {
+                (true, Err(StoreError::LeaseLost)) | (false, Ok(())) => {}
+                (stale, r) => panic!("settle (stale: {stale}) answered {r:?}"),
+            }
+            (lease.delivery, stale, i % 2 == 0)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (id, stale, ok) = r.unwrap();
+        let d = store.delivery(&a, &id).await.unwrap().unwrap();
+        let attempts = store.attempts(&a, &id).await.unwrap();
+        if stale {
+            assert_eq!(
+                (d.status, d.attempts, attempts.len()),
+                (DeliveryStatus::Pending, 0, 0)
+            );
+        } else if ok {
+            assert_eq!(
+                (d.status, d.attempts, attempts.len()),
+                (DeliveryStatus::Succeeded, 1, 1)
+            );
+        } else {
+            assert_eq!(
+                (d.status, d.attempts, attempts.len()),
+                (DeliveryStatus::Pending, 1, 1)
+            );
+            assert_eq!(d.next_attempt_at, Some(T0.add(Duration::from_secs(5))));
+            assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
+        }
+    }
+    store.close().await;
+    drop(schema);
+}

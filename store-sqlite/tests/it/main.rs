@@ -1,6 +1,7 @@
 //! Integration tests of the SQLite store: the shared conformance suite (on a fresh database file
 //! per case, and in memory) and durability across closing and reopening a file.
 
+mod group;
 mod reopen;
 
 /// The conformance suite, each case on its own database file in its own temporary directory.
