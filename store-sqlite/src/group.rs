@@ -2,9 +2,11 @@
 //!
 //! Every caller puts its operation in a queue and then waits for the commit lock. Whoever gets it
 //! first (the leader) takes everything queued so far — its own operation and any that arrived
-//! while the previous group was committing — and runs them in one `BEGIN IMMEDIATE` transaction,
-//! each inside its own savepoint so that one failing operation (a conflict, a lost lease) leaves
-//! the others intact. Only after `COMMIT` has returned (with `synchronous = FULL`, after the
+//! while the previous group was committing — and runs them in one `BEGIN IMMEDIATE` transaction:
+//! as a few multi-row statements for the whole group (a lost lease or a duplicate event is an
+//! answer, not a failure), or, when the group holds duplicates of its own or a statement fails,
+//! again one operation at a time, each inside its own savepoint so that one failing operation
+//! leaves the others intact (see [`commit_group`]). Only after `COMMIT` has returned (with `synchronous = FULL`, after the
 //! `fsync`) does any caller get its answer, so an `Ok` still means "on disk". No task is spawned:
 //! the leader is always one of the callers.
 
