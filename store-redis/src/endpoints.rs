@@ -143,13 +143,30 @@ impl EndpointStore for RedisStore {
         page: &PageRequest,
     ) -> Result<Page<Endpoint>, StoreError> {
         let k = &self.keys;
-        self.op(self.list_index(
-            &k.endpoints(account.as_str()),
-            page,
-            Window::default(),
-            |id| k.endpoint(id),
-            |_: &Endpoint| true,
-        ))
+        self.op(async {
+            let mut found = self
+                .list_index(
+                    &k.endpoints(account.as_str()),
+                    page,
+                    Window::default(),
+                    |id| k.endpoint(id),
+                    |_: &Endpoint| true,
+                )
+                .await?;
+            if found.items.is_empty() {
+                return Ok(found);
+            }
+            // The failure clock lives beside the record.
+            let mut pipe = redis::pipe();
+            for ep in &found.items {
+                pipe.cmd("HGET").arg(k.endpoint(ep.id.as_str())).arg("fs");
+            }
+            let clocks: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+            for (ep, fs) in found.items.iter_mut().zip(clocks) {
+                ep.failing_since = failing_since(fs.as_deref())?;
+            }
+            Ok(found)
+        })
         .await
     }
 

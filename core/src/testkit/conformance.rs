@@ -2416,6 +2416,16 @@ pub async fn failure_clock_is_kept_by_the_store(store: Arc<dyn Store>) {
         "a running clock keeps its start"
     );
     assert_eq!(fetch(&ep).await.failing_since, Some(at(10)));
+    let listed = s
+        .list_endpoints(&a, &PageRequest::first(10))
+        .await
+        .expect("list_endpoints");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(
+        listed.items[0].failing_since,
+        Some(at(10)),
+        "lists show the clock too"
+    );
     ep.description = Some("changed".into());
     ep.failing_since = None;
     s.update_endpoint(&ep).await.expect("update_endpoint");
