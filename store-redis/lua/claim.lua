@@ -61,10 +61,11 @@ end
 for _, ep in ipairs(redis.call('ZRANGE', Q .. 'sides', 0, -1)) do
   local lim = limit_of(ep, Q .. 'ep:' .. ep)
   if not skip[ep] and lim ~= 'held' and not no_room(lim) then
-    -- A limited endpoint gets back only what it has room for.
-    local k = -1
+    -- Only what this claim could take goes back: at most `max`, and for a limited endpoint
+    -- what it has room for. The rest stays aside (and in `sides`, for `next_due`).
+    local k = max
     if lim then
-      k = lim.room
+      k = math.min(k, lim.room)
       if lim.step then
         k = math.min(k, math.floor((horizon_us - lim.next) / lim.step) + 1)
       end

@@ -86,8 +86,8 @@
 //! ever in the due index; when it finishes, the next one is scheduled. `claim_due_except` passes
 //! the endpoints to skip to the claim script, which sets their due entries aside
 //! (`P{q}:side:<endpoint>`) so that later claims do not walk the same backlog again; each claim
-//! first puts back the set-aside entries it may take (all of them for an endpoint it does not
-//! skip, as many as a limited endpoint has room for). A claim looks at most 2 000 due entries.
+//! first puts back the set-aside entries it may take (the earliest, up to its `max`, and no more
+//! than a limited endpoint has room for). A claim looks at most 2 000 due entries.
 //! Limits: the endpoint hash carries `mc` (`maxConcurrency`), `rl` (`rateLimit`) and `pace` (the
 //! next free send time, µs); the claim counts live leases in `P{q}:lz:<endpoint>` and hands out
 //! send times, atomically, so the limits hold across processes. `hold_endpoint` sets `hold` on
