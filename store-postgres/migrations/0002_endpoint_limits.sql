@@ -8,3 +8,13 @@ ALTER TABLE endpoints ADD COLUMN failing_since BIGINT;
 -- Due and leased deliveries of one endpoint, for the limited claim.
 CREATE INDEX deliveries_pending_by_endpoint ON deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
+
+-- Deliveries are rewritten at every claim and settle (no update can be HOT: the due time is
+-- indexed), so the due index collects dead entries quickly: vacuum and analyse this table after
+-- 1 % of it changed instead of the default 20 % / 10 %.
+ALTER TABLE deliveries SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.01,
+    autovacuum_analyze_threshold = 1000
+);

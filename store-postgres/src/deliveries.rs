@@ -458,6 +458,20 @@ impl DeliveryStore for PgStore {
             return Ok(Vec::new());
         }
         let lease_end = now.add(lease);
+        // The claim must walk the due index in order and stop after `max` rows. On a table that
+        // grew faster than autovacuum analyses it, the planner's statistics say "a handful of
+        // rows" and it prefers to collect every due row (a bitmap scan, or all pending rows of
+        // the endpoint) and sort them: 120 ms instead of 9 ms per claim at 35,000 pending rows
+        // (README, Performance). So the claim runs with sorts and bitmap scans switched off for
+        // its own transaction.
+        let mut tx = self.pool.begin().await.map_err(DbError::from)?;
+        sqlx::query(
+            "SELECT set_config('enable_sort', 'off', true), \
+             set_config('enable_bitmapscan', 'off', true)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
         let claimed = sqlx::query(&format!(
             "{CLAIM_SQL}{}, d.lease_id, d.claimed_due_at, d.next_trigger",
             qualified("d", DELIVERY_COLS)
@@ -466,9 +480,10 @@ impl DeliveryStore for PgStore {
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(lease_end.as_millis())
         .bind(skip.iter().map(|e| e.as_str()).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(DbError::from)?;
+        tx.commit().await.map_err(DbError::from)?;
 
         let mut batch = Vec::with_capacity(claimed.len());
         for row in &claimed {
