@@ -591,6 +591,11 @@ impl Dispatcher {
                 if at.since(since) < period {
                     return;
                 }
+                if first {
+                    // `since` was just read from the store.
+                    self.disable_failing(c, since).await;
+                    return;
+                }
                 // Check the clock the store keeps: another process may have seen a success.
                 match store.record_failing(id, at).await {
                     Ok(Some(kept)) if at.since(kept) >= period => {

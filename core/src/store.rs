@@ -104,7 +104,7 @@ impl LimitedRoom {
         let mut pace = None;
         if let Some(r) = rate_limit {
             let now_us = now.as_millis().saturating_mul(1000);
-            let horizon_us = now_us.saturating_add(RATE_HORIZON.as_micros() as i64);
+            let horizon_us = Self::horizon_us(now);
             let step = rate_interval_micros(r);
             let start = pace_next_us.unwrap_or(now_us).max(now_us);
             take = take.min((horizon_us - start).div_euclid(step) + 1);
@@ -114,6 +114,14 @@ impl LimitedRoom {
             take: usize::try_from(take.max(0)).unwrap_or(0),
             pace,
         }
+    }
+
+    /// The end of the rate horizon of a claim at `now`, in µs: a rate-limited endpoint whose
+    /// next free send time is later has no room.
+    pub fn horizon_us(now: Timestamp) -> i64 {
+        now.as_millis()
+            .saturating_mul(1000)
+            .saturating_add(RATE_HORIZON.as_micros() as i64)
     }
 
     /// The send time of the `i`-th delivery taken (from 0), rounded up to the millisecond so it

@@ -7,7 +7,7 @@ use hookline_core::model::{
     Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
 };
 use hookline_core::store::{
-    Claimed, DeliveryStore, LeaseToken, LimitedRoom, Next, RATE_HORIZON, Receipt, StoreError,
+    Claimed, DeliveryStore, LeaseToken, LimitedRoom, Next, Receipt, StoreError,
 };
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::sqlite::SqliteRow;
@@ -150,8 +150,7 @@ impl SqliteStore {
         skip: &[EndpointId],
         batch: &mut Vec<ClaimedRow>,
     ) -> DbResult<()> {
-        let now_us = now.as_millis().saturating_mul(1000);
-        let horizon_us = now_us.saturating_add(RATE_HORIZON.as_micros() as i64);
+        let horizon_us = LimitedRoom::horizon_us(now);
         let skipped = |id: &str| skip.iter().any(|s| s.as_str() == id);
         if !self.any_limited().await? {
             return Ok(());

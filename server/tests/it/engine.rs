@@ -477,29 +477,58 @@ async fn endpoint_state(srv: &Server, ep: &str) -> serde_json::Value {
         .1
 }
 
-/// The failure clock lives in the store: a restart does not start it again, so the endpoint is
-/// disabled one period after its first failure, and its reason names that instant.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_failure_clock_survives_a_restart() {
+/// A receiver whose `path` answers 503 until the returned switch is set, then 200.
+async fn failing_until_switched(
+    path: &str,
+) -> (Receiver, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let rx = Receiver::start().await;
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let h = healthy.clone();
-    rx.respond_with("/dead", move |_, _| {
+    rx.respond_with(path, move |_, _| {
         if h.load(std::sync::atomic::Ordering::SeqCst) {
             200
         } else {
             503
         }
     });
-    let mut srv = Server::start(&[
+    (rx, healthy)
+}
+
+/// Server flags for a failure clock that runs fast: retries every 100 ms, a 200 ms circuit
+/// cool-down, and disabling after `after`.
+fn fast_failure_flags(after: &'static str) -> [&'static str; 6] {
+    [
         "--retry-schedule",
         "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
         "--circuit-cooldown",
         "200ms",
         "--disable-after",
-        "3s",
-    ])
-    .await;
+        after,
+    ]
+}
+
+/// Polls the endpoint until it is disabled; fails at `deadline`.
+async fn wait_until_disabled(
+    srv: &Server,
+    ep: &str,
+    deadline: std::time::Instant,
+) -> serde_json::Value {
+    loop {
+        let e = endpoint_state(srv, ep).await;
+        if e["enabled"] == false {
+            return e;
+        }
+        assert!(std::time::Instant::now() < deadline, "never disabled: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The failure clock lives in the store: a restart does not start it again, so the endpoint is
+/// disabled one period after its first failure, and its reason names that instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_clock_survives_a_restart() {
+    let (rx, healthy) = failing_until_switched("/dead").await;
+    let mut srv = Server::start(&fast_failure_flags("3s")).await;
     srv.seed("acct").await;
     let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/dead")})).await;
     assert!(endpoint_state(&srv, &ep).await["failingSince"].is_null());
@@ -523,15 +552,7 @@ async fn the_failure_clock_survives_a_restart() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     srv.restart().await;
     let restarted = std::time::Instant::now();
-    let deadline = restarted + Duration::from_secs(15);
-    let disabled = loop {
-        let e = endpoint_state(&srv, &ep).await;
-        if e["enabled"] == false {
-            break e;
-        }
-        assert!(std::time::Instant::now() < deadline, "never disabled: {e}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let disabled = wait_until_disabled(&srv, &ep, restarted + Duration::from_secs(15)).await;
     let reason = disabled["disabledReason"].as_str().unwrap();
     assert!(
         reason.contains(&since),
@@ -552,25 +573,8 @@ async fn the_failure_clock_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_for_the_period_is_disabled_and_can_be_enabled() {
-    let rx = Receiver::start().await;
-    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let h = healthy.clone();
-    rx.respond_with("/flaky", move |_, _| {
-        if h.load(std::sync::atomic::Ordering::SeqCst) {
-            200
-        } else {
-            503
-        }
-    });
-    let srv = Server::start(&[
-        "--retry-schedule",
-        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
-        "--circuit-cooldown",
-        "200ms",
-        "--disable-after",
-        "1s",
-    ])
-    .await;
+    let (rx, healthy) = failing_until_switched("/flaky").await;
+    let srv = Server::start(&fast_failure_flags("1s")).await;
     srv.seed("acct").await;
     let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/flaky")})).await;
     srv.post(
@@ -579,14 +583,7 @@ async fn an_endpoint_failing_for_the_period_is_disabled_and_can_be_enabled() {
     )
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let disabled = loop {
-        let e = endpoint_state(&srv, &ep).await;
-        if e["enabled"] == false {
-            break e;
-        }
-        assert!(std::time::Instant::now() < deadline, "never disabled: {e}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let disabled = wait_until_disabled(&srv, &ep, deadline).await;
     assert!(
         disabled["disabledReason"]
             .as_str()
