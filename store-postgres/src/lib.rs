@@ -128,8 +128,10 @@
 //! autovacuum had analysed `deliveries`, the planner believed it held a handful of rows and
 //! collected every due row (a bitmap scan, or all pending rows of the endpoint) to sort them —
 //! 120 ms per claim at 35,000 pending instead of 9 ms — so the claim runs in a transaction with
-//! `enable_sort` and `enable_bitmapscan` off (`set_config(…, true)`, for that transaction only),
-//! and migration 0002 makes autovacuum visit `deliveries` after 1 % of it changed.
+//! `enable_sort` and `enable_bitmapscan` off (`set_config(…, true)`, for that transaction only)
+//! when it skips no endpoint (with skipped endpoints an ordered walk steps over all their due
+//! rows, so the planner keeps its choice), and migration 0002 makes autovacuum visit
+//! `deliveries` after 1 % of it changed.
 //!
 //! ## Errors
 //! Failures are classified at the trait boundary, keeping the sqlx error as the source: no
