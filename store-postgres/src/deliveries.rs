@@ -15,6 +15,7 @@ use sqlx::{PgConnection, QueryBuilder};
 use crate::PgStore;
 use crate::catalog::push_page;
 use crate::error::{DbError, DbResult};
+use crate::group::Reply;
 use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS, qualified};
 
 /// How often enqueue looks for the row it conflicted with before giving up (the row can vanish
@@ -273,45 +274,18 @@ impl DeliveryStore for PgStore {
         for _ in 0..DUPLICATE_LOOKUPS {
             let deliveries: Vec<DeliveryId> =
                 targets.iter().map(|_| DeliveryId::generate()).collect();
-            // One statement, so one round trip and atomic on its own: the event and the whole
-            // fan-out (ordered endpoints get the queue id as ordering key), the deliveries only
-            // if the event was new. No conflict target: both the primary key and the
-            // per-account idempotency key count. A concurrent insert of the same key makes this
-            // wait for that transaction and then do nothing, so exactly one of many racing
-            // creates wins. (The deliveries' foreign key is checked at the end of the statement,
-            // when the event row is there.)
-            let inserted: i64 = sqlx::query_scalar(&format!(
-                "WITH ev AS ( \
-                     INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT DO NOTHING RETURNING id), \
-                 dl AS ( \
-                     INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
-                         attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
-                     SELECT t.id, $2, ev.id, t.endpoint_id, 'pending', 0, $11, $11, \
-                         'scheduled', CASE WHEN e.ordered THEN $5 END \
-                     FROM ev \
-                     CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
-                         AS t (id, endpoint_id, n) \
-                     LEFT JOIN endpoints e ON e.id = t.endpoint_id \
-                     ORDER BY t.n) \
-                 SELECT count(*) FROM ev"
-            ))
-            .bind(event.id.as_str())
-            .bind(event.account.as_str())
-            .bind(event.site.as_ref().map(|s| s.as_str()))
-            .bind(event.event_type.as_str())
-            .bind(&event.queue_id)
-            .bind(event.data.get())
-            .bind(&event.idempotency_key)
-            .bind(event.timestamp.as_millis())
-            .bind(deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
-            .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-            .bind(now.as_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| DbError::from(e).into_store("event"))?;
-
-            if inserted == 0 {
+            let op = EnqueueOp {
+                event: event.clone(),
+                targets: targets.to_vec(),
+                deliveries: deliveries.clone(),
+                now,
+            };
+            let pool = self.pool.clone();
+            let inserted = self
+                .enqueues
+                .submit(op, move |batch| run_enqueues(pool.clone(), batch))
+                .await?;
+            if !inserted {
                 // A new statement sees the winner's committed row (READ COMMITTED).
                 let mut conn = self.pool.acquire().await.map_err(DbError::from)?;
                 let original: Option<String> = sqlx::query_scalar(
@@ -636,14 +610,15 @@ impl DeliveryStore for PgStore {
         attempt: &Attempt,
         next: Next,
     ) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
         self.settles
             .submit(
-                &self.pool,
                 SettleOp {
                     lease: lease.clone(),
                     attempt: attempt.clone(),
                     next,
                 },
+                move |batch| run_settles(pool.clone(), batch),
             )
             .await
     }
@@ -710,6 +685,146 @@ impl DeliveryStore for PgStore {
     }
 }
 
+/// One [`DeliveryStore::enqueue`] call, with the ids of its deliveries.
+#[derive(Debug)]
+pub(crate) struct EnqueueOp {
+    event: Event,
+    targets: Vec<EndpointId>,
+    deliveries: Vec<DeliveryId>,
+    now: Timestamp,
+}
+
+/// Most enqueues in one statement.
+pub(crate) const MAX_ENQUEUE_GROUP: usize = 128;
+
+/// Concurrent enqueues share one statement (see [`Group`](crate::group::Group)); each answers
+/// whether its event was new (`false`: the id or idempotency key was taken, and nothing of it
+/// was written). A group with two events of one id, or whose statement fails, is run again one
+/// enqueue per statement.
+pub(crate) type EnqueueGroup = crate::group::Group<EnqueueOp, bool>;
+
+async fn run_enqueues(pool: sqlx::PgPool, batch: Vec<(EnqueueOp, Reply<bool>)>) {
+    let (ops, replies): (Vec<EnqueueOp>, Vec<Reply<bool>>) = batch.into_iter().unzip();
+    let mut distinct = std::collections::HashSet::new();
+    if ops.len() > 1 && ops.iter().all(|op| distinct.insert(op.event.id.as_str())) {
+        match enqueue_many(&pool, &ops).await {
+            Ok(inserted) => {
+                for (op, reply) in ops.iter().zip(replies) {
+                    let _ = reply.send(Ok(inserted.contains(op.event.id.as_str())));
+                }
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "batched enqueue failed; enqueueing one by one"),
+        }
+    }
+    for (op, reply) in ops.iter().zip(replies) {
+        let _ = reply.send(enqueue_one(&pool, op).await);
+    }
+}
+
+/// One event and its whole fan-out in one statement, so one round trip and atomic on its own;
+/// the deliveries (ordered endpoints get the queue id as ordering key) only if the event was
+/// new. No conflict target: both the primary key and the per-account idempotency key count. A
+/// concurrent insert of the same key makes this wait for that transaction and then do nothing,
+/// so exactly one of many racing creates wins. (The deliveries' foreign key is checked at the
+/// end of the statement, when the event row is there.)
+async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreError> {
+    let event = &op.event;
+    let inserted: i64 = sqlx::query_scalar(&format!(
+        "WITH ev AS ( \
+             INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT DO NOTHING RETURNING id), \
+         dl AS ( \
+             INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
+                 attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
+             SELECT t.id, $2, ev.id, t.endpoint_id, 'pending', 0, $11, $11, \
+                 'scheduled', CASE WHEN e.ordered THEN $5 END \
+             FROM ev \
+             CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
+                 AS t (id, endpoint_id, n) \
+             LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+             ORDER BY t.n) \
+         SELECT count(*) FROM ev"
+    ))
+    .bind(event.id.as_str())
+    .bind(event.account.as_str())
+    .bind(event.site.as_ref().map(|s| s.as_str()))
+    .bind(event.event_type.as_str())
+    .bind(&event.queue_id)
+    .bind(event.data.get())
+    .bind(&event.idempotency_key)
+    .bind(event.timestamp.as_millis())
+    .bind(op.deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
+    .bind(op.targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+    .bind(op.now.as_millis())
+    .fetch_one(pool)
+    .await
+    .map_err(|e| DbError::from(e).into_store("event"))?;
+    Ok(inserted == 1)
+}
+
+/// Enqueues `ops` (of distinct event ids) in one statement, each as [`enqueue_one`] would;
+/// returns the ids of the events that were new. Two events with one idempotency key: the
+/// first is inserted, the second conflicts with it and writes nothing.
+async fn enqueue_many(
+    pool: &sqlx::PgPool,
+    ops: &[EnqueueOp],
+) -> DbResult<std::collections::HashSet<String>> {
+    let mut d_event = Vec::new();
+    let mut d_id = Vec::new();
+    let mut d_endpoint = Vec::new();
+    let mut d_at = Vec::new();
+    for op in ops {
+        for (id, target) in op.deliveries.iter().zip(&op.targets) {
+            d_event.push(op.event.id.as_str());
+            d_id.push(id.as_str());
+            d_endpoint.push(target.as_str());
+            d_at.push(op.now.as_millis());
+        }
+    }
+    let ev = |f: fn(&Event) -> Option<&str>| ops.iter().map(|op| f(&op.event)).collect::<Vec<_>>();
+    let inserted: Vec<String> = sqlx::query_scalar(&format!(
+        "WITH input AS ( \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::int8[]) WITH ORDINALITY \
+             AS i (id, account, site, event_type, queue_id, data, idempotency_key, fired_at, n)), \
+         ev AS ( \
+             INSERT INTO events ({EVENT_COLS}) \
+             SELECT {EVENT_COLS} FROM input ORDER BY n \
+             ON CONFLICT DO NOTHING RETURNING id, account, queue_id), \
+         dl AS ( \
+             INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
+                 attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
+             SELECT t.id, ev.account, ev.id, t.endpoint_id, 'pending', 0, t.at, t.at, \
+                 'scheduled', CASE WHEN e.ordered THEN ev.queue_id END \
+             FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[]) WITH ORDINALITY \
+                 AS t (event_id, id, endpoint_id, at, n) \
+             JOIN ev ON ev.id = t.event_id \
+             LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+             ORDER BY t.n) \
+         SELECT id FROM ev"
+    ))
+    .bind(ev(|e| Some(e.id.as_str())))
+    .bind(ev(|e| Some(e.account.as_str())))
+    .bind(ev(|e| e.site.as_ref().map(|s| s.as_str())))
+    .bind(ev(|e| Some(e.event_type.as_str())))
+    .bind(ev(|e| e.queue_id.as_deref()))
+    .bind(ev(|e| Some(e.data.get())))
+    .bind(ev(|e| e.idempotency_key.as_deref()))
+    .bind(
+        ops.iter()
+            .map(|op| op.event.timestamp.as_millis())
+            .collect::<Vec<_>>(),
+    )
+    .bind(d_event)
+    .bind(d_id)
+    .bind(d_endpoint)
+    .bind(d_at)
+    .fetch_all(pool)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
 /// One [`DeliveryStore::settle`] call.
 #[derive(Debug)]
 pub(crate) struct SettleOp {
@@ -718,64 +833,17 @@ pub(crate) struct SettleOp {
     next: Next,
 }
 
-type SettleReply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
-
-/// Concurrent settles share one statement, one round trip and one commit (with its WAL flush).
-///
-/// Every caller queues its settle and waits for the lock; whoever gets it (the leader) takes
-/// everything queued so far and runs it as one statement: a group is atomic on its own, and
-/// each caller gets its answer only after that statement has committed. A group with two
-/// settles of one delivery, or whose statement fails, is run again one settle per statement,
-/// which gives every settle its exact individual outcome. No task is spawned: the leader is
-/// always one of the callers.
-#[derive(Debug, Default)]
-pub(crate) struct SettleGroup {
-    queue: std::sync::Mutex<Vec<(SettleOp, SettleReply)>>,
-    leader: tokio::sync::Mutex<()>,
-}
-
 /// Most settles in one statement.
-const MAX_SETTLE_GROUP: usize = 256;
+pub(crate) const MAX_SETTLE_GROUP: usize = 256;
 
-impl SettleGroup {
-    async fn submit(&self, pool: &sqlx::PgPool, op: SettleOp) -> Result<(), StoreError> {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.lock_queue().push((op, tx));
-        loop {
-            let guard = self.leader.lock().await;
-            // A previous leader may have taken (and answered) our settle already.
-            match rx.try_recv() {
-                Ok(result) => return result,
-                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                    return Err(StoreError::Backend(
-                        "the settle group dropped a settle".into(),
-                    ));
-                }
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-            }
-            let batch: Vec<(SettleOp, SettleReply)> = {
-                let mut q = self.lock_queue();
-                let n = q.len().min(MAX_SETTLE_GROUP);
-                q.drain(..n).collect()
-            };
-            if !batch.is_empty() {
-                run_settles(pool, batch).await;
-            }
-            drop(guard);
-            if let Ok(result) = rx.try_recv() {
-                return result;
-            }
-            // Ours was beyond this group's size limit: lead (or join) the next one.
-        }
-    }
+/// Concurrent settles share one statement (see [`Group`](crate::group::Group)). A group with
+/// two settles of one delivery, or whose statement fails, is run again one settle per
+/// statement, which gives every settle its exact individual outcome.
+pub(crate) type SettleGroup = crate::group::Group<SettleOp, ()>;
 
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<(SettleOp, SettleReply)>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-async fn run_settles(pool: &sqlx::PgPool, batch: Vec<(SettleOp, SettleReply)>) {
-    let (ops, replies): (Vec<SettleOp>, Vec<SettleReply>) = batch.into_iter().unzip();
+async fn run_settles(pool: sqlx::PgPool, batch: Vec<(SettleOp, Reply<()>)>) {
+    let pool = &pool;
+    let (ops, replies): (Vec<SettleOp>, Vec<Reply<()>>) = batch.into_iter().unzip();
     let mut distinct = std::collections::HashSet::new();
     let batched = if ops.len() > 1
         && ops

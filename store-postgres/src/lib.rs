@@ -154,6 +154,7 @@ mod catalog;
 mod deliveries;
 mod endpoints;
 mod error;
+mod group;
 mod rows;
 
 use std::str::FromStr as _;
@@ -306,6 +307,8 @@ pub struct PgStore {
     limited: std::sync::Arc<hookline_core::store::LimitedHint>,
     /// Sends the work notifications of enqueues.
     announcer: std::sync::Arc<Announcer>,
+    /// Shares one statement between concurrent enqueues.
+    enqueues: std::sync::Arc<deliveries::EnqueueGroup>,
     /// Shares one statement between concurrent settles.
     settles: std::sync::Arc<deliveries::SettleGroup>,
 }
@@ -365,7 +368,12 @@ impl PgStore {
             signal: Default::default(),
             limited: Default::default(),
             announcer: Default::default(),
-            settles: Default::default(),
+            enqueues: std::sync::Arc::new(deliveries::EnqueueGroup::new(
+                deliveries::MAX_ENQUEUE_GROUP,
+            )),
+            settles: std::sync::Arc::new(deliveries::SettleGroup::new(
+                deliveries::MAX_SETTLE_GROUP,
+            )),
         }
     }
 

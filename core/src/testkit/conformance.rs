@@ -399,6 +399,52 @@ pub async fn enqueue_is_idempotent_per_event_id(store: Arc<dyn Store>) {
         assert_eq!(d.created_at, at(0));
         assert_eq!(d.next_attempt_at, Some(at(0)));
     }
+
+    // Concurrent enqueues of one new event id (beside other events, one of them first, so that
+    // stores that share statements between concurrent writes see the racing ones together):
+    // exactly one writes it.
+    let racing = event(&a, "rx.completed", None, at(100));
+    let mut tasks = JoinSet::new();
+    for i in 0..12 {
+        let store = store.clone();
+        let ev = if i % 3 == 0 {
+            event(&a, "rx.completed", None, at(100))
+        } else {
+            racing.clone()
+        };
+        let target = e1.id.clone();
+        tasks.spawn(async move {
+            let r = store
+                .enqueue(&ev, &[target], at(100))
+                .await
+                .expect("concurrent enqueue");
+            (ev.id, r)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        results.push(r.expect("enqueue task"));
+    }
+    let same: Vec<&Receipt> = results
+        .iter()
+        .filter(|(id, _)| *id == racing.id)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(same.len(), 8);
+    assert_eq!(same.iter().filter(|r| !r.duplicate).count(), 1, "one wins");
+    for r in &same {
+        assert_eq!(r.event_id, racing.id);
+        assert_eq!(
+            r.deliveries, same[0].deliveries,
+            "every caller gets one receipt"
+        );
+    }
+    for (id, r) in results.iter().filter(|(id, _)| *id != racing.id) {
+        assert!(!r.duplicate, "an unrelated event is new");
+        assert_eq!(&r.event_id, id);
+    }
+    let ds = deliveries_of(s, &a, &delivery_filter(Some(&racing.id), None, None)).await;
+    assert_eq!(ds.len(), 1, "one delivery for the racing event");
 }
 
 /// The same idempotency key in the same account returns the original event, even under races.
