@@ -40,12 +40,13 @@ pub(crate) const CLAIM_SQL: &str = "\
 UPDATE deliveries d
 SET lease_id = gen_random_uuid()::text,
     claimed_due_at = d.next_attempt_at,
-    next_attempt_at = $3
+    lease_until = $3
 WHERE d.id = ANY (ARRAY(
     SELECT due.id
     FROM deliveries due
     JOIN endpoints e ON e.id = due.endpoint_id AND e.account = due.account
     WHERE due.status = 'pending' AND due.endpoint_enabled AND due.next_attempt_at <= $1
+      AND (due.lease_until IS NULL OR due.lease_until <= $1)
       AND e.enabled AND e.max_concurrency IS NULL AND e.rate_limit IS NULL
       AND NOT (due.endpoint_id = ANY ($4))
       AND (due.ordering_key IS NULL OR NOT EXISTS (
@@ -65,9 +66,11 @@ const LIMITED_CANDIDATES: &str = "\
 SELECT id, max_concurrency, rate_limit, pace_next_us, live FROM (
     SELECT e.id, e.max_concurrency, e.rate_limit, e.pace_next_us,
         (SELECT count(*) FROM deliveries l WHERE l.endpoint_id = e.id AND l.status = 'pending'
-            AND l.next_attempt_at > $1 AND l.lease_id IS NOT NULL) AS live,
+            AND l.lease_id IS NOT NULL
+            AND GREATEST(l.next_attempt_at, l.lease_until) > $1) AS live,
         (SELECT min(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = e.id
-            AND d.status = 'pending' AND d.next_attempt_at <= $1) AS first_due
+            AND d.status = 'pending' AND d.next_attempt_at <= $1
+            AND (d.lease_until IS NULL OR d.lease_until <= $1)) AS first_due
     FROM endpoints e
     WHERE e.enabled AND (e.max_concurrency IS NOT NULL OR e.rate_limit IS NOT NULL)
       AND (e.rate_limit IS NULL OR e.pace_next_us IS NULL OR e.pace_next_us <= $2)
@@ -83,10 +86,11 @@ const CLAIM_ONE_ENDPOINT: &str = "\
 UPDATE deliveries d
 SET lease_id = gen_random_uuid()::text,
     claimed_due_at = d.next_attempt_at,
-    next_attempt_at = $3
+    lease_until = $3
 WHERE d.id = ANY (ARRAY(
     SELECT due.id FROM deliveries due
     WHERE due.endpoint_id = $1 AND due.status = 'pending' AND due.next_attempt_at <= $2
+      AND (due.lease_until IS NULL OR due.lease_until <= $2)
       AND (due.ordering_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM deliveries p
           WHERE p.endpoint_id = due.endpoint_id AND p.ordering_key = due.ordering_key
@@ -244,7 +248,8 @@ impl PgStore {
 /// endpoint itself): a delivery that failed while its endpoint was disabled must not come back
 /// hidden after the endpoint was enabled again.
 const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
-    lease_id = NULL, claimed_due_at = NULL, next_trigger = 'manual', endpoint_enabled = TRUE";
+    lease_id = NULL, lease_until = NULL, claimed_due_at = NULL, next_trigger = 'manual', \
+    endpoint_enabled = TRUE";
 
 /// The receipt of an event accepted before: its id and its deliveries.
 async fn original_receipt(conn: &mut PgConnection, event: String) -> DbResult<Receipt> {
@@ -539,7 +544,8 @@ impl DeliveryStore for PgStore {
 
     async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
         let done = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, claimed_due_at = NULL \
+            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, lease_until = NULL, \
+             claimed_due_at = NULL \
              WHERE id = $2 AND lease_id = $3 AND status = 'pending'",
         )
         .bind(until.as_millis())
@@ -561,9 +567,10 @@ impl DeliveryStore for PgStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, claimed_due_at = NULL \
+            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, lease_until = NULL, \
+             claimed_due_at = NULL \
              WHERE endpoint_id = $2 AND status = 'pending' AND next_attempt_at < $1 \
-             AND (lease_id IS NULL OR next_attempt_at <= $3)",
+             AND (lease_id IS NULL OR GREATEST(next_attempt_at, lease_until) <= $3)",
         )
         .bind(until.as_millis())
         .bind(endpoint.as_str())
@@ -591,14 +598,28 @@ impl DeliveryStore for PgStore {
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         // Only deliveries a claim could return: reporting ones of disabled endpoints would make
-        // the dispatcher wake for work it cannot take. Same index as the claim.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT d.next_attempt_at FROM deliveries d \
-             JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
-             WHERE d.status = 'pending' AND d.endpoint_enabled AND e.enabled \
-             ORDER BY d.next_attempt_at, d.id LIMIT 1",
+        // the dispatcher wake for work it cannot take. A delivery can be claimed at its due
+        // time, or when its lease ends if that is later. Same index as the claim: the first
+        // delivery in due order without a live lease (`a`), and before it only leased ones
+        // (at most what is in flight), whose lease ends count instead.
+        let due: Option<i64> = sqlx::query_scalar::<_, Option<i64>>(
+            "WITH a AS ( \
+                 SELECT d.next_attempt_at AS at FROM deliveries d \
+                 JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
+                 WHERE d.status = 'pending' AND d.endpoint_enabled AND e.enabled \
+                   AND (d.lease_until IS NULL OR d.lease_until <= d.next_attempt_at) \
+                 ORDER BY d.next_attempt_at, d.id LIMIT 1) \
+             SELECT min(x) FROM ( \
+                 SELECT at AS x FROM a \
+                 UNION ALL \
+                 SELECT d.lease_until FROM deliveries d \
+                 JOIN endpoints e ON e.id = d.endpoint_id AND e.account = d.account \
+                 WHERE d.status = 'pending' AND d.endpoint_enabled AND e.enabled \
+                   AND d.lease_until > d.next_attempt_at \
+                   AND d.next_attempt_at <= COALESCE((SELECT at FROM a), 9223372036854775807) \
+             ) y",
         )
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(DbError::from)?;
         Ok(due.map(Timestamp::from_millis))
@@ -906,6 +927,7 @@ async fn settle_many(
          settled AS ( \
              UPDATE deliveries d SET status = v.status, attempts = d.attempts + 1, \
                  next_attempt_at = v.next_at, last_attempt_at = v.started_at, lease_id = NULL, \
+                 lease_until = NULL, \
                  claimed_due_at = NULL, next_trigger = 'scheduled' \
              FROM v \
              WHERE d.id = ANY ($1) AND d.id = v.id AND d.lease_id = v.lease_id \
@@ -993,6 +1015,7 @@ async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError
         "WITH settled AS ( \
                  UPDATE deliveries SET status = $3, attempts = attempts + 1, \
                      next_attempt_at = $4, last_attempt_at = $5, lease_id = NULL, \
+                     lease_until = NULL, \
                      claimed_due_at = NULL, next_trigger = 'scheduled' \
                  WHERE id = $1 AND lease_id = $2 AND status = 'pending' \
                  RETURNING id) \

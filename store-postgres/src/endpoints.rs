@@ -165,7 +165,7 @@ impl EndpointStore for PgStore {
         // Leased ones too: clearing the lease makes a late settle `LeaseLost`.
         sqlx::query(
             "UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, \
-             lease_id = NULL, claimed_due_at = NULL \
+             lease_id = NULL, lease_until = NULL, claimed_due_at = NULL \
              WHERE account = $1 AND endpoint_id = $2 AND status = 'pending'",
         )
         .bind(account.as_str())

@@ -25,8 +25,10 @@ pub(crate) const ENDPOINT_COLS: &str = "id, account, url, description, event_typ
     enabled, disabled_reason, failing_since, created_at, updated_at";
 pub(crate) const EVENT_COLS: &str =
     "id, account, site, event_type, queue_id, data, idempotency_key, fired_at";
+/// A delivery's columns. `lease_until` is read with them: while a claim's lease lasts, the
+/// delivery's next attempt is (at the latest) when the lease ends.
 pub(crate) const DELIVERY_COLS: &str = "id, account, event_id, endpoint_id, status, attempts, \
-    next_attempt_at, last_attempt_at, created_at";
+    next_attempt_at, lease_until, last_attempt_at, created_at";
 pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, number, trigger_kind, started_at, \
     duration_ms, status_code, error, response_body";
 
@@ -234,7 +236,10 @@ pub(crate) fn delivery(row: &PgRow) -> DbResult<Delivery> {
         endpoint_id: parsed(row, "endpoint_id", EndpointId::parse)?,
         status: parsed(row, "status", status)?,
         attempts: uint::<_, i32>(row, "attempts")?,
-        next_attempt_at: opt_ts(row, "next_attempt_at")?,
+        next_attempt_at: match (opt_ts(row, "next_attempt_at")?, opt_ts(row, "lease_until")?) {
+            (Some(due), Some(lease_end)) => Some(due.max(lease_end)),
+            (due, _) => due,
+        },
         last_attempt_at: opt_ts(row, "last_attempt_at")?,
         created_at: ts(row, "created_at")?,
     })
