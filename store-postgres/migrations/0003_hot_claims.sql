@@ -8,5 +8,8 @@
 -- `lease_until`, which means the same thing: claimable again once the lease has ended.
 ALTER TABLE deliveries ADD COLUMN lease_until BIGINT;
 
--- Room on every page for the updated versions of its rows (HOT updates stay on the page).
+-- Room on every page for a claimed version of each of its rows (HOT updates stay on the page;
+-- claims take runs of rows that were enqueued together, so a page's rows are often claimed at
+-- once). The cost is space: new pages of the table are filled to half, so its heap takes up to
+-- twice the room; its indexes do not grow. With 80 % only about a third of the claims were HOT.
 ALTER TABLE deliveries SET (fillfactor = 50);
