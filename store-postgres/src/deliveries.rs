@@ -22,15 +22,17 @@ use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS, 
 /// between the conflict and the look-up only if it is deleted in that instant).
 const DUPLICATE_LOOKUPS: usize = 3;
 
-/// The claim: pending deliveries of enabled endpoints due at `$1`, oldest due first, at most
-/// `$2`, not to the endpoints in `$4`, and for ordered endpoints only the head of each queue id
-/// (a pending delivery with the same endpoint and key and a lower id blocks it, leased or not),
-/// locked with `SKIP LOCKED` so concurrent claimers (in any process) pass each other
-/// instead of queueing; each gets a fresh lease id and is pushed to the lease's end (`$3`).
+/// The claim: pending deliveries of enabled endpoints due at `$1` without a live lease, oldest
+/// due first, at most `$2`, not to the endpoints in `$4`, and for ordered endpoints only the
+/// head of each queue id (a pending delivery with the same endpoint and key and a lower id
+/// blocks it, leased or not), locked with `SKIP LOCKED` so concurrent claimers (in any process)
+/// pass each other instead of queueing; each gets a fresh lease id and a lease ending at `$3`
+/// (`lease_until`). `next_attempt_at` is left alone, so the update touches no indexed column
+/// and is a HOT update (migration 0003).
 ///
 /// `FOR UPDATE … SKIP LOCKED` under READ COMMITTED: a row another claimer updated after our
 /// snapshot is re-checked against the `WHERE` clause on its newest version, whose
-/// `next_attempt_at` is now in the future, so it is dropped: two claims never return one row.
+/// `lease_until` is now in the future, so it is dropped: two claims never return one row.
 ///
 /// The locked ids are handed to the `UPDATE` as an array (`id = ANY (ARRAY(…))`), not joined
 /// from a CTE: with a join, PostgreSQL's generic plan for the prepared statement (used after a
