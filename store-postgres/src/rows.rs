@@ -25,8 +25,8 @@ pub(crate) const ENDPOINT_COLS: &str = "id, account, url, description, event_typ
     enabled, disabled_reason, failing_since, created_at, updated_at";
 pub(crate) const EVENT_COLS: &str =
     "id, account, site, event_type, queue_id, data, idempotency_key, fired_at";
-/// A delivery's columns. `lease_until` is read with them: while a claim's lease lasts, the
-/// delivery's next attempt is (at the latest) when the lease ends.
+/// A delivery's columns. `lease_until` is read with them: a claimed delivery shows its lease's
+/// end as its next attempt, the moment it is due again unless it is settled first.
 pub(crate) const DELIVERY_COLS: &str = "id, account, event_id, endpoint_id, status, attempts, \
     next_attempt_at, lease_until, last_attempt_at, created_at";
 pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, number, trigger_kind, started_at, \
