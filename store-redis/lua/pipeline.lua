@@ -145,12 +145,38 @@ local function requeue(id, ep, now)
   place(id, ep, redis.call('HGET', dk, 'okey'), now)
 end
 
--- Drops up to two of the oldest members of a list index whose record has expired.
-local function trim(index, kind)
-  for _, m in ipairs(redis.call('ZRANGE', index, 0, 1)) do
-    if redis.call('EXISTS', Q .. kind .. member_id(m)) == 0 then
+-- Drops up to `n` of the oldest members of a list index whose record has expired, oldest first,
+-- stopping at the first whose record is still there (records expire in about the order the
+-- index sorts them).
+local function trim(index, kind, n)
+  while n > 0 do
+    local k = math.min(n, 8)
+    local ms = redis.call('ZRANGE', index, 0, k - 1)
+    for _, m in ipairs(ms) do
+      if redis.call('EXISTS', Q .. kind .. member_id(m)) == 1 then
+        return
+      end
       redis.call('ZREM', index, m)
     end
+    if #ms < k then
+      return
+    end
+    n = n - k
   end
 end
 
+-- Runs `cmd key args...` for a long list of arguments, `step` at a time (Lua's `unpack` has a
+-- limit); `step` must keep pairs together for commands that take pairs.
+local function call_chunked(cmd, key, args, step)
+  for i = 1, #args, step do
+    redis.call(cmd, key, unpack(args, i, math.min(i + step - 1, #args)))
+  end
+end
+
+-- The message of an error caught with `pcall` (`redis.call` raises a table with `err`).
+local function error_text(e)
+  if type(e) == 'table' then
+    return tostring(e.err)
+  end
+  return tostring(e)
+end

@@ -143,6 +143,7 @@ mod codec;
 mod deliveries;
 mod endpoints;
 mod error;
+mod group;
 mod keys;
 mod list;
 mod scripts;
@@ -234,7 +235,32 @@ pub struct RedisStore {
     client: Option<redis::Client>,
     /// Raised when another process enqueues; started on first use.
     signal: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
+    /// Concurrent enqueues and settles share script calls.
+    groups: Arc<Groups>,
 }
+
+/// The group calls of one store (see `group.rs`).
+#[derive(Debug)]
+struct Groups {
+    enqueues: group::Group<deliveries::EnqueueItem, deliveries::EnqueueAnswer>,
+    settles: group::Group<deliveries::SettleItem, bool>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self {
+            enqueues: group::Group::new(MAX_ENQUEUE_GROUP, MAX_GROUP_BYTES),
+            settles: group::Group::new(MAX_SETTLE_GROUP, MAX_GROUP_BYTES),
+        }
+    }
+}
+
+/// Most events in one enqueue call.
+const MAX_ENQUEUE_GROUP: usize = 64;
+/// Most settles in one settle call.
+const MAX_SETTLE_GROUP: usize = 128;
+/// Most bytes of arguments (event JSON, attempt JSON) in one group call, beyond its first item.
+const MAX_GROUP_BYTES: usize = 1 << 20;
 
 impl RedisStore {
     /// Connects to the Redis at `url` (see the crate docs for the URL form), checks its
@@ -284,6 +310,7 @@ impl RedisStore {
             operation_timeout: cfg.operation_timeout,
             client: None,
             signal: Default::default(),
+            groups: Default::default(),
         })
     }
 
