@@ -129,7 +129,12 @@ while claimed < max and budget > 0 do
         else
           claimed = claimed + 1
           local lease = base .. '.' .. claimed
-          redis.call('HSET', dk, 'lease', lease, 'due_at', score, 'next_at', lease_end)
+          -- `lz`: whether the lease counts against the endpoint's limits (see `release`).
+          local counted = '0'
+          if lim then
+            counted = '1'
+          end
+          redis.call('HSET', dk, 'lease', lease, 'due_at', score, 'next_at', lease_end, 'lz', counted)
           redis.call('ZADD', DUE, lease_end, id)
           local not_before = ''
           if lim then

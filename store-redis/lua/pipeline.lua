@@ -42,15 +42,22 @@ local function unside(ep, k)
   end
 end
 
+-- A pending delivery's entry is in at most one of the due index, `side:<endpoint>` and
+-- `park:<endpoint>` (every move between them removes it from where it was), so once it is found
+-- in (or newly added to) the due index, the other two need no look.
+
 -- Makes delivery `id` (of endpoint `ep`) due at `at`: in the due index when the endpoint is
 -- enabled, else parked under the endpoint until it is enabled again.
 local function schedule(id, ep, at)
-  redis.call('ZREM', Q .. 'side:' .. ep, id)
   if redis.call('HGET', Q .. 'ep:' .. ep, 'enabled') == '1' then
-    redis.call('ZREM', Q .. 'park:' .. ep, id)
-    redis.call('ZADD', DUE, at, id)
+    if redis.call('ZADD', DUE, at, id) == 1 then
+      redis.call('ZREM', Q .. 'side:' .. ep, id)
+      redis.call('ZREM', Q .. 'park:' .. ep, id)
+    end
   else
-    redis.call('ZREM', DUE, id)
+    if redis.call('ZREM', DUE, id) == 0 then
+      redis.call('ZREM', Q .. 'side:' .. ep, id)
+    end
     redis.call('ZADD', Q .. 'park:' .. ep, at, id)
   end
 end
@@ -81,9 +88,10 @@ end
 
 -- Takes delivery `id` out of the due index, its endpoint's parking lot and set-aside entries.
 local function unschedule(id, ep)
-  redis.call('ZREM', DUE, id)
-  redis.call('ZREM', Q .. 'side:' .. ep, id)
-  redis.call('ZREM', Q .. 'park:' .. ep, id)
+  if redis.call('ZREM', DUE, id) == 0 then
+    redis.call('ZREM', Q .. 'side:' .. ep, id)
+    redis.call('ZREM', Q .. 'park:' .. ep, id)
+  end
 end
 
 -- Ordered endpoints: the pending deliveries of one endpoint that share a queue id wait in
@@ -131,9 +139,12 @@ local function finish(id, ep, okey)
 end
 
 -- Delivery `id` of endpoint `ep` is no longer leased: it stops counting against the endpoint's
--- `maxConcurrency`.
-local function release(id, ep)
-  redis.call('ZREM', Q .. 'lz:' .. ep, id)
+-- `maxConcurrency`. `lz` is the delivery's `lz` field: '0' when its claim did not count it
+-- (the endpoint had no limits), else '1' or absent (unknown).
+local function release(id, ep, lz)
+  if lz ~= '0' then
+    redis.call('ZREM', Q .. 'lz:' .. ep, id)
+  end
 end
 
 -- Makes a delivery pending and due at `now` with a manual trigger; any lease is broken.

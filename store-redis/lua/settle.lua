@@ -11,11 +11,11 @@ local function settle(id, lease, status, next_at, started, attempt)
     return '0'
   end
   local dk = Q .. 'dlv:' .. id
-  local d = redis.call('HMGET', dk, 'status', 'lease', 'endpoint', 'okey', 'attempts')
+  local d = redis.call('HMGET', dk, 'status', 'lease', 'endpoint', 'okey', 'attempts', 'lz')
   if d[1] ~= 'pending' or d[2] ~= lease then
     return '0'
   end
-  release(id, d[3])
+  release(id, d[3], d[6])
   redis.call('HSET', dk, 'status', status, 'attempts', (tonumber(d[5]) or 0) + 1,
     'next_at', next_at, 'last_at', started, 'lease', '', 'due_at', '', 'trigger', 'scheduled')
   if status == 'pending' then
