@@ -81,9 +81,12 @@ for _, ep in ipairs(redis.call('ZRANGE', Q .. 'sides', 0, -1)) do
   end
 end
 -- Per claimed delivery, 12 values: delivery id, account, event id, endpoint id, attempts,
--- last attempt, created, lease id, trigger, send time ('' = now), event JSON, and the number of
--- its endpoint in `eps`.
+-- last attempt, created, lease id, trigger, send time ('' = now), and the numbers of its event in
+-- `evs` and of its endpoint in `eps`.
 local out = {}
+-- Per event claimed, its JSON (once, however many of its deliveries are claimed).
+local evs = {}
+local ev_numbers = {}
 -- Per endpoint claimed, 3 values: endpoint id, endpoint JSON, failure clock ('' = none).
 local eps = {}
 local claimed = 0
@@ -121,7 +124,15 @@ while claimed < max and budget > 0 do
         redis.call('ZREM', DUE, id)
         redis.call('ZADD', Q .. 'park:' .. ep, score, id)
       else
-        local ev = redis.call('HGET', Q .. 'ev:' .. d[3], 'j')
+        local ev = ev_numbers[d[3]]
+        if not ev then
+          local j = redis.call('HGET', Q .. 'ev:' .. d[3], 'j')
+          if j then
+            evs[#evs + 1] = j
+            ev = #evs
+            ev_numbers[d[3]] = ev
+          end
+        end
         if not ev then
           -- The event is past retention: there is nothing left to send.
           redis.call('HSET', dk, 'status', 'cancelled', 'next_at', '', 'lease', '', 'due_at', '')
@@ -165,11 +176,11 @@ while claimed < max and budget > 0 do
           out[n + 8] = lease
           out[n + 9] = d[9] or ''
           out[n + 10] = not_before
-          out[n + 11] = ev
+          out[n + 11] = tostring(ev)
           out[n + 12] = tostring(e.out)
         end
       end
     end
   end
 end
-return {out, eps}
+return {out, evs, eps}

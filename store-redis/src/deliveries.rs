@@ -32,6 +32,15 @@ fn parse_ids<T>(
 /// Values per claimed delivery in the claim's reply (see `lua/claim.lua`).
 const CLAIM_ROW: usize = 12;
 
+/// A 1-based number in the claim's reply as an index into a list of `len`.
+fn number(n: &str, len: usize, what: &'static str) -> DbResult<usize> {
+    n.parse::<usize>()
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .filter(|i| *i < len)
+        .ok_or_else(|| DbError::corrupt("claim reply", what))
+}
+
 /// A fresh, unguessable lease id base for one claim call (the script appends `.<n>`).
 fn lease_base() -> String {
     format!(
@@ -224,11 +233,16 @@ impl RedisStore {
         for ep in skip {
             inv.arg(ep.as_str());
         }
-        let (rows, endpoints): (Vec<String>, Vec<String>) = inv.invoke_async(&mut conn).await?;
+        let (rows, events, endpoints): (Vec<String>, Vec<String>, Vec<String>) =
+            inv.invoke_async(&mut conn).await?;
         if rows.len() % CLAIM_ROW != 0 || endpoints.len() % 3 != 0 {
             return Err(DbError::corrupt("claim reply", "rows of the wrong length"));
         }
-        // Each endpoint's JSON comes once per claim.
+        // Each event's and endpoint's JSON comes once per claim.
+        let events = events
+            .iter()
+            .map(|j| codec::from_json::<Event>(j, "event"))
+            .collect::<DbResult<Vec<_>>>()?;
         let endpoints = endpoints
             .chunks_exact(3)
             .map(|e| {
@@ -241,17 +255,13 @@ impl RedisStore {
         let lease_end = lease_end.as_millis().to_string();
         let mut out = Vec::with_capacity(rows.len() / CLAIM_ROW);
         for r in rows.chunks_exact(CLAIM_ROW) {
-            let [id, account, event, endpoint, attempts, last_at, created, lease_id, trigger, not_before, event_json, ep] =
+            let [id, account, event, endpoint, attempts, last_at, created, lease_id, trigger, not_before, ev, ep] =
                 r
             else {
                 unreachable!("chunks of CLAIM_ROW");
             };
-            let endpoint_index = ep
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| i.checked_sub(1))
-                .filter(|i| *i < endpoints.len())
-                .ok_or_else(|| DbError::corrupt("claim reply", "endpoint number"))?;
+            let event_index = number(ev, events.len(), "event number")?;
+            let endpoint_index = number(ep, endpoints.len(), "endpoint number")?;
             let not_before = match not_before.as_str() {
                 "" => None,
                 s => Some(Timestamp::from_millis(
@@ -278,7 +288,7 @@ impl RedisStore {
                     lease_id: lease_id.clone(),
                 },
                 not_before,
-                event: codec::from_json(event_json, "event")?,
+                event: events[event_index].clone(),
                 endpoint: endpoints[endpoint_index].clone(),
                 delivery,
             });
