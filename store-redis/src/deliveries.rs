@@ -12,9 +12,9 @@ use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use crate::RedisStore;
 use crate::codec;
 use crate::error::{DbError, DbResult};
+use crate::group::ItemResult;
 use crate::keys::{member, time_part};
 use crate::list::Window;
-use crate::group::ItemResult;
 use crate::scripts;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -255,8 +255,20 @@ impl RedisStore {
         let lease_end = lease_end.as_millis().to_string();
         let mut out = Vec::with_capacity(rows.len() / CLAIM_ROW);
         for r in rows.chunks_exact(CLAIM_ROW) {
-            let [id, account, event, endpoint, attempts, last_at, created, lease_id, trigger, not_before, ev, ep] =
-                r
+            let [
+                id,
+                account,
+                event,
+                endpoint,
+                attempts,
+                last_at,
+                created,
+                lease_id,
+                trigger,
+                not_before,
+                ev,
+                ep,
+            ] = r
             else {
                 unreachable!("chunks of CLAIM_ROW");
             };
@@ -329,7 +341,10 @@ impl RedisStore {
     }
 
     /// One script call settling `items` (see `lua/settle.lua`): whether each lease was current.
-    fn settle_call(&self, items: Vec<SettleItem>) -> BoxFuture<'static, DbResult<Vec<ItemResult<bool>>>> {
+    fn settle_call(
+        &self,
+        items: Vec<SettleItem>,
+    ) -> BoxFuture<'static, DbResult<Vec<ItemResult<bool>>>> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
         let mut inv = scripts::SETTLE.key(k.due());

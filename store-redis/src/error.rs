@@ -71,8 +71,14 @@ impl DbError {
             DbError::Script(msg) => matches!(
                 msg.split_whitespace().next(),
                 Some(
-                    "OOM" | "MISCONF" | "BUSY" | "LOADING" | "TRYAGAIN" | "CLUSTERDOWN"
-                        | "MASTERDOWN" | "READONLY"
+                    "OOM"
+                        | "MISCONF"
+                        | "BUSY"
+                        | "LOADING"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "MASTERDOWN"
+                        | "READONLY"
                 )
             ),
             DbError::Corrupt { .. } | DbError::Store(_) => false,

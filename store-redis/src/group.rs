@@ -127,9 +127,7 @@ where
             }
         };
         match call.await {
-            Ok(answers) => answers[index]
-                .clone()
-                .map_err(DbError::Script),
+            Ok(answers) => answers[index].clone().map_err(DbError::Script),
             Err(e) => Err(DbError::Group(e)),
         }
     }

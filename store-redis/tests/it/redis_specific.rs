@@ -1,10 +1,13 @@
 //! What the conformance suite cannot see: key layout, the URL prefix, retention expiry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_core::model::{Account, Endpoint, Event, EventFilter, PageRequest};
-use hookline_core::store::{DeliveryStore as _, Store};
-use hookline_core::{AccountId, EndpointId, EventId, EventTypeName, Timestamp};
+use hookline_core::model::{
+    Account, Attempt, DeliveryStatus, Endpoint, Event, EventFilter, PageRequest,
+};
+use hookline_core::store::{Claimed, DeliveryStore as _, Next, Receipt, Store, StoreError};
+use hookline_core::{AccountId, AttemptId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_redis::{RedisConfig, RedisStore};
 use serde_json::value::RawValue;
 
@@ -176,4 +179,199 @@ async fn an_enqueue_wakes_other_processes() {
         .await
         .expect("the enqueue through another connection raised the signal");
     drop(cleanup);
+}
+
+fn attempt_for(c: &Claimed, at: Timestamp) -> Attempt {
+    Attempt {
+        id: AttemptId::generate(),
+        delivery_id: c.delivery.id.clone(),
+        number: c.attempt_number,
+        trigger: c.trigger,
+        started_at: at,
+        duration_ms: 3,
+        status_code: Some(200),
+        error: None,
+        response_body: "ok".into(),
+    }
+}
+
+/// Concurrent settles share script calls, and each still gets its own outcome: current leases
+/// settle, stale ones are lease-lost, and of two settles of one lease exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_settles_each_get_their_own_outcome() {
+    let (store, _cleanup) = fresh_store(RedisConfig::default()).await;
+    let (a, ep) = seed(&store).await;
+    let now = Timestamp::now();
+    for _ in 0..40 {
+        let mut ev = event(&a, now);
+        ev.idempotency_key = None;
+        store
+            .enqueue(&ev, std::slice::from_ref(&ep.id), now)
+            .await
+            .unwrap();
+    }
+    let claims = store
+        .claim_due(now, 40, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 40);
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in claims.iter().enumerate() {
+        // Every third settle carries a stale lease id; the first claim is settled twice.
+        let copies = if i == 0 { 2 } else { 1 };
+        for _ in 0..copies {
+            let store = store.clone();
+            let mut lease = c.lease.clone();
+            if i % 3 == 1 {
+                lease.lease_id = format!("{}-stale", lease.lease_id);
+            }
+            let attempt = attempt_for(c, now);
+            tasks.spawn(async move {
+                let r = store.settle(&lease, &attempt, Next::Delivered).await;
+                (i, r)
+            });
+        }
+    }
+    let mut won = vec![0; claims.len()];
+    while let Some(r) = tasks.join_next().await {
+        let (i, r) = r.unwrap();
+        match r {
+            Ok(()) => {
+                assert_ne!(i % 3, 1, "a stale lease settled");
+                won[i] += 1;
+            }
+            Err(StoreError::LeaseLost) => {
+                assert!(i % 3 == 1 || i == 0, "settle {i} was lease-lost");
+            }
+            Err(e) => panic!("settle {i}: {e:?}"),
+        }
+    }
+    for (i, c) in claims.iter().enumerate() {
+        let d = store.delivery(&a, &c.delivery.id).await.unwrap().unwrap();
+        let attempts = store.attempts(&a, &c.delivery.id).await.unwrap();
+        if i % 3 == 1 {
+            assert_eq!(won[i], 0);
+            assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
+            assert!(attempts.is_empty());
+        } else {
+            assert_eq!(won[i], 1, "settle {i} won {} times", won[i]);
+            assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 1));
+            assert_eq!(attempts.len(), 1);
+        }
+    }
+}
+
+/// A settle that fails inside a shared script call fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_settle_does_not_fail_the_others() {
+    let (store, cleanup) = fresh_store(RedisConfig::default()).await;
+    let (a, ep) = seed(&store).await;
+    let now = Timestamp::now();
+    for _ in 0..20 {
+        let mut ev = event(&a, now);
+        ev.idempotency_key = None;
+        store
+            .enqueue(&ev, std::slice::from_ref(&ep.id), now)
+            .await
+            .unwrap();
+    }
+    let claims = store
+        .claim_due(now, 20, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // The attempt list of one delivery is a string: recording its attempt fails.
+    let broken = claims[7].delivery.id.clone();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}{{q}}:att:{}", cleanup.prefix, broken))
+        .arg("not a list")
+        .query(&mut conn)
+        .unwrap();
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in &claims {
+        let store = store.clone();
+        let lease = c.lease.clone();
+        let attempt = attempt_for(c, now);
+        tasks.spawn(async move {
+            let r = store.settle(&lease, &attempt, Next::Delivered).await;
+            (lease.delivery, r)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (id, r) = r.unwrap();
+        if id == broken {
+            assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+        } else {
+            r.unwrap();
+        }
+    }
+}
+
+/// Concurrent enqueues share script calls, and each event is still answered as if alone:
+/// repeats of one event id or one idempotency key get the first one's receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_each_get_their_own_receipt() {
+    let (store, _cleanup) = fresh_store(RedisConfig::default()).await;
+    let (a, ep) = seed(&store).await;
+    let now = Timestamp::now();
+    let store = Arc::new(store);
+    let same_id = {
+        let mut ev = event(&a, now);
+        ev.idempotency_key = None;
+        ev
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..36 {
+        let ev = match i % 3 {
+            0 => same_id.clone(),
+            1 => {
+                let mut ev = event(&a, now);
+                ev.idempotency_key = Some("same-key".into());
+                ev
+            }
+            _ => {
+                let mut ev = event(&a, now);
+                ev.idempotency_key = Some(format!("key-{i}"));
+                ev
+            }
+        };
+        let store = store.clone();
+        let target = ep.id.clone();
+        tasks.spawn(async move {
+            let r = store
+                .enqueue(&ev, std::slice::from_ref(&target), now)
+                .await
+                .unwrap();
+            (i % 3, ev.id, r)
+        });
+    }
+    let mut receipts: [Vec<(EventId, Receipt)>; 3] = Default::default();
+    while let Some(r) = tasks.join_next().await {
+        let (kind, id, r) = r.unwrap();
+        receipts[kind].push((id, r));
+    }
+    for kind in [0, 1] {
+        let rs = &receipts[kind];
+        assert_eq!(rs.iter().filter(|(_, r)| !r.duplicate).count(), 1);
+        let first = &rs.iter().find(|(_, r)| !r.duplicate).unwrap().1;
+        assert_eq!(first.deliveries.len(), 1);
+        for (_, r) in rs {
+            assert_eq!(
+                (&r.event_id, &r.deliveries),
+                (&first.event_id, &first.deliveries)
+            );
+        }
+    }
+    for (id, r) in &receipts[2] {
+        assert!(!r.duplicate);
+        assert_eq!((&r.event_id, r.deliveries.len()), (id, 1));
+    }
+    let claims = store
+        .claim_due(now, 100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2 + 12);
 }
