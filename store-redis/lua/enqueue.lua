@@ -5,7 +5,10 @@
 -- ARGV: [2] retention (ms), then per event: event id, account, idempotency key ('' = none),
 --       event JSON, event index member, now, queue id ('' = none), number of deliveries n, then
 --       n times: delivery id, endpoint id, delivery index member.
--- A call that created deliveries announces them once on the work channel (see `work_signal`),
+-- The index entries of all the call's events are added per index at the end, and the new
+-- deliveries are scheduled after that, only for the events whose entries were all added; an event
+-- whose commands fail gets an error answer and no scheduled delivery.
+-- A call that stored deliveries announces them once on the work channel (see `work_signal`),
 -- so no separate PUBLISH round trip is needed.
 -- Returns per event {'new' | 'dup', event id, {delivery ids}}, or '!<error>' (that event failed).
 local ttl = ARGV[2]
@@ -26,10 +29,9 @@ local function endpoint(ep)
   return e
 end
 
-local created = false
-
--- ARGV[a .. a + 7 + 3n] is one event.
-local function enqueue(a)
+-- Stores the event at ARGV[a ..] and its deliveries; returns its answer, the index entries it
+-- needs ({key, member, ...}) and its deliveries to schedule ({id, endpoint, queue key, due}, ...).
+local function store(a)
   local ev_id, acct, idem, json, m = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local now, queue, n = ARGV[a + 5], ARGV[a + 6], tonumber(ARGV[a + 7])
   local ek = Q .. 'ev:' .. ev_id
@@ -50,18 +52,12 @@ local function enqueue(a)
 
   redis.call('HSET', ek, 'a', acct, 'k', idem, 'j', json)
   redis.call('PEXPIRE', ek, ttl)
-  redis.call('ZADD', Q .. 'evs:' .. acct, 0, m)
-  redis.call('ZADD', Q .. 'evall', 0, m)
-  if n == 0 then
-    return {'new', ev_id, {}}
-  end
-
-  local ids, members, due = {}, {}, {}
+  local entries = {Q .. 'evs:' .. acct, m, Q .. 'evall', m}
+  local ids, placements = {}, {}
   for i = a + 8, a + 5 + 3 * n, 3 do
     local id, ep, dm = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local e = endpoint(ep)
     local okey = ''
-    if queue ~= '' and e.ordered then
+    if queue ~= '' and endpoint(ep).ordered then
       okey = queue
     end
     local dk = Q .. 'dlv:' .. id
@@ -69,12 +65,83 @@ local function enqueue(a)
       'attempts', 0, 'next_at', now, 'last_at', '', 'created', now, 'lease', '', 'due_at', '',
       'trigger', 'scheduled', 'okey', okey)
     redis.call('PEXPIRE', dk, ttl)
-    redis.call('ZADD', Q .. 'epd:' .. ep, 0, dm)
+    local e = #entries
+    entries[e + 1] = Q .. 'dlvs:' .. acct
+    entries[e + 2] = dm
+    entries[e + 3] = Q .. 'epd:' .. ep
+    entries[e + 4] = dm
     ids[#ids + 1] = id
-    members[#members + 1] = 0
-    members[#members + 1] = dm
-    -- A new delivery is in no index yet: `place` without the removals. Only the head of an
-    -- ordering queue is scheduled.
+    placements[#placements + 1] = {id, ep, okey, now}
+  end
+  if n > 0 then
+    local evd = Q .. 'evd:' .. ev_id
+    call_chunked('RPUSH', evd, ids, 512)
+    redis.call('PEXPIRE', evd, ttl)
+  end
+  return {'new', ev_id, ids}, entries, placements
+end
+
+local out = {}
+-- Per event answered: its index entries and deliveries to schedule (new events only).
+local pending = {}
+-- Index key → {members = {0, member, ...}, events = {numbers of the events in `out`}}, and the
+-- keys in the order met.
+local indexes, index_order = {}, {}
+-- Events per account, for trimming its indexes.
+local accounts = {}
+local events = 0
+local a = 3
+while a <= #ARGV do
+  local ok, r, entries, placements = pcall(store, a)
+  local k = #out + 1
+  if ok then
+    out[k] = r
+    if entries then
+      pending[k] = placements
+      for i = 1, #entries, 2 do
+        local key = entries[i]
+        local ix = indexes[key]
+        if not ix then
+          ix = {members = {}, events = {}}
+          indexes[key] = ix
+          index_order[#index_order + 1] = key
+        end
+        ix.members[#ix.members + 1] = 0
+        ix.members[#ix.members + 1] = entries[i + 1]
+        if ix.events[#ix.events] ~= k then
+          ix.events[#ix.events + 1] = k
+        end
+      end
+    end
+  else
+    out[k] = '!' .. error_text(r)
+  end
+  local acct = ARGV[a + 1]
+  accounts[acct] = (accounts[acct] or 0) + 1
+  events = events + 1
+  a = a + 8 + 3 * tonumber(ARGV[a + 7])
+end
+
+-- One ZADD per index; an index that cannot be written fails the events that needed it.
+for _, key in ipairs(index_order) do
+  local ix = indexes[key]
+  local ok, err = pcall(call_chunked, 'ZADD', key, ix.members, 512)
+  if not ok then
+    for _, k in ipairs(ix.events) do
+      pending[k] = nil
+      out[k] = '!' .. error_text(err)
+    end
+  end
+end
+
+-- A new delivery is in no index yet: `place` without the removals. Only the head of an ordering
+-- queue is scheduled.
+local due = {}
+local created = false
+for k = 1, #out do
+  for _, p in ipairs(pending[k] or {}) do
+    created = true
+    local id, ep, okey, at = p[1], p[2], p[3], p[4]
     local head = true
     if okey ~= '' then
       local oq = oq_key(ep, okey)
@@ -86,48 +153,30 @@ local function enqueue(a)
         -- A former head that now waits behind `id`.
         unschedule(first[2], ep)
       end
+      if head and endpoint(ep).enabled then
+        -- Scheduled now: a later event's delivery may take its place as head.
+        redis.call('ZADD', DUE, at, id)
+        head = false
+      end
     end
     if head then
-      if e.enabled then
-        due[#due + 1] = now
+      if endpoint(ep).enabled then
+        due[#due + 1] = at
         due[#due + 1] = id
       else
-        redis.call('ZADD', Q .. 'park:' .. ep, now, id)
+        redis.call('ZADD', Q .. 'park:' .. ep, at, id)
       end
     end
   end
-  call_chunked('ZADD', Q .. 'dlvs:' .. acct, members, 512)
-  call_chunked('ZADD', DUE, due, 512)
-  local evd = Q .. 'evd:' .. ev_id
-  call_chunked('RPUSH', evd, ids, 512)
-  redis.call('PEXPIRE', evd, ttl)
-  created = true
-  return {'new', ev_id, ids}
 end
-
-local out = {}
--- Events per account, for trimming its indexes.
-local accounts = {}
-local events = 0
-local a = 3
-while a <= #ARGV do
-  local ok, r = pcall(enqueue, a)
-  if ok then
-    out[#out + 1] = r
-  else
-    out[#out + 1] = '!' .. error_text(r)
-  end
-  local acct = ARGV[a + 1]
-  accounts[acct] = (accounts[acct] or 0) + 1
-  events = events + 1
-  a = a + 8 + 3 * tonumber(ARGV[a + 7])
-end
+call_chunked('ZADD', DUE, due, 512)
 if created then
   redis.call('PUBLISH', Q .. 'work', '')
 end
+-- Trimming is housekeeping: an index it cannot read fails no event.
 for acct, k in pairs(accounts) do
-  trim(Q .. 'evs:' .. acct, 'ev:', 2 * k)
-  trim(Q .. 'dlvs:' .. acct, 'dlv:', 2 * k)
+  pcall(trim, Q .. 'evs:' .. acct, 'ev:', 2 * k)
+  pcall(trim, Q .. 'dlvs:' .. acct, 'dlv:', 2 * k)
 end
-trim(Q .. 'evall', 'ev:', 2 * events)
+pcall(trim, Q .. 'evall', 'ev:', 2 * events)
 return out

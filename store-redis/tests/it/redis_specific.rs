@@ -6,7 +6,10 @@ use std::time::Duration;
 use hookline_core::model::{
     Account, Attempt, DeliveryStatus, Endpoint, Event, EventFilter, PageRequest,
 };
-use hookline_core::store::{Claimed, DeliveryStore as _, Next, Receipt, Store, StoreError};
+use hookline_core::store::{
+    CatalogStore as _, Claimed, DeliveryStore as _, EndpointStore as _, Next, Receipt, Store,
+    StoreError,
+};
 use hookline_core::{AccountId, AttemptId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_redis::{RedisConfig, RedisStore};
 use serde_json::value::RawValue;
@@ -374,4 +377,115 @@ async fn concurrent_enqueues_each_get_their_own_receipt() {
         .await
         .unwrap();
     assert_eq!(claims.len(), 2 + 12);
+}
+
+/// Events of one ordering queue enqueued concurrently (sharing script calls) are still claimed
+/// one at a time, in delivery id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_keep_an_ordered_queue_in_order() {
+    let (store, _cleanup) = fresh_store(RedisConfig::default()).await;
+    let (a, mut ep) = seed(&store).await;
+    ep.ordered = true;
+    store.update_endpoint(&ep).await.unwrap();
+    let now = Timestamp::now();
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let mut ev = event(&a, now);
+        ev.idempotency_key = None;
+        ev.queue_id = Some("order-1".into());
+        let store = store.clone();
+        let target = ep.id.clone();
+        tasks.spawn(async move {
+            store
+                .enqueue(&ev, std::slice::from_ref(&target), now)
+                .await
+                .unwrap()
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.extend(r.unwrap().deliveries);
+    }
+    ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    for id in &ids {
+        let claims = store
+            .claim_due(now, 100, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claims.len(), 1, "only the head of the queue is due");
+        assert_eq!(&claims[0].delivery.id, id);
+        store
+            .settle(
+                &claims[0].lease,
+                &attempt_for(&claims[0], now),
+                Next::Delivered,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .claim_due(now, 100, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An event whose index cannot be written fails alone: the other events of its script call are
+/// stored and due, and it has no due delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_failing_in_a_shared_call_fails_alone() {
+    let (store, cleanup) = fresh_store(RedisConfig::default()).await;
+    let (a, ep) = seed(&store).await;
+    let b = AccountId::parse("globex").unwrap();
+    store
+        .create_account(&Account {
+            id: b.clone(),
+            name: "Globex".into(),
+            created_at: Timestamp::from_millis(1),
+            updated_at: Timestamp::from_millis(1),
+        })
+        .await
+        .unwrap();
+    let ep_b = endpoint(&b);
+    store.create_endpoint(&ep_b).await.unwrap();
+    // Account b's event index is a string: storing b's events fails.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}{{q}}:evs:{}", cleanup.prefix, b))
+        .arg("not an index")
+        .query(&mut conn)
+        .unwrap();
+    let now = Timestamp::now();
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let (account, target) = if i % 2 == 0 {
+            (a.clone(), ep.id.clone())
+        } else {
+            (b.clone(), ep_b.id.clone())
+        };
+        let mut ev = event(&account, now);
+        ev.idempotency_key = None;
+        let store = store.clone();
+        tasks.spawn(async move {
+            let r = store.enqueue(&ev, std::slice::from_ref(&target), now).await;
+            (i % 2 == 0, r)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (true, r) => assert_eq!(r.unwrap().deliveries.len(), 1),
+            (false, r) => assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}"),
+        }
+    }
+    let claims = store
+        .claim_due(now, 100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 15);
+    assert!(claims.iter().all(|c| c.delivery.account == a));
 }
