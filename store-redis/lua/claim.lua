@@ -97,6 +97,9 @@ while claimed < max and budget > 0 do
   if #batch == 0 then
     break
   end
+  -- The batch's leased entries, due again at the lease end: moved in one ZADD after the batch
+  -- (before the next one is read).
+  local leased = {}
   for i = 1, #batch, 2 do
     if claimed >= max then
       break
@@ -146,7 +149,8 @@ while claimed < max and budget > 0 do
             counted = '1'
           end
           redis.call('HSET', dk, 'lease', lease, 'due_at', score, 'next_at', lease_end, 'lz', counted)
-          redis.call('ZADD', DUE, lease_end, id)
+          leased[#leased + 1] = lease_end
+          leased[#leased + 1] = id
           local not_before = ''
           if lim then
             lim.room = lim.room - 1
@@ -181,6 +185,9 @@ while claimed < max and budget > 0 do
         end
       end
     end
+  end
+  if #leased > 0 then
+    redis.call('ZADD', DUE, unpack(leased))
   end
 end
 return {out, evs, eps}
