@@ -489,3 +489,62 @@ async fn an_enqueue_failing_in_a_shared_call_fails_alone() {
     assert_eq!(claims.len(), 15);
     assert!(claims.iter().all(|c| c.delivery.account == a));
 }
+
+/// A delivery whose expired lease was set aside by another claim, then settled by its (still
+/// current) lease holder, leaves nothing scheduled behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_set_aside_delivery_unschedules_it() {
+    let (store, cleanup) = fresh_store(RedisConfig::default()).await;
+    let (a, ep) = seed(&store).await;
+    let now = Timestamp::now();
+    let mut ev = event(&a, now);
+    ev.idempotency_key = None;
+    store
+        .enqueue(&ev, std::slice::from_ref(&ep.id), now)
+        .await
+        .unwrap();
+    let claims = store
+        .claim_due(now, 1, Duration::from_millis(5))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    // The lease has ended: a claim skipping the endpoint sets the entry aside.
+    let later = now.add(Duration::from_secs(1));
+    let none = store
+        .claim_due_except(
+            later,
+            10,
+            Duration::from_secs(30),
+            std::slice::from_ref(&ep.id),
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(
+        store.next_due().await.unwrap(),
+        Some(now.add(Duration::from_millis(5)))
+    );
+    let side = format!("{}{{q}}:side:{}", cleanup.prefix, ep.id);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let aside: usize = redis::cmd("ZCARD").arg(&side).query(&mut conn).unwrap();
+    assert_eq!(aside, 1);
+    store
+        .settle(
+            &claims[0].lease,
+            &attempt_for(&claims[0], now),
+            Next::Delivered,
+        )
+        .await
+        .unwrap();
+    let aside: usize = redis::cmd("ZCARD").arg(&side).query(&mut conn).unwrap();
+    assert_eq!(aside, 0, "the settled delivery is no longer set aside");
+    assert!(
+        store
+            .claim_due(later, 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
