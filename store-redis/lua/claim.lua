@@ -12,7 +12,7 @@
 -- lease is simply due again. Deliveries of disabled (or removed) endpoints are parked on the way;
 -- entries whose delivery finished or expired are dropped. Only heads of ordering queues are ever
 -- in the due index, so ordered endpoints need no check here.
--- Returns {{delivery id, {delivery hash as field, value, ...}, event JSON, endpoint JSON}, ...}.
+-- Returns {claimed deliveries, their endpoints} (see below).
 local now, max, lease_end, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local now_us = tonumber(now) * 1000
 local horizon_us = now_us + tonumber(ARGV[6]) * 1000
@@ -21,24 +21,28 @@ for i = 7, #ARGV do
   skip[ARGV[i]] = true
 end
 release_holds(now)
--- Per endpoint seen: 'held' (a hold lasts: park what we meet), false (no limits) or
--- {room, rate step, next send time (µs)}.
-local limits = {}
-local function limit_of(ep, epk)
-  local l = limits[ep]
-  if l ~= nil then
-    return l
+-- Per endpoint seen: whether it is enabled, and its limits: 'held' (a hold lasts: park what we
+-- meet), false (no limits) or {room, rate step, next send time (µs)}. Nothing in a claim changes
+-- an endpoint's flags, so one read per endpoint and claim is enough.
+local endpoints = {}
+local function endpoint_of(ep)
+  local e = endpoints[ep]
+  if e then
+    return e
   end
-  local f = redis.call('HMGET', epk, 'mc', 'rl', 'pace', 'hold')
+  local epk = Q .. 'ep:' .. ep
+  local f = redis.call('HMGET', epk, 'mc', 'rl', 'pace', 'hold', 'enabled')
+  e = {key = epk, enabled = f[5] == '1'}
+  endpoints[ep] = e
   if f[4] and f[4] ~= '' and tonumber(f[4]) > tonumber(now) then
-    limits[ep] = 'held'
-    return 'held'
+    e.lim = 'held'
+    return e
   end
   if (not f[1] or f[1] == '') and (not f[2] or f[2] == '') then
-    limits[ep] = false
-    return false
+    e.lim = false
+    return e
   end
-  l = {room = max}
+  local l = {room = max}
   if f[1] and f[1] ~= '' then
     local lz = Q .. 'lz:' .. ep
     redis.call('ZREMRANGEBYSCORE', lz, '-inf', now)
@@ -49,8 +53,11 @@ local function limit_of(ep, epk)
     l.step = math.floor((1000000 + r - 1) / r)
     l.next = math.max(tonumber(f[3]) or now_us, now_us)
   end
-  limits[ep] = l
-  return l
+  e.lim = l
+  return e
+end
+local function limit_of(ep)
+  return endpoint_of(ep).lim
 end
 local function no_room(lim)
   return lim and lim ~= 'held' and (lim.room <= 0 or (lim.step and lim.next > horizon_us))
@@ -59,7 +66,7 @@ end
 -- due entries set aside in `side:<endpoint>`, so that claims do not walk their backlog again and
 -- again. Whatever this claim may take is due again now.
 for _, ep in ipairs(redis.call('ZRANGE', Q .. 'sides', 0, -1)) do
-  local lim = limit_of(ep, Q .. 'ep:' .. ep)
+  local lim = limit_of(ep)
   if not skip[ep] and lim ~= 'held' and not no_room(lim) then
     -- Only what this claim could take goes back: at most `max`, and for a limited endpoint
     -- what it has room for. The rest stays aside (and in `sides`, for `next_due`).
@@ -73,65 +80,114 @@ for _, ep in ipairs(redis.call('ZRANGE', Q .. 'sides', 0, -1)) do
     unside(ep, k)
   end
 end
+-- Per claimed delivery, 12 values: delivery id, account, event id, endpoint id, attempts,
+-- last attempt, created, lease id, trigger, send time ('' = now), and the numbers of its event in
+-- `evs` and of its endpoint in `eps`.
 local out = {}
-local n = 0
+-- Per event claimed, its JSON (once, however many of its deliveries are claimed).
+local evs = {}
+local ev_numbers = {}
+-- Per endpoint claimed, 3 values: endpoint id, endpoint JSON, failure clock ('' = none).
+local eps = {}
+local claimed = 0
 -- Every entry looked at leaves the range [-inf, now]: claimed, parked, set aside or dropped.
 local budget = 2000
-while #out < max and budget > 0 do
+while claimed < max and budget > 0 do
   local batch = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 64)
   if #batch == 0 then
     break
   end
+  -- The batch's leased entries, due again at the lease end: moved in one ZADD after the batch
+  -- (before the next one is read).
+  local leased = {}
   for i = 1, #batch, 2 do
-    if #out >= max then
+    if claimed >= max then
       break
     end
     budget = budget - 1
     local id, score = batch[i], batch[i + 1]
     local dk = Q .. 'dlv:' .. id
-    local d = redis.call('HMGET', dk, 'status', 'endpoint', 'event', 'okey')
+    local d = redis.call('HMGET', dk, 'status', 'endpoint', 'event', 'okey', 'account', 'attempts',
+      'last_at', 'created', 'trigger')
+    local ep = d[2]
     if d[1] ~= 'pending' then
       redis.call('ZREM', DUE, id)
-    elseif skip[d[2]] then
-      set_aside(id, d[2], score)
+    elseif skip[ep] then
+      set_aside(id, ep, score)
     else
-      local epk = Q .. 'ep:' .. d[2]
-      local lim = limit_of(d[2], epk)
+      local e = endpoint_of(ep)
+      local lim = e.lim
       if lim == 'held' then
         redis.call('ZREM', DUE, id)
-        redis.call('ZADD', Q .. 'park:' .. d[2], score, id)
+        redis.call('ZADD', Q .. 'park:' .. ep, score, id)
       elseif no_room(lim) then
-        skip[d[2]] = true
-        set_aside(id, d[2], score)
-      elseif redis.call('HGET', epk, 'enabled') ~= '1' then
+        skip[ep] = true
+        set_aside(id, ep, score)
+      elseif not e.enabled then
         redis.call('ZREM', DUE, id)
-        redis.call('ZADD', Q .. 'park:' .. d[2], score, id)
+        redis.call('ZADD', Q .. 'park:' .. ep, score, id)
       else
-        local ev = redis.call('HGET', Q .. 'ev:' .. d[3], 'j')
+        local ev = ev_numbers[d[3]]
+        if not ev then
+          local j = redis.call('HGET', Q .. 'ev:' .. d[3], 'j')
+          if j then
+            evs[#evs + 1] = j
+            ev = #evs
+            ev_numbers[d[3]] = ev
+          end
+        end
         if not ev then
           -- The event is past retention: there is nothing left to send.
           redis.call('HSET', dk, 'status', 'cancelled', 'next_at', '', 'lease', '', 'due_at', '')
-          finish(id, d[2], d[4])
+          finish(id, ep, d[4])
         else
-          n = n + 1
-          redis.call('HSET', dk, 'lease', base .. '.' .. n, 'due_at', score, 'next_at', lease_end)
-          redis.call('ZADD', DUE, lease_end, id)
+          claimed = claimed + 1
+          local lease = base .. '.' .. claimed
+          -- `lz`: whether the lease counts against the endpoint's limits (see `release`).
+          local counted = '0'
+          if lim then
+            counted = '1'
+          end
+          redis.call('HSET', dk, 'lease', lease, 'due_at', score, 'next_at', lease_end, 'lz', counted)
+          leased[#leased + 1] = lease_end
+          leased[#leased + 1] = id
           local not_before = ''
           if lim then
             lim.room = lim.room - 1
-            redis.call('ZADD', Q .. 'lz:' .. d[2], lease_end, id)
+            redis.call('ZADD', Q .. 'lz:' .. ep, lease_end, id)
             if lim.step then
               -- Rounded up to the millisecond: never earlier than the reserved time.
               not_before = string.format('%.0f', math.ceil(lim.next / 1000))
               lim.next = lim.next + lim.step
-              redis.call('HSET', epk, 'pace', string.format('%.0f', lim.next))
+              redis.call('HSET', e.key, 'pace', string.format('%.0f', lim.next))
             end
           end
-          local ep = redis.call('HMGET', epk, 'j', 'fs')
-          out[#out + 1] = {id, redis.call('HGETALL', dk), ev, ep[1], not_before, ep[2] or ''}
+          if not e.out then
+            local f = redis.call('HMGET', e.key, 'j', 'fs')
+            eps[#eps + 1] = ep
+            eps[#eps + 1] = f[1] or ''
+            eps[#eps + 1] = f[2] or ''
+            e.out = #eps / 3
+          end
+          local n = #out
+          out[n + 1] = id
+          out[n + 2] = d[5] or ''
+          out[n + 3] = d[3]
+          out[n + 4] = ep
+          out[n + 5] = d[6] or ''
+          out[n + 6] = d[7] or ''
+          out[n + 7] = d[8] or ''
+          out[n + 8] = lease
+          out[n + 9] = d[9] or ''
+          out[n + 10] = not_before
+          out[n + 11] = tostring(ev)
+          out[n + 12] = tostring(e.out)
         end
       end
     end
   end
+  if #leased > 0 then
+    redis.call('ZADD', DUE, unpack(leased))
+  end
 end
-return out
+return {out, evs, eps}

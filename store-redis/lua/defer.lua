@@ -6,11 +6,11 @@ if lease == '' then
   return 0
 end
 local dk = Q .. 'dlv:' .. id
-local d = redis.call('HMGET', dk, 'status', 'lease', 'endpoint', 'okey')
+local d = redis.call('HMGET', dk, 'status', 'lease', 'endpoint', 'okey', 'lz')
 if d[1] ~= 'pending' or d[2] ~= lease then
   return 0
 end
-release(id, d[3])
+release(id, d[3], d[5])
 redis.call('HSET', dk, 'next_at', ARGV[4], 'lease', '', 'due_at', '')
 place(id, d[3], d[4], ARGV[4])
 return 1

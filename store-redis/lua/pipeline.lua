@@ -42,15 +42,22 @@ local function unside(ep, k)
   end
 end
 
+-- A pending delivery's entry is in at most one of the due index, `side:<endpoint>` and
+-- `park:<endpoint>` (every move between them removes it from where it was), so once it is found
+-- in (or newly added to) the due index, the other two need no look.
+
 -- Makes delivery `id` (of endpoint `ep`) due at `at`: in the due index when the endpoint is
 -- enabled, else parked under the endpoint until it is enabled again.
 local function schedule(id, ep, at)
-  redis.call('ZREM', Q .. 'side:' .. ep, id)
   if redis.call('HGET', Q .. 'ep:' .. ep, 'enabled') == '1' then
-    redis.call('ZREM', Q .. 'park:' .. ep, id)
-    redis.call('ZADD', DUE, at, id)
+    if redis.call('ZADD', DUE, at, id) == 1 then
+      redis.call('ZREM', Q .. 'side:' .. ep, id)
+      redis.call('ZREM', Q .. 'park:' .. ep, id)
+    end
   else
-    redis.call('ZREM', DUE, id)
+    if redis.call('ZREM', DUE, id) == 0 then
+      redis.call('ZREM', Q .. 'side:' .. ep, id)
+    end
     redis.call('ZADD', Q .. 'park:' .. ep, at, id)
   end
 end
@@ -81,9 +88,10 @@ end
 
 -- Takes delivery `id` out of the due index, its endpoint's parking lot and set-aside entries.
 local function unschedule(id, ep)
-  redis.call('ZREM', DUE, id)
-  redis.call('ZREM', Q .. 'side:' .. ep, id)
-  redis.call('ZREM', Q .. 'park:' .. ep, id)
+  if redis.call('ZREM', DUE, id) == 0 then
+    redis.call('ZREM', Q .. 'side:' .. ep, id)
+    redis.call('ZREM', Q .. 'park:' .. ep, id)
+  end
 end
 
 -- Ordered endpoints: the pending deliveries of one endpoint that share a queue id wait in
@@ -131,9 +139,12 @@ local function finish(id, ep, okey)
 end
 
 -- Delivery `id` of endpoint `ep` is no longer leased: it stops counting against the endpoint's
--- `maxConcurrency`.
-local function release(id, ep)
-  redis.call('ZREM', Q .. 'lz:' .. ep, id)
+-- `maxConcurrency`. `lz` is the delivery's `lz` field: '0' when its claim did not count it
+-- (the endpoint had no limits), else '1' or absent (unknown).
+local function release(id, ep, lz)
+  if lz ~= '0' then
+    redis.call('ZREM', Q .. 'lz:' .. ep, id)
+  end
 end
 
 -- Makes a delivery pending and due at `now` with a manual trigger; any lease is broken.
@@ -145,12 +156,38 @@ local function requeue(id, ep, now)
   place(id, ep, redis.call('HGET', dk, 'okey'), now)
 end
 
--- Drops up to two of the oldest members of a list index whose record has expired.
-local function trim(index, kind)
-  for _, m in ipairs(redis.call('ZRANGE', index, 0, 1)) do
-    if redis.call('EXISTS', Q .. kind .. member_id(m)) == 0 then
+-- Drops up to `n` of the oldest members of a list index whose record has expired, oldest first,
+-- stopping at the first whose record is still there (records expire in about the order the
+-- index sorts them).
+local function trim(index, kind, n)
+  while n > 0 do
+    local k = math.min(n, 8)
+    local ms = redis.call('ZRANGE', index, 0, k - 1)
+    for _, m in ipairs(ms) do
+      if redis.call('EXISTS', Q .. kind .. member_id(m)) == 1 then
+        return
+      end
       redis.call('ZREM', index, m)
     end
+    if #ms < k then
+      return
+    end
+    n = n - k
   end
 end
 
+-- Runs `cmd key args...` for a long list of arguments, `step` at a time (Lua's `unpack` has a
+-- limit); `step` must keep pairs together for commands that take pairs.
+local function call_chunked(cmd, key, args, step)
+  for i = 1, #args, step do
+    redis.call(cmd, key, unpack(args, i, math.min(i + step - 1, #args)))
+  end
+end
+
+-- The message of an error caught with `pcall` (`redis.call` raises a table with `err`).
+local function error_text(e)
+  if type(e) == 'table' then
+    return tostring(e.err)
+  end
+  return tostring(e)
+end

@@ -57,34 +57,56 @@ fn opt_millis(s: &str, what: &'static str) -> DbResult<Option<Timestamp>> {
     }
 }
 
+/// A delivery's stored fields (empty strings stand for "none").
+pub(crate) struct Fields<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) account: &'a str,
+    pub(crate) event: &'a str,
+    pub(crate) endpoint: &'a str,
+    pub(crate) status: &'a str,
+    pub(crate) attempts: &'a str,
+    pub(crate) next_at: &'a str,
+    pub(crate) last_at: &'a str,
+    pub(crate) created: &'a str,
+}
+
 /// A delivery from its hash. `id` is the key's id.
 pub(crate) fn delivery(id: &str, map: &HashMap<String, String>) -> DbResult<Delivery> {
-    let corrupt = |what: &'static str| move |e| DbError::corrupt(what, e);
-    Ok(Delivery {
-        id: DeliveryId::parse(id).map_err(corrupt("delivery.id"))?,
-        account: AccountId::parse(field(map, "account")?).map_err(corrupt("delivery.account"))?,
-        event_id: EventId::parse(field(map, "event")?).map_err(corrupt("delivery.event"))?,
-        endpoint_id: EndpointId::parse(field(map, "endpoint")?)
-            .map_err(corrupt("delivery.endpoint"))?,
-        status: {
-            let s = field(map, "status")?;
-            DeliveryStatus::parse(s)
-                .ok_or_else(|| DbError::corrupt("delivery.status", format!("unknown {s:?}")))?
-        },
-        attempts: field(map, "attempts")?
-            .parse::<u32>()
-            .map_err(|e| DbError::corrupt("delivery.attempts", e))?,
-        next_attempt_at: opt_millis(field(map, "next_at")?, "delivery.next_at")?,
-        last_attempt_at: opt_millis(field(map, "last_at")?, "delivery.last_at")?,
-        created_at: millis(field(map, "created")?, "delivery.created")?,
+    delivery_from(Fields {
+        id,
+        account: field(map, "account")?,
+        event: field(map, "event")?,
+        endpoint: field(map, "endpoint")?,
+        status: field(map, "status")?,
+        attempts: field(map, "attempts")?,
+        next_at: field(map, "next_at")?,
+        last_at: field(map, "last_at")?,
+        created: field(map, "created")?,
     })
 }
 
-/// The claim-only fields of a delivery hash: its lease id and what starts the next attempt.
-pub(crate) fn lease_and_trigger(map: &HashMap<String, String>) -> DbResult<(String, Trigger)> {
-    let lease = field(map, "lease")?.to_owned();
-    let t = field(map, "trigger")?;
-    let trigger = Trigger::parse(t)
-        .ok_or_else(|| DbError::corrupt("delivery.trigger", format!("unknown {t:?}")))?;
-    Ok((lease, trigger))
+/// A delivery from its fields.
+pub(crate) fn delivery_from(f: Fields<'_>) -> DbResult<Delivery> {
+    let corrupt = |what: &'static str| move |e| DbError::corrupt(what, e);
+    Ok(Delivery {
+        id: DeliveryId::parse(f.id).map_err(corrupt("delivery.id"))?,
+        account: AccountId::parse(f.account).map_err(corrupt("delivery.account"))?,
+        event_id: EventId::parse(f.event).map_err(corrupt("delivery.event"))?,
+        endpoint_id: EndpointId::parse(f.endpoint).map_err(corrupt("delivery.endpoint"))?,
+        status: DeliveryStatus::parse(f.status).ok_or_else(|| {
+            DbError::corrupt("delivery.status", format!("unknown {:?}", f.status))
+        })?,
+        attempts: f
+            .attempts
+            .parse::<u32>()
+            .map_err(|e| DbError::corrupt("delivery.attempts", e))?,
+        next_attempt_at: opt_millis(f.next_at, "delivery.next_at")?,
+        last_attempt_at: opt_millis(f.last_at, "delivery.last_at")?,
+        created_at: millis(f.created, "delivery.created")?,
+    })
+}
+
+/// What starts a delivery's next attempt, from its `trigger` field.
+pub(crate) fn trigger(t: &str) -> DbResult<Trigger> {
+    Trigger::parse(t).ok_or_else(|| DbError::corrupt("delivery.trigger", format!("unknown {t:?}")))
 }

@@ -12,9 +12,12 @@ use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use crate::RedisStore;
 use crate::codec;
 use crate::error::{DbError, DbResult};
+use crate::group::ItemResult;
 use crate::keys::{member, time_part};
 use crate::list::Window;
 use crate::scripts;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 
 fn parse_ids<T>(
     ids: Vec<String>,
@@ -24,6 +27,18 @@ fn parse_ids<T>(
     ids.iter()
         .map(|id| parse(id).map_err(|e| DbError::corrupt(what, e)))
         .collect()
+}
+
+/// Values per claimed delivery in the claim's reply (see `lua/claim.lua`).
+const CLAIM_ROW: usize = 12;
+
+/// A 1-based number in the claim's reply as an index into a list of `len`.
+fn number(n: &str, len: usize, what: &'static str) -> DbResult<usize> {
+    n.parse::<usize>()
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .filter(|i| *i < len)
+        .ok_or_else(|| DbError::corrupt("claim reply", what))
 }
 
 /// A fresh, unguessable lease id base for one claim call (the script appends `.<n>`).
@@ -42,33 +57,78 @@ impl RedisStore {
         targets: &[EndpointId],
         now: Timestamp,
     ) -> DbResult<Receipt> {
-        let k = &self.keys;
-        let mut inv = scripts::ENQUEUE.key(k.due());
-        inv.arg(k.q())
-            .arg(event.id.as_str())
-            .arg(event.account.as_str())
-            .arg(event.idempotency_key.as_deref().unwrap_or(""))
-            .arg(codec::to_json(event, "event")?)
-            .arg(member(event.timestamp, event.id.as_str()))
-            .arg(now.as_millis())
-            .arg(self.retention_ms)
-            .arg(event.queue_id.as_deref().unwrap_or(""));
-        for target in targets {
-            let id = DeliveryId::generate();
-            inv.arg(id.as_str())
-                .arg(target.as_str())
-                .arg(member(now, id.as_str()));
-        }
-        let mut conn = self.conn.clone();
-        // The script also wakes idle processes (it publishes on the work channel, see
-        // `work_signal`).
-        let (outcome, event_id, deliveries): (String, String, Vec<String>) =
-            inv.invoke_async(&mut conn).await?;
+        let item = EnqueueItem {
+            event: event.id.as_str().to_owned(),
+            account: event.account.as_str().to_owned(),
+            idempotency_key: event.idempotency_key.clone().unwrap_or_default(),
+            json: codec::to_json(event, "event")?,
+            member: member(event.timestamp, event.id.as_str()),
+            now: now.as_millis(),
+            queue: event.queue_id.clone().unwrap_or_default(),
+            deliveries: targets
+                .iter()
+                .map(|target| {
+                    let id = DeliveryId::generate();
+                    let m = member(now, id.as_str());
+                    (id.as_str().to_owned(), target.as_str().to_owned(), m)
+                })
+                .collect(),
+        };
+        let bytes = item.json.len() + 64 * item.deliveries.len();
+        let (outcome, event_id, deliveries) = self
+            .groups
+            .enqueues
+            .submit(item, bytes, |items| self.enqueue_call(items))
+            .await?;
         Ok(Receipt {
             event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
             deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,
             duplicate: outcome == "dup",
         })
+    }
+
+    /// One script call storing the events of `items` (see `lua/enqueue.lua`): each one's
+    /// `(outcome, event id, delivery ids)`.
+    fn enqueue_call(
+        &self,
+        items: Vec<EnqueueItem>,
+    ) -> BoxFuture<'static, DbResult<Vec<ItemResult<EnqueueAnswer>>>> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let mut inv = scripts::ENQUEUE.key(k.due());
+        inv.arg(k.q()).arg(self.retention_ms);
+        for it in &items {
+            inv.arg(&it.event)
+                .arg(&it.account)
+                .arg(&it.idempotency_key)
+                .arg(&it.json)
+                .arg(&it.member)
+                .arg(it.now)
+                .arg(&it.queue)
+                .arg(it.deliveries.len());
+            for (id, endpoint, m) in &it.deliveries {
+                inv.arg(id).arg(endpoint).arg(m);
+            }
+        }
+        async move {
+            // The script also wakes idle processes (it publishes on the work channel, see
+            // `work_signal`).
+            let answers: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    redis::Value::Array(_) => redis::from_redis_value::<EnqueueAnswer>(a)
+                        .map(Ok)
+                        .map_err(|e| DbError::corrupt("enqueue reply", e.to_string())),
+                    other => {
+                        let msg: String = redis::from_redis_value(other)
+                            .map_err(|e| DbError::corrupt("enqueue reply", e.to_string()))?;
+                        Ok(Err(msg.strip_prefix('!').unwrap_or(&msg).to_owned()))
+                    }
+                })
+                .collect()
+        }
+        .boxed()
     }
 
     async fn event_inner(&self, account: &AccountId, id: &EventId) -> DbResult<Option<Event>> {
@@ -173,13 +233,47 @@ impl RedisStore {
         for ep in skip {
             inv.arg(ep.as_str());
         }
-        type Row = (String, Vec<String>, String, String, String, String);
-        let rows: Vec<Row> = inv.invoke_async(&mut conn).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, flat, event, endpoint, not_before, fs) in rows {
-            let mut endpoint: hookline_core::model::Endpoint =
-                codec::from_json(&endpoint, "endpoint")?;
-            endpoint.failing_since = crate::endpoints::failing_since(Some(&fs))?;
+        let (rows, events, endpoints): (Vec<String>, Vec<String>, Vec<String>) =
+            inv.invoke_async(&mut conn).await?;
+        if rows.len() % CLAIM_ROW != 0 || endpoints.len() % 3 != 0 {
+            return Err(DbError::corrupt("claim reply", "rows of the wrong length"));
+        }
+        // Each event's and endpoint's JSON comes once per claim.
+        let events = events
+            .iter()
+            .map(|j| codec::from_json::<Event>(j, "event"))
+            .collect::<DbResult<Vec<_>>>()?;
+        let endpoints = endpoints
+            .chunks_exact(3)
+            .map(|e| {
+                let mut endpoint: hookline_core::model::Endpoint =
+                    codec::from_json(&e[1], "endpoint")?;
+                endpoint.failing_since = crate::endpoints::failing_since(Some(&e[2]))?;
+                Ok(endpoint)
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        let lease_end = lease_end.as_millis().to_string();
+        let mut out = Vec::with_capacity(rows.len() / CLAIM_ROW);
+        for r in rows.chunks_exact(CLAIM_ROW) {
+            let [
+                id,
+                account,
+                event,
+                endpoint,
+                attempts,
+                last_at,
+                created,
+                lease_id,
+                trigger,
+                not_before,
+                ev,
+                ep,
+            ] = r
+            else {
+                unreachable!("chunks of CLAIM_ROW");
+            };
+            let event_index = number(ev, events.len(), "event number")?;
+            let endpoint_index = number(ep, endpoints.len(), "endpoint number")?;
             let not_before = match not_before.as_str() {
                 "" => None,
                 s => Some(Timestamp::from_millis(
@@ -187,19 +281,27 @@ impl RedisStore {
                         .map_err(|e| DbError::corrupt("claim send time", e))?,
                 )),
             };
-            let map = codec::fields(flat);
-            let delivery = codec::delivery(&id, &map)?;
-            let (lease_id, trigger) = codec::lease_and_trigger(&map)?;
+            let delivery = codec::delivery_from(codec::Fields {
+                id,
+                account,
+                event,
+                endpoint,
+                status: "pending",
+                attempts,
+                next_at: &lease_end,
+                last_at,
+                created,
+            })?;
             out.push(Claimed {
                 attempt_number: delivery.attempts.saturating_add(1),
-                trigger,
+                trigger: codec::trigger(trigger)?,
                 lease: LeaseToken {
                     delivery: delivery.id.clone(),
-                    lease_id,
+                    lease_id: lease_id.clone(),
                 },
                 not_before,
-                event: codec::from_json(&event, "event")?,
-                endpoint,
+                event: events[event_index].clone(),
+                endpoint: endpoints[endpoint_index].clone(),
                 delivery,
             });
         }
@@ -217,25 +319,56 @@ impl RedisStore {
             Next::RetryAt(t) => ("pending", t.as_millis().to_string()),
             Next::Exhausted => ("failed", String::new()),
         };
-        let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let done: i64 = scripts::SETTLE
-            .key(k.due())
-            .arg(k.q())
-            .arg(lease.delivery.as_str())
-            .arg(&lease.lease_id)
-            .arg(status)
-            .arg(next_at)
-            .arg(attempt.started_at.as_millis())
-            .arg(codec::to_json(attempt, "attempt")?)
-            .arg(self.retention_ms)
-            .invoke_async(&mut conn)
+        let item = SettleItem {
+            delivery: lease.delivery.as_str().to_owned(),
+            lease: lease.lease_id.clone(),
+            status,
+            next_at,
+            started: attempt.started_at.as_millis(),
+            attempt: codec::to_json(attempt, "attempt")?,
+        };
+        let bytes = item.attempt.len();
+        let settled = self
+            .groups
+            .settles
+            .submit(item, bytes, |items| self.settle_call(items))
             .await?;
-        if done == 1 {
+        if settled {
             Ok(())
         } else {
             Err(DbError::Store(StoreError::LeaseLost))
         }
+    }
+
+    /// One script call settling `items` (see `lua/settle.lua`): whether each lease was current.
+    fn settle_call(
+        &self,
+        items: Vec<SettleItem>,
+    ) -> BoxFuture<'static, DbResult<Vec<ItemResult<bool>>>> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let mut inv = scripts::SETTLE.key(k.due());
+        inv.arg(k.q()).arg(self.retention_ms);
+        for it in &items {
+            inv.arg(&it.delivery)
+                .arg(&it.lease)
+                .arg(it.status)
+                .arg(&it.next_at)
+                .arg(it.started)
+                .arg(&it.attempt);
+        }
+        async move {
+            let answers: Vec<String> = inv.invoke_async(&mut conn).await?;
+            Ok(answers
+                .into_iter()
+                .map(|a| match a.as_str() {
+                    "1" => Ok(true),
+                    "0" => Ok(false),
+                    other => Err(other.strip_prefix('!').unwrap_or(other).to_owned()),
+                })
+                .collect())
+        }
+        .boxed()
     }
 
     async fn attempts_inner(
@@ -266,6 +399,32 @@ impl RedisStore {
             .sort_by(|a, b| (a.number, a.started_at, &a.id).cmp(&(b.number, b.started_at, &b.id)));
         Ok(attempts)
     }
+}
+
+/// One event of an enqueue group call.
+pub(crate) struct EnqueueItem {
+    event: String,
+    account: String,
+    idempotency_key: String,
+    json: String,
+    member: String,
+    now: i64,
+    queue: String,
+    /// `(delivery id, endpoint id, index member)` per target.
+    deliveries: Vec<(String, String, String)>,
+}
+
+/// What enqueue answers for one event: `new` or `dup`, the event id, its delivery ids.
+pub(crate) type EnqueueAnswer = (String, String, Vec<String>);
+
+/// One settle of a group call.
+pub(crate) struct SettleItem {
+    delivery: String,
+    lease: String,
+    status: &'static str,
+    next_at: String,
+    started: i64,
+    attempt: String,
 }
 
 /// Whether a delivery matches the filter's endpoint and status (the event is matched by the

@@ -43,6 +43,12 @@ pub(crate) enum DbError {
     /// A classified outcome (not found, conflict, lease lost) passed through unchanged.
     #[error(transparent)]
     Store(StoreError),
+    /// A script failed for one item of a group call (the other items have their own answers).
+    #[error("redis script failed: {0}")]
+    Script(String),
+    /// The failure of a group call (see `group.rs`), which every item of the group shares.
+    #[error(transparent)]
+    Group(std::sync::Arc<DbError>),
 }
 
 impl DbError {
@@ -54,12 +60,37 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// Whether the caller should back off and try again (connection trouble, timeouts).
+    fn is_transient(&self) -> bool {
+        match self {
+            DbError::Timeout(_) => true,
+            DbError::Redis(r) => is_transient(r),
+            DbError::Group(e) => e.is_transient(),
+            // The error code leads the message (`OOM command not allowed …`).
+            DbError::Script(msg) => matches!(
+                msg.split_whitespace().next(),
+                Some(
+                    "OOM"
+                        | "MISCONF"
+                        | "BUSY"
+                        | "LOADING"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "MASTERDOWN"
+                        | "READONLY"
+                )
+            ),
+            DbError::Corrupt { .. } | DbError::Store(_) => false,
+        }
+    }
+}
+
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Store(e) => e,
-            DbError::Timeout(_) => StoreError::Unavailable(Box::new(e)),
-            DbError::Redis(ref r) if is_transient(r) => StoreError::Unavailable(Box::new(e)),
+            _ if e.is_transient() => StoreError::Unavailable(Box::new(e)),
             _ => StoreError::Backend(Box::new(e)),
         }
     }

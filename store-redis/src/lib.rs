@@ -3,9 +3,10 @@
 //! Hookline's store on Redis: [`RedisStore`] keeps the catalog, endpoints, events, deliveries and
 //! attempts in Redis and implements every store trait of [`hookline_core::store`], so it can be
 //! used as `Arc<dyn Store>` — also by several `hookline serve` processes sharing one Redis. Claims,
-//! settling, rescheduling and enqueueing are Lua scripts, so each is atomic; the connection is a
-//! [`redis::aio::ConnectionManager`], which reconnects by itself after Redis restarts or the
-//! network drops.
+//! settling, rescheduling and enqueueing are Lua scripts, so each is atomic (concurrent enqueues,
+//! and concurrent settles, share one script call: see [Group calls](#group-calls)); the
+//! connection is a [`redis::aio::ConnectionManager`], which reconnects by itself after Redis
+//! restarts or the network drops.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -54,7 +55,7 @@
 //! | `P{q}:evs:<account>` | index | the account's events by event timestamp | pruned |
 //! | `P{q}:evall` | index | every event by event timestamp (for `purge`) | pruned |
 //! | `P{q}:evd:<event>` | list | the event's delivery ids (its receipt) | retention |
-//! | `P{q}:dlv:<delivery>` | hash | `account event endpoint status attempts next_at last_at created lease due_at trigger okey` | retention |
+//! | `P{q}:dlv:<delivery>` | hash | `account event endpoint status attempts next_at last_at created lease due_at trigger okey lz` | retention |
 //! | `P{q}:dlvs:<account>` | index | the account's deliveries by creation | pruned |
 //! | `P{q}:epd:<endpoint>` | index | the endpoint's deliveries by creation | pruned |
 //! | `P{q}:due` | sorted set | pending deliveries of enabled endpoints, score = due time | — |
@@ -62,7 +63,7 @@
 //! | `P{q}:side:<endpoint>` | sorted set | due deliveries of an endpoint a claim passed over (skipped by the caller, or out of room under its limits), score = due time | — |
 //! | `P{q}:sides` | sorted set | endpoints with set-aside deliveries, score = the earliest | — |
 //! | `P{q}:holds` | sorted set | held (failing) endpoints, score = end of the hold | — |
-//! | `P{q}:lz:<endpoint>` | sorted set | live leases of an endpoint with `maxConcurrency`, score = lease end | — |
+//! | `P{q}:lz:<endpoint>` | sorted set | live leases of an endpoint with limits, score = lease end (a delivery's `lz` is `0` when its lease is not in it) | — |
 //! | `P{q}:oq:<endpoint>:<queue id>` | sorted set | pending deliveries of an ordered endpoint that share a queue id, by delivery id | — |
 //! | `P{q}:att:<delivery>` | list | attempt JSON, oldest first | retention |
 //!
@@ -70,8 +71,9 @@
 //! stored (attempts: when the last one was recorded), by Redis's clock — a safety net beside the
 //! dispatcher's periodic [`purge`](hookline_core::store::DeliveryStore::purge), which deletes
 //! events by their timestamp together with their deliveries, attempts and idempotency keys.
-//! *Pruned*: index members whose record expired are removed when a list meets them and, two at a
-//! time, by every enqueue. Retention must be longer than the retry horizon (24 h by default): a
+//! *Pruned*: index members whose record expired are removed when a list meets them, and by
+//! enqueues: up to two per event and index, oldest first, stopping at the first member whose
+//! record is still there. Retention must be longer than the retry horizon (24 h by default): a
 //! delivery whose event has expired is cancelled when it comes due.
 //!
 //! ## Claims and leases
@@ -94,7 +96,24 @@
 //! the endpoint hash and adds it to `P{q}:holds`: claims park the entries of a held endpoint
 //! they meet, and the first claim after the hold puts them back. `fs` is the failure clock.
 //! `defer` is a script like `settle` without the attempt. Every time is
-//! passed in by the caller; scripts never read Redis `TIME`.
+//! passed in by the caller; scripts never read Redis `TIME`. A claim reads each endpoint's flags
+//! once and returns each event's and endpoint's JSON once, however many of their deliveries it
+//! takes.
+//!
+//! ## Group calls
+//! Redis runs one script at a time, and each call has a fixed cost besides its commands, so
+//! concurrent `enqueue`s share one script call, and so do concurrent `settle`s. Each caller queues
+//! its item; whoever takes the group's lock runs everything queued so far (up to 64 events or 128
+//! settles, and about 1 MiB of JSON) as one call, while the next callers queue for the next one.
+//! No task is spawned: the call is a shared future awaited by every caller of the group, so it
+//! runs to its end even if the caller that started it goes away. The script handles the items one
+//! after the other, exactly as separate calls would, and answers each: a settle gets `Ok` or
+//! `LeaseLost` (of two settles of one lease, the first wins); an event is stored with all its
+//! deliveries or is a duplicate — by id or idempotency key, also of an earlier event of the same
+//! call — answered with the original's receipt. An item whose commands fail (a corrupted key)
+//! fails alone; if the call itself fails (connection, timeout), every caller of the group gets
+//! that error. A call that stores deliveries publishes on the work channel once, and trims the
+//! indexes it wrote once per account. Under light load a call carries a single item.
 //!
 //! ## Cluster
 //! Every multi-key script and transaction touches keys of one hash slot. A claim must see the due
@@ -143,6 +162,7 @@ mod codec;
 mod deliveries;
 mod endpoints;
 mod error;
+mod group;
 mod keys;
 mod list;
 mod scripts;
@@ -234,7 +254,32 @@ pub struct RedisStore {
     client: Option<redis::Client>,
     /// Raised when another process enqueues; started on first use.
     signal: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
+    /// Concurrent enqueues and settles share script calls.
+    groups: Arc<Groups>,
 }
+
+/// The group calls of one store (see `group.rs`).
+#[derive(Debug)]
+struct Groups {
+    enqueues: group::Group<deliveries::EnqueueItem, deliveries::EnqueueAnswer>,
+    settles: group::Group<deliveries::SettleItem, bool>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self {
+            enqueues: group::Group::new(MAX_ENQUEUE_GROUP, MAX_GROUP_BYTES),
+            settles: group::Group::new(MAX_SETTLE_GROUP, MAX_GROUP_BYTES),
+        }
+    }
+}
+
+/// Most events in one enqueue call.
+const MAX_ENQUEUE_GROUP: usize = 64;
+/// Most settles in one settle call.
+const MAX_SETTLE_GROUP: usize = 128;
+/// Most bytes of arguments (event JSON, attempt JSON) in one group call, beyond its first item.
+const MAX_GROUP_BYTES: usize = 1 << 20;
 
 impl RedisStore {
     /// Connects to the Redis at `url` (see the crate docs for the URL form), checks its
@@ -284,6 +329,7 @@ impl RedisStore {
             operation_timeout: cfg.operation_timeout,
             client: None,
             signal: Default::default(),
+            groups: Default::default(),
         })
     }
 
