@@ -366,6 +366,33 @@ fn set<T: Ord + Clone>(items: &[T]) -> BTreeSet<T> {
     items.iter().cloned().collect()
 }
 
+/// Enqueues each event to `target` at `now` from a task of its own, all at once (spawned in the
+/// given order); returns each event's id with its receipt.
+async fn enqueue_concurrently(
+    store: &Arc<dyn Store>,
+    events: Vec<Event>,
+    target: &EndpointId,
+    now: Timestamp,
+) -> Vec<(EventId, Receipt)> {
+    let mut tasks = JoinSet::new();
+    for ev in events {
+        let store = store.clone();
+        let target = target.clone();
+        tasks.spawn(async move {
+            let r = store
+                .enqueue(&ev, &[target], now)
+                .await
+                .expect("concurrent enqueue");
+            (ev.id, r)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        results.push(r.expect("enqueue task"));
+    }
+    results
+}
+
 // ---------------------------------------------------------------------------------------------
 // Enqueue
 // ---------------------------------------------------------------------------------------------
@@ -404,27 +431,16 @@ pub async fn enqueue_is_idempotent_per_event_id(store: Arc<dyn Store>) {
     // stores that share statements between concurrent writes see the racing ones together):
     // exactly one writes it.
     let racing = event(&a, "rx.completed", None, at(100));
-    let mut tasks = JoinSet::new();
-    for i in 0..12 {
-        let store = store.clone();
-        let ev = if i % 3 == 0 {
-            event(&a, "rx.completed", None, at(100))
-        } else {
-            racing.clone()
-        };
-        let target = e1.id.clone();
-        tasks.spawn(async move {
-            let r = store
-                .enqueue(&ev, &[target], at(100))
-                .await
-                .expect("concurrent enqueue");
-            (ev.id, r)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        results.push(r.expect("enqueue task"));
-    }
+    let events = (0..12)
+        .map(|i| {
+            if i % 3 == 0 {
+                event(&a, "rx.completed", None, at(100))
+            } else {
+                racing.clone()
+            }
+        })
+        .collect();
+    let results = enqueue_concurrently(&store, events, &e1.id, at(100)).await;
     let same: Vec<&Receipt> = results
         .iter()
         .filter(|(id, _)| *id == racing.id)
@@ -485,24 +501,14 @@ pub async fn idempotency_key_returns_original_event(store: Arc<dyn Store>) {
     assert_eq!(r4.event_id, ev4.id);
 
     // Concurrent enqueues of different events with one key: exactly one wins.
-    let mut tasks = JoinSet::new();
-    for _ in 0..8 {
-        let store = store.clone();
-        let mut ev = event(&a, "rx.completed", None, at(100));
-        ev.idempotency_key = Some("race".into());
-        let target = ep.id.clone();
-        tasks.spawn(async move {
-            let r = store
-                .enqueue(&ev, &[target], at(100))
-                .await
-                .expect("concurrent enqueue");
-            (ev.id, r)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        results.push(r.expect("enqueue task"));
-    }
+    let events = (0..8)
+        .map(|_| {
+            let mut ev = event(&a, "rx.completed", None, at(100));
+            ev.idempotency_key = Some("race".into());
+            ev
+        })
+        .collect();
+    let results = enqueue_concurrently(&store, events, &ep.id, at(100)).await;
     let winners: Vec<&EventId> = results
         .iter()
         .filter(|(_, r)| !r.duplicate)
