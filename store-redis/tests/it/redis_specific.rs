@@ -198,6 +198,28 @@ fn attempt_for(c: &Claimed, at: Timestamp) -> Attempt {
     }
 }
 
+/// Enqueues `n` events (no idempotency key) to `ep` and claims their deliveries.
+async fn enqueue_and_claim(
+    store: &dyn Store,
+    a: &AccountId,
+    ep: &Endpoint,
+    n: usize,
+    now: Timestamp,
+) -> Vec<Claimed> {
+    for _ in 0..n {
+        let mut ev = event(a, now);
+        ev.idempotency_key = None;
+        store
+            .enqueue(&ev, std::slice::from_ref(&ep.id), now)
+            .await
+            .unwrap();
+    }
+    store
+        .claim_due(now, n, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
 /// Concurrent settles share script calls, and each still gets its own outcome: current leases
 /// settle, stale ones are lease-lost, and of two settles of one lease exactly one wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,18 +227,7 @@ async fn concurrent_settles_each_get_their_own_outcome() {
     let (store, _cleanup) = fresh_store(RedisConfig::default()).await;
     let (a, ep) = seed(&store).await;
     let now = Timestamp::now();
-    for _ in 0..40 {
-        let mut ev = event(&a, now);
-        ev.idempotency_key = None;
-        store
-            .enqueue(&ev, std::slice::from_ref(&ep.id), now)
-            .await
-            .unwrap();
-    }
-    let claims = store
-        .claim_due(now, 40, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let claims = enqueue_and_claim(&store, &a, &ep, 40, now).await;
     assert_eq!(claims.len(), 40);
     let store = Arc::new(store);
     let mut tasks = tokio::task::JoinSet::new();
@@ -271,18 +282,7 @@ async fn a_failing_settle_does_not_fail_the_others() {
     let (store, cleanup) = fresh_store(RedisConfig::default()).await;
     let (a, ep) = seed(&store).await;
     let now = Timestamp::now();
-    for _ in 0..20 {
-        let mut ev = event(&a, now);
-        ev.idempotency_key = None;
-        store
-            .enqueue(&ev, std::slice::from_ref(&ep.id), now)
-            .await
-            .unwrap();
-    }
-    let claims = store
-        .claim_due(now, 20, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let claims = enqueue_and_claim(&store, &a, &ep, 20, now).await;
     // The attempt list of one delivery is a string: recording its attempt fails.
     let broken = claims[7].delivery.id.clone();
     let client = redis::Client::open(redis_url()).unwrap();
