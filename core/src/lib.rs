@@ -33,6 +33,7 @@ mod gate;
 pub mod id;
 pub mod model;
 pub mod retry;
+pub mod service;
 pub mod signing;
 pub mod store;
 pub mod time;

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
+use hookline_core::service::{Hookline, ServiceConfig};
 use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
 use hookline_core::store::Store;
 use hookline_transport_http::{HttpConfig, HttpTransport};
@@ -23,11 +24,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::state::{ApiConfig, AppState};
+use crate::state::AppState;
 
 /// The router with every route and middleware, over `state`.
 pub fn app(state: AppState) -> Router {
-    let max_body = state.api.max_event_bytes;
+    let max_body = state.hookline.config().max_event_bytes;
     Router::new()
         .merge(crate::api::routes(max_body))
         .route("/healthz", get(|| async { "ok" }))
@@ -167,14 +168,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         tracing::warn!(admin_key = %key, "generated the admin API key; it is shown only this once, store it now");
     }
     let dispatcher = dispatcher(&config, store)?;
-    let state = AppState::new(
+    let state = AppState::new(Hookline::new(
         dispatcher.clone(),
-        ApiConfig {
-            max_event_bytes: config.max_event_bytes,
-            allow_http: config.allow_http,
-            ..ApiConfig::default()
-        },
-    );
+        ServiceConfig::default()
+            .with_max_event_bytes(config.max_event_bytes)
+            .with_allow_http(config.allow_http),
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

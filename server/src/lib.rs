@@ -36,4 +36,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use app::{app, open_store, run};
-pub use state::{ApiConfig, AppState};
+pub use state::AppState;
