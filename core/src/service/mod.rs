@@ -2,7 +2,7 @@
 //!
 //! [`Hookline`] is what every front end calls — the JSON API, a dashboard, a command line, or
 //! a Rust service that embeds Hookline. It holds the [`Dispatcher`] (and through it the store,
-//! the transport and the [`Clock`](crate::Clock)) plus a [`ServiceConfig`], and offers:
+//! the transport and the [`Clock`]) plus a [`ServiceConfig`], and offers:
 //!
 //! - accounts, their API keys and their sites ([`create_account`](Hookline::create_account), …);
 //! - the event-type catalog ([`create_event_type`](Hookline::create_event_type), …);
@@ -21,19 +21,24 @@
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn hookline_core::store::Store>, transport: hookline_core::transport::BoxTransport) -> Result<(), hookline_core::service::ServiceError> {
-//! use hookline_core::service::{Actor, Hookline, NewAccount, NewEndpoint, NewEvent};
+//! use hookline_core::service::{Actor, Hookline, NewAccount, NewEndpoint, NewEvent, NewEventType};
 //!
 //! let hookline = Hookline::builder(store, transport).build();
 //! let admin = &Actor::Admin;
+//! hookline.create_event_type(admin, NewEventType::new("order.paid")).await?;
 //! hookline.create_account(admin, NewAccount::new("acme")).await?;
 //! let endpoint = hookline
 //!     .create_endpoint(admin, "acme", NewEndpoint::new("https://example.com/hook"))
 //!     .await?;
 //! let data = serde_json::json!({ "order": 42 });
-//! let receipt = hookline
-//!     .publish(admin, "acme", NewEvent::json("order.paid", &data).expect("an object"))
-//!     .await?;
-//! assert_eq!(receipt.deliveries.len(), 1, "one delivery to {}", endpoint.id);
+//! let event = NewEvent::json("order.paid", &data).expect("serializable");
+//! let receipt = hookline.publish(admin, "acme", event).await?;
+//! assert_eq!(receipt.deliveries.len(), 1, "one delivery, to {}", endpoint.id);
+//!
+//! // Refusals say what was wrong, with the JSON API's codes.
+//! let unknown = NewEvent::json("order.lost", &data).expect("serializable");
+//! let err = hookline.publish(admin, "acme", unknown).await.unwrap_err();
+//! assert_eq!(err.code(), "unknown_event_type");
 //! # Ok(()) }
 //! ```
 //!
