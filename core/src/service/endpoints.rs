@@ -1,6 +1,7 @@
 //! Endpoints: their settings, secrets, state, test events and recovery.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -242,6 +243,26 @@ fn set_enabled(ep: &mut Endpoint, enabled: bool) -> bool {
     ep.enabled = enabled;
     ep.disabled_reason = (!enabled).then(|| DISABLED_BY_CALLER.to_owned());
     true
+}
+
+/// Makes `new` the current secret at `now`: every older secret stops signing at the end of the
+/// overlap (or sooner, if it was due to), and those already stopped are dropped.
+fn rotate(secrets: &mut Vec<EndpointSecret>, new: Secret, now: Timestamp, overlap: Duration) {
+    let overlap_end = now.add(overlap);
+    for s in secrets.iter_mut() {
+        if s.expires_at.is_none_or(|t| t > overlap_end) {
+            s.expires_at = Some(overlap_end);
+        }
+    }
+    secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
+    secrets.insert(
+        0,
+        EndpointSecret {
+            key: new,
+            created_at: now,
+            expires_at: None,
+        },
+    );
 }
 
 /// The secrets of `ep` that still sign at `now`, newest first.
@@ -509,21 +530,7 @@ impl Hookline {
             None => Secret::generate(),
         };
         let now = self.now();
-        let overlap_end = now.add(self.config().rotation_overlap);
-        for s in &mut ep.secrets {
-            if s.expires_at.is_none_or(|t| t > overlap_end) {
-                s.expires_at = Some(overlap_end);
-            }
-        }
-        ep.secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
-        ep.secrets.insert(
-            0,
-            EndpointSecret {
-                key: new,
-                created_at: now,
-                expires_at: None,
-            },
-        );
+        rotate(&mut ep.secrets, new, now, self.config().rotation_overlap);
         ep.updated_at = now;
         self.store().update_endpoint(&ep).await?;
         Ok(active_secrets(ep, now))
@@ -575,5 +582,101 @@ impl Hookline {
             self.dispatcher().wake();
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(created: i64, expires: Option<i64>) -> EndpointSecret {
+        EndpointSecret {
+            key: Secret::generate(),
+            created_at: Timestamp::from_millis(created),
+            expires_at: expires.map(Timestamp::from_millis),
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_older_secrets_for_the_overlap_at_most() {
+        let now = Timestamp::from_millis(10_000);
+        let overlap = Duration::from_secs(5);
+        let current = secret(9_000, None);
+        let expiring_soon = secret(1_000, Some(12_000));
+        let expiring_late = secret(2_000, Some(99_000));
+        let expired = secret(500, Some(10_000));
+        let mut secrets = vec![
+            current.clone(),
+            expiring_soon.clone(),
+            expiring_late.clone(),
+            expired,
+        ];
+        let new = Secret::generate();
+        rotate(&mut secrets, new.clone(), now, overlap);
+        let got: Vec<(Secret, Option<i64>)> = secrets
+            .iter()
+            .map(|s| (s.key.clone(), s.expires_at.map(Timestamp::as_millis)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (new, None),
+                (current.key, Some(15_000)),
+                (expiring_soon.key, Some(12_000)),
+                (expiring_late.key, Some(15_000)),
+            ],
+            "new first; older ones stop by the overlap's end; stopped ones dropped"
+        );
+        assert_eq!(secrets[0].created_at, now);
+    }
+
+    #[test]
+    fn inputs_read_the_api_wire_format() {
+        let ep: NewEndpoint = serde_json::from_value(serde_json::json!({
+            "url": "https://example.com/h",
+            "eventTypes": ["a.b"],
+            "maxConcurrency": 2,
+            "headers": {"X-A": "1"}
+        }))
+        .unwrap();
+        assert_eq!(
+            ep,
+            NewEndpoint::new("https://example.com/h")
+                .event_types(["a.b"])
+                .max_concurrency(2)
+                .header("X-A", "1")
+        );
+        let unknown = serde_json::from_value::<NewEndpoint>(
+            serde_json::json!({"url": "https://example.com", "colour": "red"}),
+        );
+        assert!(unknown.is_err(), "unknown fields are refused");
+
+        let patch: EndpointPatch =
+            serde_json::from_value(serde_json::json!({"description": null, "rateLimit": 5}))
+                .unwrap();
+        assert_eq!(patch.description, Some(None), "null clears");
+        assert_eq!(patch.rate_limit, Some(Some(5)));
+        assert_eq!(patch.max_concurrency, None, "absent keeps");
+        assert_eq!(
+            patch,
+            EndpointPatch::new().description(None).rate_limit(Some(5))
+        );
+    }
+
+    #[test]
+    fn enabling_clears_the_reason_and_disabling_sets_it() {
+        let mut ep: Endpoint = serde_json::from_value(serde_json::json!({
+            "id": EndpointId::generate(), "account": "a", "url": "https://example.com",
+            "description": null, "eventTypes": [], "sites": [], "headers": {},
+            "rateLimit": null, "maxConcurrency": null, "ordered": false, "secrets": [],
+            "enabled": true, "disabledReason": null,
+            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        assert!(!set_enabled(&mut ep, true), "no change");
+        assert!(set_enabled(&mut ep, false));
+        assert_eq!(ep.disabled_reason.as_deref(), Some(DISABLED_BY_CALLER));
+        assert!(set_enabled(&mut ep, true));
+        assert_eq!(ep.disabled_reason, None);
     }
 }

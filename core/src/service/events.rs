@@ -321,3 +321,53 @@ impl Hookline {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> NewEvent {
+        NewEvent::json("a.b", &serde_json::json!({"n": 1})).unwrap()
+    }
+
+    #[test]
+    fn the_header_key_is_the_only_key_of_a_single_event() {
+        assert_eq!(event().with_header_key(None).unwrap().idempotency_key, None);
+        let keyed = event().with_header_key(Some(b"order-42")).unwrap();
+        assert_eq!(keyed.idempotency_key.as_deref(), Some("order-42"));
+        let in_body = event().idempotency_key("k");
+        assert_eq!(
+            in_body.clone().with_header_key(None).unwrap_err().code(),
+            "invalid_body"
+        );
+        assert_eq!(
+            in_body.with_header_key(Some(b"k")).unwrap_err().code(),
+            "invalid_body"
+        );
+        assert_eq!(
+            event()
+                .with_header_key(Some(&[0xff, 0xfe]))
+                .unwrap_err()
+                .code(),
+            "invalid_idempotency_key"
+        );
+    }
+
+    #[test]
+    fn events_read_the_api_wire_format_byte_for_byte() {
+        let ev: NewEvent = serde_json::from_str(
+            r#"{"event":"a.b","site":"s1","queueId":"q","data":{"b": 2,"a":1},"idempotencyKey":"k"}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.event, "a.b");
+        assert_eq!(ev.site.as_deref(), Some("s1"));
+        assert_eq!(ev.queue_id.as_deref(), Some("q"));
+        assert_eq!(ev.data.get(), r#"{"b": 2,"a":1}"#, "data kept as sent");
+        assert_eq!(ev.idempotency_key.as_deref(), Some("k"));
+        assert!(serde_json::from_str::<NewEvent>(r#"{"event":"a.b","data":{},"x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<NewEvent>(r#"{"event":"a.b"}"#).is_err(),
+            "data needed"
+        );
+    }
+}

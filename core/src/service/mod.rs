@@ -114,6 +114,18 @@ impl From<Role> for Actor {
 
 /// Why an operation was refused or failed. Each kind has a stable [`code`](Self::code) (the one
 /// the JSON API answers with) and a message for people.
+///
+/// | kind | JSON API status | codes |
+/// | --- | --- | --- |
+/// | `NotFound` | 404 | `account_not_found`, `site_not_found`, `event_type_not_found`, `endpoint_not_found`, `event_not_found`, `delivery_not_found`, `not_found` |
+/// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `invalid_body` |
+/// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
+/// | `Forbidden` | 403 | `forbidden` |
+/// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
+/// | `PayloadTooLarge` | 413 | `payload_too_large` |
+/// | `InBatch` | the item's | the item's |
+/// | `Unavailable` | 503 | `store_unavailable` |
+/// | `Internal` | 500 | `internal` |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
@@ -495,4 +507,100 @@ where
     D: serde::Deserializer<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_reach_what_they_may() {
+        let a = AccountId::parse("a").unwrap();
+        let b = AccountId::parse("b").unwrap();
+        assert!(Actor::Admin.require_admin().is_ok());
+        assert!(Actor::Admin.require_account(&a).is_ok());
+        let key_a = Actor::from(Role::Account(a.clone()));
+        assert!(key_a.require_account(&a).is_ok());
+        assert_eq!(key_a.require_account(&b).unwrap_err().code(), "forbidden");
+        assert_eq!(key_a.require_admin().unwrap_err().code(), "forbidden");
+    }
+
+    #[test]
+    fn paging_takes_1_to_250_rows_and_known_cursors() {
+        let first = Paging::new().request().unwrap();
+        assert_eq!((first.limit, first.after), (DEFAULT_PAGE_LIMIT, None));
+        assert_eq!(Paging::new().limit(250).request().unwrap().limit, 250);
+        for bad in [0, MAX_PAGE_LIMIT + 1] {
+            let e = Paging::new().limit(bad).request().unwrap_err();
+            assert_eq!(e.code(), "invalid_limit", "{bad}");
+        }
+        let cursor = Cursor {
+            created_at: Timestamp::from_millis(7),
+            id: "evt_x".into(),
+        };
+        let next = Paging::new().cursor(cursor.encode()).request().unwrap();
+        assert_eq!(next.after, Some(cursor));
+        let e = Paging::new().cursor("%%").request().unwrap_err();
+        assert_eq!(e.code(), "invalid_cursor");
+    }
+
+    #[test]
+    fn errors_keep_their_codes() {
+        let e = ServiceError::from(StoreError::NotFound("delivery"));
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("not_found", "delivery not found")
+        );
+        assert_eq!(
+            ServiceError::from(StoreError::Conflict("site")).code(),
+            "already_exists"
+        );
+        assert_eq!(
+            ServiceError::from(StoreError::Unavailable("down".into())).code(),
+            "store_unavailable"
+        );
+        assert_eq!(ServiceError::from(StoreError::LeaseLost).code(), "internal");
+        let conflict = ServiceError::conflict_as("site_exists", || "site `s` exists".into());
+        let e = conflict(StoreError::Conflict("site"));
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("site_exists", "site `s` exists")
+        );
+        let e = ServiceError::InBatch {
+            index: 2,
+            error: Box::new(ServiceError::invalid("unknown_site", "no site")),
+        };
+        assert_eq!(e.code(), "unknown_site");
+        assert_eq!(e.to_string(), "item 2: rejected (unknown_site)");
+        let e = ServiceError::from(AccountId::parse("").unwrap_err());
+        assert_eq!(e.code(), "invalid_id");
+    }
+
+    #[test]
+    fn config_defaults_and_setters() {
+        let c = ServiceConfig::default();
+        assert_eq!(
+            (
+                c.max_event_bytes,
+                c.allow_http,
+                c.rotation_overlap,
+                c.max_batch
+            ),
+            (256 * 1024, false, Duration::from_secs(24 * 3600), 100)
+        );
+        let c = c
+            .with_max_event_bytes(10)
+            .with_allow_http(true)
+            .with_rotation_overlap(Duration::from_secs(1))
+            .with_max_batch(3);
+        assert_eq!(
+            (
+                c.max_event_bytes,
+                c.allow_http,
+                c.rotation_overlap,
+                c.max_batch
+            ),
+            (10, true, Duration::from_secs(1), 3)
+        );
+    }
 }
