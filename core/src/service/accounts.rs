@@ -151,13 +151,7 @@ impl Hookline {
         let id = AccountId::parse(&input.id)?;
         let name = input.name.unwrap_or_else(|| id.to_string());
         validate::text("name", &name, MAX_NAME)?;
-        let now = self.now();
-        let account = Account {
-            id,
-            name,
-            created_at: now,
-            updated_at: now,
-        };
+        let account = Account::new(id, name, self.now());
         self.store()
             .create_account(&account)
             .await
@@ -233,14 +227,7 @@ impl Hookline {
         let id = SiteId::parse(&input.id)?;
         let name = input.name.unwrap_or_else(|| id.to_string());
         validate::text("name", &name, MAX_NAME)?;
-        let now = self.now();
-        let site = Site {
-            account: a.id,
-            id,
-            name,
-            created_at: now,
-            updated_at: now,
-        };
+        let site = Site::new(a.id, id, name, self.now());
         self.store()
             .create_site(&site)
             .await

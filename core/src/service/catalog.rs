@@ -115,15 +115,9 @@ impl Hookline {
         let name = EventTypeName::parse(&input.name)?;
         validate::text("description", &input.description, MAX_DESCRIPTION)?;
         check_schema(input.schema.as_ref())?;
-        let now = self.now();
-        let et = EventType {
-            name,
-            description: input.description,
-            schema: input.schema,
-            archived: input.archived,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut et = EventType::new(name, input.description, self.now());
+        et.schema = input.schema;
+        et.archived = input.archived;
         self.store()
             .create_event_type(&et)
             .await

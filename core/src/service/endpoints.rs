@@ -255,14 +255,7 @@ fn rotate(secrets: &mut Vec<EndpointSecret>, new: Secret, now: Timestamp, overla
         }
     }
     secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
-    secrets.insert(
-        0,
-        EndpointSecret {
-            key: new,
-            created_at: now,
-            expires_at: None,
-        },
-    );
+    secrets.insert(0, EndpointSecret::new(new, now));
 }
 
 /// The secrets of `ep` that still sign at `now`, newest first.
@@ -345,29 +338,19 @@ impl Hookline {
             Some(s) => validate::secret(s)?,
             None => Secret::generate(),
         };
+        let rate_limit = validate::positive("rateLimit", input.rate_limit)?;
+        let max_concurrency = validate::positive("maxConcurrency", input.max_concurrency)?;
         let now = self.now();
-        let ep = Endpoint {
-            id: EndpointId::generate(),
-            account: a.id,
-            url,
-            description: input.description,
-            event_types,
-            sites,
-            headers,
-            rate_limit: validate::positive("rateLimit", input.rate_limit)?,
-            max_concurrency: validate::positive("maxConcurrency", input.max_concurrency)?,
-            ordered: input.ordered,
-            secrets: vec![EndpointSecret {
-                key: secret,
-                created_at: now,
-                expires_at: None,
-            }],
-            enabled: input.enabled.unwrap_or(true),
-            disabled_reason: None,
-            failing_since: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let secrets = vec![EndpointSecret::new(secret, now)];
+        let mut ep = Endpoint::new(EndpointId::generate(), a.id, url, secrets, now);
+        ep.description = input.description;
+        ep.event_types = event_types;
+        ep.sites = sites;
+        ep.headers = headers;
+        ep.rate_limit = rate_limit;
+        ep.max_concurrency = max_concurrency;
+        ep.ordered = input.ordered;
+        ep.enabled = input.enabled.unwrap_or(true);
         self.store().create_endpoint(&ep).await?;
         Ok(ep)
     }
@@ -547,17 +530,15 @@ impl Hookline {
         let ep = self.endpoint(by, account, endpoint).await?;
         let data =
             serde_json::json!({ "message": "test event from Hookline", "endpointId": ep.id });
-        let event = Event {
-            id: EventId::generate(),
-            account: ep.account.clone(),
-            site: None,
-            event_type: EventTypeName::parse(TEST_EVENT_TYPE)?,
-            queue_id: None,
-            data: serde_json::value::to_raw_value(&data)
-                .map_err(|e| ServiceError::Internal(Box::new(e)))?,
-            idempotency_key: None,
-            timestamp: self.now(),
-        };
+        let data = serde_json::value::to_raw_value(&data)
+            .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+        let event = Event::new(
+            EventId::generate(),
+            ep.account.clone(),
+            EventTypeName::parse(TEST_EVENT_TYPE)?,
+            data,
+            self.now(),
+        );
         Ok(self
             .dispatcher()
             .publish_manual(&event, std::slice::from_ref(&ep.id))
@@ -665,14 +646,13 @@ mod tests {
 
     #[test]
     fn enabling_clears_the_reason_and_disabling_sets_it() {
-        let mut ep: Endpoint = serde_json::from_value(serde_json::json!({
-            "id": EndpointId::generate(), "account": "a", "url": "https://example.com",
-            "description": null, "eventTypes": [], "sites": [], "headers": {},
-            "rateLimit": null, "maxConcurrency": null, "ordered": false, "secrets": [],
-            "enabled": true, "disabledReason": null,
-            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"
-        }))
-        .unwrap();
+        let mut ep = Endpoint::new(
+            EndpointId::generate(),
+            AccountId::parse("a").unwrap(),
+            "https://example.com",
+            vec![],
+            Timestamp::EPOCH,
+        );
         assert!(!set_enabled(&mut ep, true), "no change");
         assert!(set_enabled(&mut ep, false));
         assert_eq!(ep.disabled_reason.as_deref(), Some(DISABLED_BY_CALLER));

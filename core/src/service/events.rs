@@ -203,16 +203,17 @@ impl Hookline {
         if let Some(k) = &input.idempotency_key {
             validate::idempotency_key(k)?;
         }
-        Ok(Event {
-            id: EventId::generate(),
-            account: account.clone(),
-            site,
-            event_type: kind,
-            queue_id: input.queue_id,
-            data: input.data,
-            idempotency_key: input.idempotency_key,
-            timestamp: self.now(),
-        })
+        let mut event = Event::new(
+            EventId::generate(),
+            account.clone(),
+            kind,
+            input.data,
+            self.now(),
+        );
+        event.site = site;
+        event.queue_id = input.queue_id;
+        event.idempotency_key = input.idempotency_key;
+        Ok(event)
     }
 
     /// Stores a checked event with one delivery per subscribed endpoint.

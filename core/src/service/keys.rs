@@ -26,12 +26,7 @@ pub fn generate(role: Role, now: Timestamp) -> (String, ApiKey) {
 
 /// The stored (hashed) form of `key`.
 pub fn stored(key: &str, role: Role, now: Timestamp) -> ApiKey {
-    ApiKey {
-        hash: hash(key),
-        prefix: key.chars().take(10).collect(),
-        role,
-        created_at: now,
-    }
+    ApiKey::new(hash(key), key.chars().take(10).collect(), role, now)
 }
 
 /// Lower-case hex SHA-256 of a key. Keys are 256-bit random values, so a fast hash is enough.

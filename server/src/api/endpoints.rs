@@ -40,6 +40,7 @@ pub(crate) struct EndpointOut {
 
 impl From<Endpoint> for EndpointOut {
     fn from(e: Endpoint) -> Self {
+        let failing_since = e.failing_since();
         Self {
             id: e.id,
             account: e.account,
@@ -53,7 +54,7 @@ impl From<Endpoint> for EndpointOut {
             ordered: e.ordered,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
-            failing_since: e.failing_since,
+            failing_since,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
