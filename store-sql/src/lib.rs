@@ -1,0 +1,297 @@
+//! # hookline-store-sql
+//!
+//! What Hookline's two SQL stores, `hookline-store-sqlite` and `hookline-store-postgres`,
+//! share: row decoding into the model (one function per model type, [`sqlite::rows`] /
+//! [`postgres::rows`]), error classification ([`DbError`]), pagination, the CRUD of accounts,
+//! sites, event types, API keys and endpoints, and the write group that lets concurrent writes
+//! share one transaction ([`group::Group`]). Each store keeps what truly differs: claims,
+//! enqueue fan-out, settle, and its migrations.
+//!
+//! The queries are written once (`src/queries/`) and compiled for each dialect its feature
+//! turns on: [`sqlite`] with `sqlite`, [`postgres`] with `postgres`; a small `dialect` module in
+//! each says how that database's schema differs (how an endpoint's lists are stored, JSON
+//! casts, how a write transaction starts, the lease columns). Statements are built with sqlx's
+//! [`QueryBuilder`](sqlx::QueryBuilder), which writes each dialect's placeholders. (Generic code
+//! over `sqlx::Database` cannot bind borrowed values through `QueryBuilder`: the argument
+//! buffer's lifetime is invariant behind the associated type, so compiling the same source
+//! per dialect keeps the queries plain and borrow-friendly.)
+//!
+//! A store implements [`SqlStore`] (its pools and a hook) and gets `CatalogStore` and
+//! `EndpointStore` with [`impl_catalog_store!`] and [`impl_endpoint_store!`].
+//!
+//! ## Features
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `sqlite` | no | the [`sqlite`] dialect (sqlx's SQLite driver) |
+//! | `postgres` | no | the [`postgres`] dialect (sqlx's PostgreSQL driver) |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+mod error;
+pub mod group;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use error::{DbError, DbResult, is_unavailable};
+
+/// A SQL store: where its queries run.
+pub trait SqlStore: Send + Sync {
+    /// The database.
+    type Db: sqlx::Database;
+
+    /// The pool reads use.
+    fn read_pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// The pool writes use (the same as [`read_pool`](Self::read_pool) unless the store keeps
+    /// writers apart).
+    fn write_pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// Called before an endpoint is created or changed, for what the store remembers about
+    /// endpoints.
+    fn endpoints_changed(&self) {}
+}
+
+/// A `LIMIT` for fetching one row more than `limit` (to know whether a next page exists).
+pub fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+/// `cols` with every column qualified by `alias` (`id, name` → `d.id, d.name`).
+pub fn qualified(alias: &str, cols: &str) -> String {
+    cols.split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use hookline_core::model::{
+        Account, ApiKey, Endpoint, EventType, Page, PageRequest, Site,
+    };
+    pub use hookline_core::store::{CatalogStore, EndpointStore, StoreError};
+    pub use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId, Timestamp};
+}
+
+/// Implements `hookline_core::store::CatalogStore` for a [`SqlStore`] with the shared queries
+/// of a dialect module: `impl_catalog_store!(SqliteStore, sqlite)`.
+#[macro_export]
+macro_rules! impl_catalog_store {
+    ($store:ty, $dialect:ident) => {
+        #[$crate::__private::async_trait]
+        impl $crate::__private::CatalogStore for $store {
+            async fn create_account(
+                &self,
+                account: &$crate::__private::Account,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::create_account(self, account).await
+            }
+
+            async fn update_account(
+                &self,
+                account: &$crate::__private::Account,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::update_account(self, account).await
+            }
+
+            async fn account(
+                &self,
+                id: &$crate::__private::AccountId,
+            ) -> Result<Option<$crate::__private::Account>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::account(self, id).await
+            }
+
+            async fn list_accounts(
+                &self,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::Account>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::catalog::list_accounts(self, page).await
+            }
+
+            async fn delete_account(
+                &self,
+                id: &$crate::__private::AccountId,
+            ) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::delete_account(self, id).await
+            }
+
+            async fn create_site(
+                &self,
+                site: &$crate::__private::Site,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::create_site(self, site).await
+            }
+
+            async fn update_site(
+                &self,
+                site: &$crate::__private::Site,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::update_site(self, site).await
+            }
+
+            async fn site(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::SiteId,
+            ) -> Result<Option<$crate::__private::Site>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::site(self, account, id).await
+            }
+
+            async fn list_sites(
+                &self,
+                account: &$crate::__private::AccountId,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::Site>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::catalog::list_sites(self, account, page).await
+            }
+
+            async fn delete_site(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::SiteId,
+            ) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::delete_site(self, account, id).await
+            }
+
+            async fn create_event_type(
+                &self,
+                et: &$crate::__private::EventType,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::create_event_type(self, et).await
+            }
+
+            async fn update_event_type(
+                &self,
+                et: &$crate::__private::EventType,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::update_event_type(self, et).await
+            }
+
+            async fn event_type(
+                &self,
+                name: &$crate::__private::EventTypeName,
+            ) -> Result<Option<$crate::__private::EventType>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::event_type(self, name).await
+            }
+
+            async fn list_event_types(
+                &self,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::EventType>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::catalog::list_event_types(self, page).await
+            }
+
+            async fn delete_event_type(
+                &self,
+                name: &$crate::__private::EventTypeName,
+            ) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::delete_event_type(self, name).await
+            }
+
+            async fn put_api_key(
+                &self,
+                key: &$crate::__private::ApiKey,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::put_api_key(self, key).await
+            }
+
+            async fn api_key(
+                &self,
+                hash: &str,
+            ) -> Result<Option<$crate::__private::ApiKey>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::api_key(self, hash).await
+            }
+
+            async fn has_admin_key(&self) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::has_admin_key(self).await
+            }
+        }
+    };
+}
+
+/// Implements `hookline_core::store::EndpointStore` for a [`SqlStore`] with the shared queries
+/// of a dialect module: `impl_endpoint_store!(SqliteStore, sqlite)`.
+#[macro_export]
+macro_rules! impl_endpoint_store {
+    ($store:ty, $dialect:ident) => {
+        #[$crate::__private::async_trait]
+        impl $crate::__private::EndpointStore for $store {
+            async fn create_endpoint(
+                &self,
+                ep: &$crate::__private::Endpoint,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::create_endpoint(self, ep).await
+            }
+
+            async fn update_endpoint(
+                &self,
+                ep: &$crate::__private::Endpoint,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::update_endpoint(self, ep).await
+            }
+
+            async fn endpoint(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::EndpointId,
+            ) -> Result<Option<$crate::__private::Endpoint>, $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::endpoint(self, account, id).await
+            }
+
+            async fn list_endpoints(
+                &self,
+                account: &$crate::__private::AccountId,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::Endpoint>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::endpoints::list_endpoints(self, account, page).await
+            }
+
+            async fn remove_endpoint(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::EndpointId,
+            ) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::remove_endpoint(self, account, id).await
+            }
+
+            async fn record_failing(
+                &self,
+                id: &$crate::__private::EndpointId,
+                at: $crate::__private::Timestamp,
+            ) -> Result<Option<$crate::__private::Timestamp>, $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::record_failing(self, id, at).await
+            }
+
+            async fn record_healthy(
+                &self,
+                id: &$crate::__private::EndpointId,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::record_healthy(self, id).await
+            }
+
+            async fn subscribers(
+                &self,
+                account: &$crate::__private::AccountId,
+                site: Option<&$crate::__private::SiteId>,
+                kind: &$crate::__private::EventTypeName,
+            ) -> Result<Vec<$crate::__private::Endpoint>, $crate::__private::StoreError> {
+                $crate::$dialect::endpoints::subscribers(self, account, site, kind).await
+            }
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! The queries both SQL stores run, written once and compiled for each dialect (this file is
+//! the body of [`crate::sqlite`] and of [`crate::postgres`]; `dialect` is that module's).
+
+pub mod catalog;
+pub mod endpoints;
+pub mod page;
+pub mod rows;
+
+use super::dialect;
