@@ -27,6 +27,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod dispatcher;
 pub mod envelope;
 mod gate;

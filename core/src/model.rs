@@ -122,7 +122,7 @@ pub struct Endpoint {
     /// Why it was disabled, when it is.
     pub disabled_reason: Option<String>,
     /// Since when every attempt to it has failed, when its last attempt failed. Kept by the
-    /// store ([`EndpointStore::record_failing`](crate::store::EndpointStore::record_failing));
+    /// store ([`QueueStore::record_failing`](crate::store::QueueStore::record_failing));
     /// `create_endpoint` and `update_endpoint` leave it alone.
     #[serde(default)]
     pub failing_since: Option<Timestamp>,

@@ -190,39 +190,6 @@ impl EndpointStore for RedisStore {
         .await
     }
 
-    async fn record_failing(
-        &self,
-        id: &EndpointId,
-        at: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        self.op(async {
-            let k = &self.keys;
-            let mut conn = self.conn.clone();
-            let since: Option<String> = scripts::ENDPOINT_FAILING
-                .key(k.due())
-                .arg(k.q())
-                .arg(id.as_str())
-                .arg(at.as_millis())
-                .invoke_async(&mut conn)
-                .await?;
-            failing_since(since.as_deref())
-        })
-        .await
-    }
-
-    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        self.op(async {
-            let mut conn = self.conn.clone();
-            let _: i64 = redis::cmd("HDEL")
-                .arg(self.keys.endpoint(id.as_str()))
-                .arg("fs")
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn subscribers(
         &self,
         account: &AccountId,

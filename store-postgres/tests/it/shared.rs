@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hookline_core::model::{Account, Endpoint, EndpointSecret, Event};
 use hookline_core::signing::Secret;
-use hookline_core::store::{CatalogStore, DeliveryStore, EndpointStore, StoreError};
+use hookline_core::store::{CatalogStore, EndpointStore, HistoryStore, QueueStore, StoreError};
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_postgres::{PgConfig, PgStore};
 use serde_json::value::RawValue;

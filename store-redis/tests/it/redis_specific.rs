@@ -7,8 +7,8 @@ use hookline_core::model::{
     Account, Attempt, DeliveryStatus, Endpoint, Event, EventFilter, PageRequest,
 };
 use hookline_core::store::{
-    CatalogStore as _, Claimed, DeliveryStore as _, EndpointStore as _, Next, Receipt, Store,
-    StoreError,
+    CatalogStore as _, Claimed, EndpointStore as _, HistoryStore as _, Next, QueueStore as _,
+    Receipt, Store, StoreError,
 };
 use hookline_core::{AccountId, AttemptId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_redis::{RedisConfig, RedisStore};

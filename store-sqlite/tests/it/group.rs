@@ -7,7 +7,7 @@ use std::time::Duration;
 use hookline_core::model::{Account, Attempt, DeliveryStatus, Endpoint, EndpointSecret, Event};
 use hookline_core::signing::Secret;
 use hookline_core::store::{
-    CatalogStore, DeliveryStore, EndpointStore, LeaseToken, Next, StoreError,
+    CatalogStore, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, StoreError,
 };
 use hookline_core::{AccountId, AttemptId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_sqlite::{SqliteConfig, SqliteStore};

@@ -6,7 +6,7 @@ use hookline_core::model::{
     Account, Attempt, DeliveryStatus, Endpoint, EndpointSecret, Event, Trigger,
 };
 use hookline_core::signing::Secret;
-use hookline_core::store::{CatalogStore, DeliveryStore, EndpointStore, Next};
+use hookline_core::store::{CatalogStore, EndpointStore, HistoryStore, Next, QueueStore};
 use hookline_core::{AccountId, AttemptId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_sqlite::{SqliteConfig, SqliteStore};
 use serde_json::value::RawValue;
