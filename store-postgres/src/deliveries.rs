@@ -1,23 +1,22 @@
-//! [`QueueStore`] and [`HistoryStore`]: events, deliveries, leases and attempts.
+//! [`QueueStore`]: claims, leases, grouped enqueues and settles, holds and purges.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use hookline_core::backend::LimitedRoom;
-use hookline_core::model::{
-    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest, Trigger,
+use hookline_core::model::{Attempt, Delivery, Event, Trigger};
+use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
+use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
+
+use hookline_store_sql::postgres::queue::{self, original_receipt};
+use hookline_store_sql::postgres::rows::{
+    self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS,
 };
-use hookline_core::store::{
-    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
-};
-use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
-use sqlx::{PgConnection, QueryBuilder};
+use hookline_store_sql::qualified;
 
 use crate::PgStore;
-use crate::catalog::push_page;
 use crate::error::{DbError, DbResult};
 use crate::group::Reply;
-use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS, qualified};
 
 /// How often enqueue looks for the row it conflicted with before giving up (the row can vanish
 /// between the conflict and the look-up only if it is deleted in that instant).
@@ -246,31 +245,6 @@ impl PgStore {
     }
 }
 
-/// Sets a delivery pending, due at `$1`, with a manual trigger and no lease. The due index's
-/// copy of the endpoint flag is set to TRUE, the value that is always safe (the claim checks the
-/// endpoint itself): a delivery that failed while its endpoint was disabled must not come back
-/// hidden after the endpoint was enabled again.
-const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
-    lease_id = NULL, lease_until = NULL, claimed_due_at = NULL, next_trigger = 'manual', \
-    endpoint_enabled = TRUE";
-
-/// The receipt of an event accepted before: its id and its deliveries.
-async fn original_receipt(conn: &mut PgConnection, event: String) -> DbResult<Receipt> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE event_id = $1 ORDER BY id")
-            .bind(&event)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(Receipt {
-        event_id: EventId::parse(&event).map_err(|e| DbError::corrupt("events.id", e))?,
-        deliveries: ids
-            .iter()
-            .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
-            .collect::<Result<_, _>>()?,
-        duplicate: true,
-    })
-}
-
 #[async_trait::async_trait]
 impl QueueStore for PgStore {
     async fn enqueue_with(
@@ -311,7 +285,7 @@ impl QueueStore for PgStore {
                 .await
                 .map_err(DbError::from)?;
                 match original {
-                    Some(id) => return Ok(original_receipt(&mut conn, id).await?),
+                    Some(id) => return Ok(original_receipt(&mut conn, &id).await?),
                     None => continue,
                 }
             }
@@ -450,21 +424,7 @@ impl QueueStore for PgStore {
     }
 
     async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, lease_until = NULL, \
-             claimed_due_at = NULL \
-             WHERE id = $2 AND lease_id = $3 AND status = 'pending'",
-        )
-        .bind(until.as_millis())
-        .bind(lease.delivery.as_str())
-        .bind(&lease.lease_id)
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost);
-        }
-        Ok(())
+        queue::defer(self, lease, until).await
     }
 
     async fn hold_endpoint(
@@ -557,19 +517,7 @@ impl QueueStore for PgStore {
         id: &DeliveryId,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
-        let row = sqlx::query(&format!(
-            "{REQUEUE_MANUAL} WHERE account = $2 AND id = $3 RETURNING {DELIVERY_COLS}"
-        ))
-        .bind(now.as_millis())
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        match row {
-            Some(row) => Ok(rows::delivery(&row)?),
-            None => Err(StoreError::NotFound("delivery")),
-        }
+        queue::retry_delivery(self, account, id, now).await
     }
 
     async fn recover_failed(
@@ -579,18 +527,7 @@ impl QueueStore for PgStore {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(&format!(
-            "{REQUEUE_MANUAL} WHERE account = $2 AND endpoint_id = $3 AND status = 'failed' \
-             AND created_at >= $4"
-        ))
-        .bind(now.as_millis())
-        .bind(account.as_str())
-        .bind(endpoint.as_str())
-        .bind(since.as_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(done.rows_affected())
+        queue::recover_failed(self, account, endpoint, since, now).await
     }
 
     async fn record_failing(
@@ -598,16 +535,7 @@ impl QueueStore for PgStore {
         id: &EndpointId,
         at: Timestamp,
     ) -> Result<Option<Timestamp>, StoreError> {
-        let since: Option<i64> = sqlx::query_scalar(
-            "UPDATE endpoints SET failing_since = coalesce(failing_since, $1) WHERE id = $2 \
-             RETURNING failing_since",
-        )
-        .bind(at.as_millis())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(since.map(Timestamp::from_millis))
+        queue::record_failing(self, id, at).await
     }
 
     async fn disable_endpoint(
@@ -616,148 +544,11 @@ impl QueueStore for PgStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 \
-             WHERE id = $1 AND enabled",
-        )
-        .bind(id.as_str())
-        .bind(reason)
-        .bind(now.as_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(done.rows_affected() == 1)
+        queue::disable_endpoint(self, id, reason, now).await
     }
 
     async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-        )
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl HistoryStore for PgStore {
-    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE account = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::event).transpose()?)
-    }
-
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(t) = &filter.event_type {
-            qb.push(" AND event_type = ")
-                .push_bind(t.as_str().to_owned());
-        }
-        if let Some(s) = &filter.site {
-            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
-        }
-        if let Some(q) = &filter.queue_id {
-            qb.push(" AND queue_id = ").push_bind(q.clone());
-        }
-        if let Some(t) = filter.since {
-            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
-        }
-        if let Some(t) = filter.until {
-            qb.push(" AND fired_at < ").push_bind(t.as_millis());
-        }
-        push_page(&mut qb, "fired_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
-            created_at: e.timestamp,
-            id: e.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::delivery).transpose()?)
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
-        ));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(e) = &filter.event {
-            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
-        }
-        if let Some(e) = &filter.endpoint {
-            qb.push(" AND endpoint_id = ")
-                .push_bind(e.as_str().to_owned());
-        }
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(s.as_str());
-        }
-        push_page(&mut qb, "created_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
-            created_at: d.created_at,
-            id: d.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn attempts(
-        &self,
-        account: &AccountId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        let found = sqlx::query(&format!(
-            "SELECT {} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
-             WHERE a.delivery_id = $1 AND d.account = $2 \
-             ORDER BY a.number, a.started_at, a.id",
-            qualified("a", ATTEMPT_COLS)
-        ))
-        .bind(delivery.as_str())
-        .bind(account.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
+        queue::record_healthy(self, id).await
     }
 }
 
@@ -1048,17 +839,12 @@ async fn settle_many(
     )
     .bind(
         ops.iter()
-            .map(|op| {
-                op.attempt
-                    .error
-                    .as_deref()
-                    .map(|e| rows::pg_text(e).into_owned())
-            })
+            .map(|op| op.attempt.error.as_deref().map(|e| pg_text(e).into_owned()))
             .collect::<Vec<_>>(),
     )
     .bind(
         ops.iter()
-            .map(|op| rows::pg_text(&op.attempt.response_body).into_owned())
+            .map(|op| pg_text(&op.attempt.response_body).into_owned())
             .collect::<Vec<_>>(),
     )
     .fetch_all(pool)
@@ -1093,8 +879,8 @@ async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError
     .bind(attempt.started_at.as_millis())
     .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
     .bind(attempt.status_code.map(i32::from))
-    .bind(attempt.error.as_deref().map(rows::pg_text))
-    .bind(rows::pg_text(&attempt.response_body))
+    .bind(attempt.error.as_deref().map(pg_text))
+    .bind(pg_text(&attempt.response_body))
     .execute(pool)
     .await
     .map_err(|e| DbError::from(e).into_store("attempt"))?;
@@ -1102,4 +888,26 @@ async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError
         return Err(StoreError::LeaseLost);
     }
     Ok(())
+}
+
+/// PostgreSQL text cannot hold NUL characters. Free text we record but did not validate (a
+/// receiver's response body, a transport error) has them replaced, so that a receiver answering
+/// with binary garbage cannot make an attempt impossible to settle.
+fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_text;
+
+    #[test]
+    fn nul_characters_are_replaced() {
+        assert_eq!(pg_text("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(pg_text("ab"), std::borrow::Cow::Borrowed(_)));
+    }
 }

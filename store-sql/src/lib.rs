@@ -16,8 +16,9 @@
 //! buffer's lifetime is invariant behind the associated type, so compiling the same source
 //! per dialect keeps the queries plain and borrow-friendly.)
 //!
-//! A store implements [`SqlStore`] (its pools and a hook) and gets `CatalogStore` and
-//! `EndpointStore` with [`impl_catalog_store!`] and [`impl_endpoint_store!`].
+//! A store implements [`SqlStore`] (its pools and a hook) and gets `CatalogStore`,
+//! `EndpointStore` and `HistoryStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`] and
+//! [`impl_history_store!`]; its `QueueStore` calls the shared parts in `queue`.
 //!
 //! ## Features
 //! | feature | default | what it adds |
@@ -70,10 +71,11 @@ pub fn qualified(alias: &str, cols: &str) -> String {
 pub mod __private {
     pub use async_trait::async_trait;
     pub use hookline_core::model::{
-        Account, ApiKey, Endpoint, EventType, Page, PageRequest, Site,
+        Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
+        EventType, Page, PageRequest, Site,
     };
-    pub use hookline_core::store::{CatalogStore, EndpointStore, StoreError};
-    pub use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId, Timestamp};
+    pub use hookline_core::store::{CatalogStore, EndpointStore, HistoryStore, StoreError};
+    pub use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
 }
 
 /// Implements `hookline_core::store::CatalogStore` for a [`SqlStore`] with the shared queries
@@ -269,21 +271,6 @@ macro_rules! impl_endpoint_store {
                 $crate::$dialect::endpoints::remove_endpoint(self, account, id).await
             }
 
-            async fn record_failing(
-                &self,
-                id: &$crate::__private::EndpointId,
-                at: $crate::__private::Timestamp,
-            ) -> Result<Option<$crate::__private::Timestamp>, $crate::__private::StoreError> {
-                $crate::$dialect::endpoints::record_failing(self, id, at).await
-            }
-
-            async fn record_healthy(
-                &self,
-                id: &$crate::__private::EndpointId,
-            ) -> Result<(), $crate::__private::StoreError> {
-                $crate::$dialect::endpoints::record_healthy(self, id).await
-            }
-
             async fn subscribers(
                 &self,
                 account: &$crate::__private::AccountId,
@@ -291,6 +278,64 @@ macro_rules! impl_endpoint_store {
                 kind: &$crate::__private::EventTypeName,
             ) -> Result<Vec<$crate::__private::Endpoint>, $crate::__private::StoreError> {
                 $crate::$dialect::endpoints::subscribers(self, account, site, kind).await
+            }
+        }
+    };
+}
+
+/// Implements `hookline_core::store::HistoryStore` for a [`SqlStore`] with the shared queries
+/// of a dialect module: `impl_history_store!(SqliteStore, sqlite)`.
+#[macro_export]
+macro_rules! impl_history_store {
+    ($store:ty, $dialect:ident) => {
+        #[$crate::__private::async_trait]
+        impl $crate::__private::HistoryStore for $store {
+            async fn event(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::EventId,
+            ) -> Result<Option<$crate::__private::Event>, $crate::__private::StoreError> {
+                $crate::$dialect::history::event(self, account, id).await
+            }
+
+            async fn list_events(
+                &self,
+                account: &$crate::__private::AccountId,
+                filter: &$crate::__private::EventFilter,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::Event>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::history::list_events(self, account, filter, page).await
+            }
+
+            async fn delivery(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::DeliveryId,
+            ) -> Result<Option<$crate::__private::Delivery>, $crate::__private::StoreError> {
+                $crate::$dialect::history::delivery(self, account, id).await
+            }
+
+            async fn list_deliveries(
+                &self,
+                account: &$crate::__private::AccountId,
+                filter: &$crate::__private::DeliveryFilter,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::Delivery>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::history::list_deliveries(self, account, filter, page).await
+            }
+
+            async fn attempts(
+                &self,
+                account: &$crate::__private::AccountId,
+                delivery: &$crate::__private::DeliveryId,
+            ) -> Result<Vec<$crate::__private::Attempt>, $crate::__private::StoreError> {
+                $crate::$dialect::history::attempts(self, account, delivery).await
             }
         }
     };

@@ -6,7 +6,7 @@
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub use queries::{catalog, endpoints, page, rows};
+pub use queries::{catalog, endpoints, history, page, queue, rows};
 
 /// SQLSTATEs that mean "not now" rather than "never".
 pub(crate) fn is_transient_sqlstate(code: &str) -> bool {
@@ -50,7 +50,8 @@ mod dialect {
     /// A plain transaction (row locks do the rest).
     pub(crate) const BEGIN_WRITE: &str = "BEGIN";
     /// The assignments that end a delivery's lease.
-    pub(crate) const CLEAR_LEASE: &str = "lease_id = NULL, lease_until = NULL, claimed_due_at = NULL";
+    pub(crate) const CLEAR_LEASE: &str =
+        "lease_id = NULL, lease_until = NULL, claimed_due_at = NULL";
     /// `deliveries.endpoint_enabled` copies the endpoint's flag (see migration 0001).
     pub(crate) const ENDPOINT_ENABLED_COPY: bool = true;
 

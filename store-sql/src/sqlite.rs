@@ -5,7 +5,7 @@
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub use queries::{catalog, endpoints, page, rows};
+pub use queries::{catalog, endpoints, history, page, queue, rows};
 
 /// Pool timeouts aside (see [`crate::error::is_unavailable`]): `SQLITE_BUSY` and
 /// `SQLITE_LOCKED`, including their extended codes, mean another connection holds a lock.

@@ -1,41 +1,21 @@
-//! [`QueueStore`] and [`HistoryStore`]: events, deliveries, leases and attempts.
+//! [`QueueStore`]: claims, leases, the write group's enqueues and settles, holds and purges.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hookline_core::backend::LimitedRoom;
-use hookline_core::model::{
-    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest, Trigger,
-};
-use hookline_core::store::{
-    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
-};
+use hookline_core::model::{Attempt, Delivery, Event, Trigger};
+use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use hookline_store_sql::sqlite::queue::{self, original_receipt};
+use hookline_store_sql::sqlite::rows::{self, ATTEMPT_COLS, ENDPOINT_COLS, EVENT_COLS};
+
 use crate::SqliteStore;
-use crate::catalog::push_page;
 use crate::error::{DbError, DbResult};
 use crate::group::{Done, Op};
-use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_READ_COLS, EVENT_COLS};
-
-/// The receipt of an event accepted before: its id and its deliveries.
-async fn original_receipt(conn: &mut SqliteConnection, event: &str) -> DbResult<Receipt> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE event_id = ? ORDER BY id")
-            .bind(event)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(Receipt {
-        event_id: EventId::parse(event).map_err(|e| DbError::corrupt("events.id", e))?,
-        deliveries: ids
-            .iter()
-            .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
-            .collect::<Result<_, _>>()?,
-        duplicate: true,
-    })
-}
 
 /// `SELECT <cols> FROM <table> WHERE <col> IN (<ids>)`.
 async fn fetch_by_ids(
@@ -90,10 +70,6 @@ const HOLD_ENDPOINT: &str = "UPDATE deliveries \
     SET next_attempt_at = ?1, lease_id = NULL, claimed_due_at = NULL \
     WHERE endpoint_id = ?2 AND status = 'pending' AND next_attempt_at < ?1 \
     AND (lease_id IS NULL OR next_attempt_at <= ?3)";
-
-/// Sets a delivery pending, due at `now`, with a manual trigger and no lease.
-const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
-    lease_id = NULL, claimed_due_at = NULL, next_trigger = 'manual'";
 
 /// One limited endpoint the claim may take deliveries of.
 struct Limited {
@@ -330,7 +306,7 @@ impl QueueStore for SqliteStore {
         }
         let endpoint_rows = fetch_by_ids(
             &self.read,
-            ENDPOINT_READ_COLS,
+            ENDPOINT_COLS,
             "endpoints",
             batch
                 .iter()
@@ -379,20 +355,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL \
-             WHERE id = ? AND lease_id = ? AND status = 'pending'",
-        )
-        .bind(until.as_millis())
-        .bind(lease.delivery.as_str())
-        .bind(&lease.lease_id)
-        .execute(&self.write)
-        .await
-        .map_err(DbError::from)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost);
-        }
-        Ok(())
+        queue::defer(self, lease, until).await
     }
 
     async fn hold_endpoint(
@@ -485,19 +448,7 @@ impl QueueStore for SqliteStore {
         id: &DeliveryId,
         now: Timestamp,
     ) -> Result<Delivery, StoreError> {
-        let row = sqlx::query(&format!(
-            "{REQUEUE_MANUAL} WHERE account = ? AND id = ? RETURNING {DELIVERY_COLS}"
-        ))
-        .bind(now.as_millis())
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.write)
-        .await
-        .map_err(DbError::from)?;
-        match row {
-            Some(row) => Ok(rows::delivery(&row)?),
-            None => Err(StoreError::NotFound("delivery")),
-        }
+        queue::retry_delivery(self, account, id, now).await
     }
 
     async fn recover_failed(
@@ -507,18 +458,7 @@ impl QueueStore for SqliteStore {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(&format!(
-            "{REQUEUE_MANUAL} WHERE account = ? AND endpoint_id = ? AND status = 'failed' \
-             AND created_at >= ?"
-        ))
-        .bind(now.as_millis())
-        .bind(account.as_str())
-        .bind(endpoint.as_str())
-        .bind(since.as_millis())
-        .execute(&self.write)
-        .await
-        .map_err(DbError::from)?;
-        Ok(done.rows_affected())
+        queue::recover_failed(self, account, endpoint, since, now).await
     }
 
     async fn record_failing(
@@ -526,16 +466,7 @@ impl QueueStore for SqliteStore {
         id: &EndpointId,
         at: Timestamp,
     ) -> Result<Option<Timestamp>, StoreError> {
-        let since: Option<i64> = sqlx::query_scalar(
-            "UPDATE endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ? \
-             RETURNING failing_since",
-        )
-        .bind(at.as_millis())
-        .bind(id.as_str())
-        .fetch_optional(&self.write)
-        .await
-        .map_err(DbError::from)?;
-        Ok(since.map(Timestamp::from_millis))
+        queue::record_failing(self, id, at).await
     }
 
     async fn disable_endpoint(
@@ -544,147 +475,11 @@ impl QueueStore for SqliteStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? \
-             WHERE id = ? AND enabled = 1",
-        )
-        .bind(reason)
-        .bind(now.as_millis())
-        .bind(id.as_str())
-        .execute(&self.write)
-        .await
-        .map_err(DbError::from)?;
-        Ok(done.rows_affected() == 1)
+        queue::disable_endpoint(self, id, reason, now).await
     }
 
     async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
-        )
-        .bind(id.as_str())
-        .execute(&self.write)
-        .await
-        .map_err(DbError::from)?;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl HistoryStore for SqliteStore {
-    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE account = ? AND id = ?"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::event).transpose()?)
-    }
-
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(t) = &filter.event_type {
-            qb.push(" AND event_type = ")
-                .push_bind(t.as_str().to_owned());
-        }
-        if let Some(s) = &filter.site {
-            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
-        }
-        if let Some(q) = &filter.queue_id {
-            qb.push(" AND queue_id = ").push_bind(q.clone());
-        }
-        if let Some(t) = filter.since {
-            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
-        }
-        if let Some(t) = filter.until {
-            qb.push(" AND fired_at < ").push_bind(t.as_millis());
-        }
-        push_page(&mut qb, "fired_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
-            created_at: e.timestamp,
-            id: e.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = ? AND id = ?"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::delivery).transpose()?)
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
-        ));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(e) = &filter.event {
-            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
-        }
-        if let Some(e) = &filter.endpoint {
-            qb.push(" AND endpoint_id = ")
-                .push_bind(e.as_str().to_owned());
-        }
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(s.as_str());
-        }
-        push_page(&mut qb, "created_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
-            created_at: d.created_at,
-            id: d.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn attempts(
-        &self,
-        account: &AccountId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        let found = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ? \
-             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = attempts.delivery_id AND d.account = ?) \
-             ORDER BY number, started_at, id"
-        ))
-        .bind(delivery.as_str())
-        .bind(account.as_str())
-        .fetch_all(&self.read)
-        .await
-        .map_err(DbError::from)?;
-        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
+        queue::record_healthy(self, id).await
     }
 }
 

@@ -96,11 +96,13 @@ pub async fn list_accounts<S: SqlStore<Db = Db> + ?Sized>(
 ) -> Result<Page<Account>, StoreError> {
     let mut qb = QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE TRUE"));
     push_page(&mut qb, "created_at", "id", page);
-    Ok(fetch_page(qb, s.read_pool(), page, rows::account, |a| Cursor {
-        created_at: a.created_at,
-        id: a.id.as_str().to_owned(),
-    })
-    .await?)
+    Ok(
+        fetch_page(qb, s.read_pool(), page, rows::account, |a| Cursor {
+            created_at: a.created_at,
+            id: a.id.as_str().to_owned(),
+        })
+        .await?,
+    )
 }
 
 /// Deletes an account and everything it owns, children first: foreign keys would cascade, but
@@ -124,18 +126,11 @@ pub async fn delete_account<S: SqlStore<Db = Db> + ?Sized>(
     ] {
         let mut qb = QueryBuilder::<Db>::new(delete);
         qb.push_bind(id.as_str()).push(")");
-        qb.build()
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::from)?;
+        qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
     }
     let mut qb = QueryBuilder::<Db>::new("DELETE FROM accounts WHERE id = ");
     qb.push_bind(id.as_str());
-    let done = qb
-        .build()
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
+    let done = qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(done.rows_affected() > 0)
 }
@@ -202,11 +197,13 @@ pub async fn list_sites<S: SqlStore<Db = Db> + ?Sized>(
     let mut qb = QueryBuilder::new(format!("SELECT {SITE_COLS} FROM sites WHERE account = "));
     qb.push_bind(account.as_str());
     push_page(&mut qb, "created_at", "id", page);
-    Ok(fetch_page(qb, s.read_pool(), page, rows::site, |site| Cursor {
-        created_at: site.created_at,
-        id: site.id.as_str().to_owned(),
-    })
-    .await?)
+    Ok(
+        fetch_page(qb, s.read_pool(), page, rows::site, |site| Cursor {
+            created_at: site.created_at,
+            id: site.id.as_str().to_owned(),
+        })
+        .await?,
+    )
 }
 
 /// Deletes a site.
@@ -298,11 +295,13 @@ pub async fn list_event_types<S: SqlStore<Db = Db> + ?Sized>(
         "SELECT {EVENT_TYPE_COLS} FROM event_types WHERE TRUE"
     ));
     push_page(&mut qb, "created_at", "name", page);
-    Ok(fetch_page(qb, s.read_pool(), page, rows::event_type, |et| Cursor {
-        created_at: et.created_at,
-        id: et.name.as_str().to_owned(),
-    })
-    .await?)
+    Ok(
+        fetch_page(qb, s.read_pool(), page, rows::event_type, |et| Cursor {
+            created_at: et.created_at,
+            id: et.name.as_str().to_owned(),
+        })
+        .await?,
+    )
 }
 
 /// Deletes an event type.

@@ -1,8 +1,8 @@
-//! [`EndpointStore`](hookline_core::store::EndpointStore): endpoints and their failure clock.
+//! [`EndpointStore`](hookline_core::store::EndpointStore): endpoints.
 
 use hookline_core::model::{Cursor, Endpoint, Page, PageRequest};
 use hookline_core::store::StoreError;
-use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId, Timestamp};
+use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId};
 use sqlx::QueryBuilder;
 
 use super::dialect::{self, Db, JSON};
@@ -110,11 +110,7 @@ pub async fn update_endpoint<S: SqlStore<Db = Db> + ?Sized>(
         .push_bind(ep.account.as_str())
         .push(" AND id = ")
         .push_bind(ep.id.as_str());
-    let done = qb
-        .build()
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
+    let done = qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound("endpoint"));
     }
@@ -127,10 +123,7 @@ pub async fn update_endpoint<S: SqlStore<Db = Db> + ?Sized>(
             .push_bind(ep.id.as_str())
             .push(" AND status = 'pending' AND endpoint_enabled <> ")
             .push_bind(ep.enabled);
-        qb.build()
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::from)?;
+        qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
     }
     tx.commit().await.map_err(DbError::from)?;
     Ok(())
@@ -167,11 +160,13 @@ pub async fn list_endpoints<S: SqlStore<Db = Db> + ?Sized>(
     ));
     qb.push_bind(account.as_str());
     push_page(&mut qb, "created_at", "id", page);
-    Ok(fetch_page(qb, s.read_pool(), page, rows::endpoint, |e| Cursor {
-        created_at: e.created_at,
-        id: e.id.as_str().to_owned(),
-    })
-    .await?)
+    Ok(
+        fetch_page(qb, s.read_pool(), page, rows::endpoint, |e| Cursor {
+            created_at: e.created_at,
+            id: e.id.as_str().to_owned(),
+        })
+        .await?,
+    )
 }
 
 /// Removes an endpoint and cancels its pending deliveries, leased ones too: clearing the lease
@@ -190,11 +185,7 @@ pub async fn remove_endpoint<S: SqlStore<Db = Db> + ?Sized>(
     qb.push_bind(account.as_str())
         .push(" AND id = ")
         .push_bind(id.as_str());
-    let done = qb
-        .build()
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
+    let done = qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }
@@ -207,46 +198,9 @@ pub async fn remove_endpoint<S: SqlStore<Db = Db> + ?Sized>(
         .push(" AND endpoint_id = ")
         .push_bind(id.as_str())
         .push(" AND status = 'pending'");
-    qb.build()
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
+    qb.build().execute(&mut *tx).await.map_err(DbError::from)?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(true)
-}
-
-/// Starts an endpoint's failure clock at `at` unless it runs; returns when it started.
-pub async fn record_failing<S: SqlStore<Db = Db> + ?Sized>(
-    s: &S,
-    id: &EndpointId,
-    at: Timestamp,
-) -> Result<Option<Timestamp>, StoreError> {
-    let mut qb = QueryBuilder::<Db>::new("UPDATE endpoints SET failing_since = coalesce(failing_since, ");
-    qb.push_bind(at.as_millis())
-        .push(") WHERE id = ")
-        .push_bind(id.as_str())
-        .push(" RETURNING failing_since");
-    let since: Option<i64> = qb
-        .build_query_scalar()
-        .fetch_optional(s.write_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(since.map(Timestamp::from_millis))
-}
-
-/// Stops an endpoint's failure clock.
-pub async fn record_healthy<S: SqlStore<Db = Db> + ?Sized>(
-    s: &S,
-    id: &EndpointId,
-) -> Result<(), StoreError> {
-    let mut qb = QueryBuilder::<Db>::new("UPDATE endpoints SET failing_since = NULL WHERE id = ");
-    qb.push_bind(id.as_str())
-        .push(" AND failing_since IS NOT NULL");
-    qb.build()
-        .execute(s.write_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(())
 }
 
 /// The enabled endpoints of `account` that take events of `kind` from `site`, oldest first.

@@ -3,7 +3,9 @@
 
 pub mod catalog;
 pub mod endpoints;
+pub mod history;
 pub mod page;
+pub mod queue;
 pub mod rows;
 
 use super::dialect;

@@ -51,7 +51,11 @@ fn opt_ts(row: &Row, col: &'static str) -> DbResult<Option<Timestamp>> {
 }
 
 /// The text of `col` parsed with `parse` (a parse failure is [`DbError::Corrupt`]).
-fn parsed<T, E>(row: &Row, col: &'static str, parse: impl FnOnce(&str) -> Result<T, E>) -> DbResult<T>
+fn parsed<T, E>(
+    row: &Row,
+    col: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> DbResult<T>
 where
     E: Into<BoxError>,
 {
@@ -183,8 +187,7 @@ pub fn event(row: &Row) -> DbResult<Event> {
         site: opt_parsed(row, "site", SiteId::parse)?,
         event_type: parsed(row, "event_type", EventTypeName::parse)?,
         queue_id: get(row, "queue_id")?,
-        data: RawValue::from_string(get(row, "data")?)
-            .map_err(|e| DbError::corrupt("data", e))?,
+        data: RawValue::from_string(get(row, "data")?).map_err(|e| DbError::corrupt("data", e))?,
         idempotency_key: get(row, "idempotency_key")?,
         timestamp: ts(row, "fired_at")?,
     })
