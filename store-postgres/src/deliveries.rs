@@ -1,6 +1,5 @@
 //! [`QueueStore`]: claims, leases, grouped enqueues and settles, holds and purges.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use hookline_core::backend::LimitedRoom;
@@ -8,10 +7,9 @@ use hookline_core::model::{Attempt, Delivery, Event, Trigger};
 use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
 use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
 
+use hookline_store_sql::postgres::claims::{self, ClaimedRow, Limited};
 use hookline_store_sql::postgres::queue::{self, original_receipt};
-use hookline_store_sql::postgres::rows::{
-    self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS,
-};
+use hookline_store_sql::postgres::rows::{ATTEMPT_COLS, DELIVERY_COLS, EVENT_COLS};
 use hookline_store_sql::qualified;
 
 use crate::PgStore;
@@ -103,50 +101,7 @@ WHERE d.id = ANY (ARRAY(
 ))
 RETURNING ";
 
-/// One limited endpoint the claim may take deliveries of.
-struct Limited {
-    id: String,
-    max_concurrency: Option<i64>,
-    rate_limit: Option<u32>,
-    pace_next_us: Option<i64>,
-    live: i64,
-}
-
-impl Limited {
-    fn from_row(row: &sqlx::postgres::PgRow) -> DbResult<Self> {
-        use sqlx::Row as _;
-        Ok(Self {
-            id: row.try_get("id")?,
-            max_concurrency: row.try_get("max_concurrency")?,
-            rate_limit: row
-                .try_get::<Option<i64>, _>("rate_limit")?
-                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
-            pace_next_us: row.try_get("pace_next_us")?,
-            live: row.try_get("live")?,
-        })
-    }
-}
-
-/// A claimed delivery with its lease and, for a rate-limited endpoint, its send time.
-type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
-
 impl PgStore {
-    /// Whether any enabled endpoint has limits (asked at most once per
-    /// [`LimitedHint::TTL`](hookline_core::backend::LimitedHint::TTL) unless endpoints change here).
-    async fn any_limited(&self) -> DbResult<bool> {
-        if let Some(known) = self.limited.get() {
-            return Ok(known);
-        }
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE enabled \
-             AND (max_concurrency IS NOT NULL OR rate_limit IS NOT NULL))",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        self.limited.set(any);
-        Ok(any)
-    }
-
     /// Claims up to `room` more deliveries of endpoints with limits. The endpoints' rows are
     /// locked (`FOR UPDATE SKIP LOCKED`) for the transaction, so claimers in every process take
     /// turns per endpoint and the limits hold across them: at most `maxConcurrency` live leases,
@@ -162,7 +117,7 @@ impl PgStore {
     ) -> DbResult<()> {
         let horizon_us = LimitedRoom::horizon_us(now);
         let skip: Vec<&str> = skip.iter().map(|e| e.as_str()).collect();
-        if !self.any_limited().await? {
+        if !claims::any_limited(self, &self.limited).await? {
             return Ok(());
         }
         // Look without locks first: most claims find nothing to do here.
@@ -201,14 +156,7 @@ impl PgStore {
                 break;
             }
             let l = Limited::from_row(row)?;
-            let allowed = LimitedRoom::new(
-                now,
-                room,
-                l.max_concurrency,
-                l.live,
-                l.rate_limit,
-                l.pace_next_us,
-            );
+            let allowed = l.room(now, room);
             if allowed.take == 0 {
                 continue;
             }
@@ -222,21 +170,7 @@ impl PgStore {
             .bind(allowed.take as i64)
             .fetch_all(&mut *tx)
             .await?;
-            let mut mine = Vec::with_capacity(got.len());
-            for row in &got {
-                mine.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
-            }
-            mine.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
-            for (i, c) in mine.iter_mut().enumerate() {
-                c.2 = allowed.send_time(i);
-            }
-            if let Some(next) = allowed.next_free_us(mine.len()) {
-                sqlx::query("UPDATE endpoints SET pace_next_us = $1 WHERE id = $2")
-                    .bind(next)
-                    .bind(&l.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mine = claims::take_limited(&mut tx, &l, &allowed, &got).await?;
             room = room.saturating_sub(mine.len());
             batch.extend(mine);
         }
@@ -349,78 +283,13 @@ impl QueueStore for PgStore {
         .map_err(DbError::from)?;
         tx.commit().await.map_err(DbError::from)?;
 
-        let mut batch = Vec::with_capacity(claimed.len());
-        for row in &claimed {
-            batch.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
-        }
-        batch.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        let mut batch = claims::claimed_rows(&claimed)?;
         if batch.len() < max {
             self.claim_limited(now, max - batch.len(), lease_end, skip, &mut batch)
                 .await?;
         }
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-
         // Two more round trips for the whole batch: its events and its endpoints.
-        let mut event_ids: Vec<&str> = batch.iter().map(|(d, _, _)| d.event_id.as_str()).collect();
-        event_ids.sort_unstable();
-        event_ids.dedup();
-        let event_rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE id = ANY ($1)"
-        ))
-        .bind(&event_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        let mut events = HashMap::new();
-        for row in &event_rows {
-            let e = rows::event(row)?;
-            events.insert(e.id.clone(), e);
-        }
-        let mut endpoint_ids: Vec<&str> = batch
-            .iter()
-            .map(|(d, _, _)| d.endpoint_id.as_str())
-            .collect();
-        endpoint_ids.sort_unstable();
-        endpoint_ids.dedup();
-        let endpoint_rows = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ANY ($1)"
-        ))
-        .bind(&endpoint_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        let mut endpoints = HashMap::new();
-        for row in &endpoint_rows {
-            let e = rows::endpoint(row)?;
-            endpoints.insert(e.id.clone(), e);
-        }
-
-        let mut out = Vec::with_capacity(batch.len());
-        for (delivery, cols, not_before) in batch {
-            // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
-            // or gone, and the lease just lapses.
-            let (Some(event), Some(endpoint)) = (
-                events.get(&delivery.event_id).cloned(),
-                endpoints.get(&delivery.endpoint_id).cloned(),
-            ) else {
-                continue;
-            };
-            out.push(Claimed {
-                attempt_number: delivery.attempts.saturating_add(1),
-                trigger: cols.trigger,
-                lease: LeaseToken {
-                    delivery: delivery.id.clone(),
-                    lease_id: cols.lease_id,
-                },
-                not_before,
-                delivery,
-                event,
-                endpoint,
-            });
-        }
-        Ok(out)
+        Ok(claims::claimed(self, batch).await?)
     }
 
     async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub use queries::{catalog, endpoints, history, page, queue, rows};
+pub use queries::{catalog, claims, endpoints, history, page, queue, rows};
 
 /// SQLSTATEs that mean "not now" rather than "never".
 pub(crate) fn is_transient_sqlstate(code: &str) -> bool {
@@ -54,6 +54,11 @@ mod dialect {
         "lease_id = NULL, lease_until = NULL, claimed_due_at = NULL";
     /// `deliveries.endpoint_enabled` copies the endpoint's flag (see migration 0001).
     pub(crate) const ENDPOINT_ENABLED_COPY: bool = true;
+
+    /// `= ANY ($n)`: one array parameter, so the statement is the same for any number of ids.
+    pub(crate) fn push_id_set<'a>(qb: &mut QueryBuilder<'a, Db>, ids: Vec<&'a str>) {
+        qb.push(" = ANY (").push_bind(ids).push(")");
+    }
 
     /// A list of names as stored: `TEXT[]`.
     pub(crate) type Names = Vec<String>;

@@ -5,7 +5,7 @@
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub use queries::{catalog, endpoints, history, page, queue, rows};
+pub use queries::{catalog, claims, endpoints, history, page, queue, rows};
 
 /// Pool timeouts aside (see [`crate::error::is_unavailable`]): `SQLITE_BUSY` and
 /// `SQLITE_LOCKED`, including their extended codes, mean another connection holds a lock.
@@ -44,6 +44,16 @@ mod dialect {
     pub(crate) const CLEAR_LEASE: &str = "lease_id = NULL, claimed_due_at = NULL";
     /// Deliveries keep no copy of their endpoint's `enabled` flag.
     pub(crate) const ENDPOINT_ENABLED_COPY: bool = false;
+
+    /// `IN (…)` with one parameter per id.
+    pub(crate) fn push_id_set<'a>(qb: &mut QueryBuilder<'a, Db>, ids: Vec<&'a str>) {
+        qb.push(" IN (");
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(id);
+        }
+        qb.push(")");
+    }
 
     /// A list of names as stored: JSON text.
     pub(crate) type Names = String;

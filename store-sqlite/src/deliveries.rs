@@ -1,38 +1,21 @@
 //! [`QueueStore`]: claims, leases, the write group's enqueues and settles, holds and purges.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use hookline_core::backend::LimitedRoom;
 use hookline_core::model::{Attempt, Delivery, Event, Trigger};
 use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
-use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
-use sqlx::sqlite::SqliteRow;
+use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use hookline_store_sql::sqlite::claims::{self, ClaimedRow, Limited};
 use hookline_store_sql::sqlite::queue::{self, original_receipt};
-use hookline_store_sql::sqlite::rows::{self, ATTEMPT_COLS, ENDPOINT_COLS, EVENT_COLS};
+use hookline_store_sql::sqlite::rows::{ATTEMPT_COLS, EVENT_COLS};
 
 use crate::SqliteStore;
 use crate::error::{DbError, DbResult};
 use crate::group::{Done, Op};
-
-/// `SELECT <cols> FROM <table> WHERE <col> IN (<ids>)`.
-async fn fetch_by_ids(
-    pool: &sqlx::SqlitePool,
-    cols: &str,
-    table: &str,
-    ids: impl IntoIterator<Item = String>,
-) -> DbResult<Vec<SqliteRow>> {
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new(format!("SELECT {cols} FROM {table} WHERE id IN ("));
-    let mut sep = qb.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    qb.push(")");
-    Ok(qb.build().fetch_all(pool).await?)
-}
 
 /// The claim's assignment: a fresh lease, the due time it was found at, and the lease end (bound
 /// next) as the new due time, so an expired lease is simply due again.
@@ -71,50 +54,7 @@ const HOLD_ENDPOINT: &str = "UPDATE deliveries \
     WHERE endpoint_id = ?2 AND status = 'pending' AND next_attempt_at < ?1 \
     AND (lease_id IS NULL OR next_attempt_at <= ?3)";
 
-/// One limited endpoint the claim may take deliveries of.
-struct Limited {
-    id: String,
-    max_concurrency: Option<i64>,
-    rate_limit: Option<u32>,
-    pace_next_us: Option<i64>,
-    live: i64,
-}
-
-impl Limited {
-    fn from_row(row: &SqliteRow) -> DbResult<Self> {
-        use sqlx::Row as _;
-        Ok(Self {
-            id: row.try_get("id")?,
-            max_concurrency: row.try_get("max_concurrency")?,
-            rate_limit: row
-                .try_get::<Option<i64>, _>("rate_limit")?
-                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
-            pace_next_us: row.try_get("pace_next_us")?,
-            live: row.try_get("live")?,
-        })
-    }
-}
-
-/// A claimed delivery with its lease and, for a rate-limited endpoint, its send time.
-type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
-
 impl SqliteStore {
-    /// Whether any enabled endpoint has limits (asked at most once per
-    /// [`LimitedHint::TTL`](hookline_core::backend::LimitedHint::TTL) unless endpoints change here).
-    async fn any_limited(&self) -> DbResult<bool> {
-        if let Some(known) = self.limited.get() {
-            return Ok(known);
-        }
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE enabled = 1 \
-             AND (max_concurrency IS NOT NULL OR rate_limit IS NOT NULL))",
-        )
-        .fetch_one(&self.read)
-        .await?;
-        self.limited.set(any);
-        Ok(any)
-    }
-
     /// Claims up to `room` more deliveries of endpoints with limits, one endpoint at a time in
     /// a write transaction, so the limits hold against every process on the file: at most
     /// `maxConcurrency` live leases, and send times `1/rateLimit` apart (kept in
@@ -129,7 +69,7 @@ impl SqliteStore {
     ) -> DbResult<()> {
         let horizon_us = LimitedRoom::horizon_us(now);
         let skipped = |id: &str| skip.iter().any(|s| s.as_str() == id);
-        if !self.any_limited().await? {
+        if !claims::any_limited(self, &self.limited).await? {
             return Ok(());
         }
         // Look without the write lock first: most claims find nothing to do here.
@@ -159,21 +99,14 @@ impl SqliteStore {
             if skipped(&l.id) {
                 continue;
             }
-            let allowed = LimitedRoom::new(
-                now,
-                room,
-                l.max_concurrency,
-                l.live,
-                l.rate_limit,
-                l.pace_next_us,
-            );
+            let allowed = l.room(now, room);
             if allowed.take == 0 {
                 continue;
             }
             let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(CLAIM_SET);
             qb.push_bind(lease_end.as_millis());
             qb.push(" WHERE id IN (SELECT d.id FROM deliveries d WHERE d.endpoint_id = ");
-            qb.push_bind(l.id.clone());
+            qb.push_bind(l.id.as_str());
             qb.push(" AND d.status = 'pending' AND d.next_attempt_at <= ");
             qb.push_bind(now.as_millis());
             qb.push(ORDERED_HEAD);
@@ -181,21 +114,7 @@ impl SqliteStore {
             qb.push_bind(allowed.take as i64);
             qb.push(format!(") {CLAIM_RETURNING}"));
             let got = qb.build().fetch_all(&mut *tx).await?;
-            let mut mine = Vec::with_capacity(got.len());
-            for row in &got {
-                mine.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
-            }
-            mine.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
-            for (i, c) in mine.iter_mut().enumerate() {
-                c.2 = allowed.send_time(i);
-            }
-            if let Some(next) = allowed.next_free_us(mine.len()) {
-                sqlx::query("UPDATE endpoints SET pace_next_us = ? WHERE id = ?")
-                    .bind(next)
-                    .bind(&l.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mine = claims::take_limited(&mut tx, &l, &allowed, &got).await?;
             room = room.saturating_sub(mine.len());
             batch.extend(mine);
         }
@@ -273,85 +192,12 @@ impl QueueStore for SqliteStore {
             .await
             .map_err(DbError::from)?;
 
-        let mut batch = Vec::with_capacity(claimed.len());
-        for row in &claimed {
-            batch.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
-        }
-        batch.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        let mut batch = claims::claimed_rows(&claimed)?;
         if batch.len() < max {
             self.claim_limited(now, max - batch.len(), lease_end, skip, &mut batch)
                 .await?;
         }
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        let event_rows = fetch_by_ids(
-            &self.read,
-            EVENT_COLS,
-            "events",
-            batch.iter().map(|(d, _, _)| d.event_id.as_str().to_owned()),
-        )
-        .await?;
-        let mut events = HashMap::new();
-        for row in &event_rows {
-            let e = rows::event(row)?;
-            events.insert(e.id.clone(), e);
-        }
-        // Events can be large: hold one copy of each at a time, not the rows as well.
-        drop(event_rows);
-        let mut uses: HashMap<EventId, usize> = HashMap::new();
-        for (d, _, _) in &batch {
-            *uses.entry(d.event_id.clone()).or_default() += 1;
-        }
-        let endpoint_rows = fetch_by_ids(
-            &self.read,
-            ENDPOINT_COLS,
-            "endpoints",
-            batch
-                .iter()
-                .map(|(d, _, _)| d.endpoint_id.as_str().to_owned()),
-        )
-        .await?;
-        let mut endpoints = HashMap::new();
-        for row in &endpoint_rows {
-            let e = rows::endpoint(row)?;
-            endpoints.insert(e.id.clone(), e);
-        }
-
-        let mut out = Vec::with_capacity(batch.len());
-        for (delivery, cols, not_before) in batch {
-            // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
-            // or gone, and the lease just lapses.
-            // The last delivery of an event takes it; the others get a copy.
-            let last = uses.get_mut(&delivery.event_id).is_some_and(|n| {
-                *n -= 1;
-                *n == 0
-            });
-            let event = if last {
-                events.remove(&delivery.event_id)
-            } else {
-                events.get(&delivery.event_id).cloned()
-            };
-            let (Some(event), Some(endpoint)) =
-                (event, endpoints.get(&delivery.endpoint_id).cloned())
-            else {
-                continue;
-            };
-            out.push(Claimed {
-                attempt_number: delivery.attempts.saturating_add(1),
-                trigger: cols.trigger,
-                lease: LeaseToken {
-                    delivery: delivery.id.clone(),
-                    lease_id: cols.lease_id,
-                },
-                not_before,
-                delivery,
-                event,
-                endpoint,
-            });
-        }
-        Ok(out)
+        Ok(claims::claimed(self, batch).await?)
     }
 
     async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {

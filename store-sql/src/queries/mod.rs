@@ -2,6 +2,7 @@
 //! the body of [`crate::sqlite`] and of [`crate::postgres`]; `dialect` is that module's).
 
 pub mod catalog;
+pub mod claims;
 pub mod endpoints;
 pub mod history;
 pub mod page;

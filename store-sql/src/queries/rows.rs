@@ -35,7 +35,7 @@ pub const ATTEMPT_COLS: &str = "id, delivery_id, number, trigger_kind, started_a
     duration_ms, status_code, error, response_body";
 
 /// The value of `col`.
-pub(crate) fn get<'r, T>(row: &'r Row, col: &'static str) -> DbResult<T>
+pub fn get<'r, T>(row: &'r Row, col: &'static str) -> DbResult<T>
 where
     T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
 {
