@@ -7,6 +7,7 @@ use hookline_core::model::{Attempt, Delivery, Event, Trigger};
 use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
 use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
 
+use hookline_store_sql::group::{Group, Reply};
 use hookline_store_sql::postgres::claims::{self, ClaimedRow, Limited};
 use hookline_store_sql::postgres::queue::{self, original_receipt};
 use hookline_store_sql::postgres::rows::{ATTEMPT_COLS, DELIVERY_COLS, EVENT_COLS};
@@ -14,7 +15,6 @@ use hookline_store_sql::qualified;
 
 use crate::PgStore;
 use crate::error::{DbError, DbResult};
-use crate::group::Reply;
 
 /// How often enqueue looks for the row it conflicted with before giving up (the row can vanish
 /// between the conflict and the look-up only if it is deleted in that instant).
@@ -434,11 +434,11 @@ pub(crate) struct EnqueueOp {
 /// Most enqueues in one statement.
 pub(crate) const MAX_ENQUEUE_GROUP: usize = 128;
 
-/// Concurrent enqueues share one statement (see [`Group`](crate::group::Group)); each answers
+/// Concurrent enqueues share one statement (see [`Group`]); each answers
 /// whether its event was new (`false`: the id or idempotency key was taken, and nothing of it
 /// was written). A group with two events of one id, or whose statement fails, is run again one
 /// enqueue per statement.
-pub(crate) type EnqueueGroup = crate::group::Group<EnqueueOp, bool>;
+pub(crate) type EnqueueGroup = Group<EnqueueOp, bool>;
 
 async fn run_enqueues(pool: sqlx::PgPool, batch: Vec<(EnqueueOp, Reply<bool>)>) {
     let (ops, replies): (Vec<EnqueueOp>, Vec<Reply<bool>>) = batch.into_iter().unzip();
@@ -577,10 +577,10 @@ pub(crate) struct SettleOp {
 /// Most settles in one statement.
 pub(crate) const MAX_SETTLE_GROUP: usize = 256;
 
-/// Concurrent settles share one statement (see [`Group`](crate::group::Group)). A group with
+/// Concurrent settles share one statement (see [`Group`]). A group with
 /// two settles of one delivery, or whose statement fails, is run again one settle per
 /// statement, which gives every settle its exact individual outcome.
-pub(crate) type SettleGroup = crate::group::Group<SettleOp, ()>;
+pub(crate) type SettleGroup = Group<SettleOp, ()>;
 
 async fn run_settles(pool: sqlx::PgPool, batch: Vec<(SettleOp, Reply<()>)>) {
     let pool = &pool;

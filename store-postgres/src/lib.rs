@@ -165,7 +165,6 @@
 
 mod deliveries;
 mod error;
-mod group;
 
 use std::str::FromStr as _;
 use std::time::Duration;

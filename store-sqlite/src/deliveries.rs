@@ -1,17 +1,14 @@
 //! [`QueueStore`]: claims, leases, the write group's enqueues and settles, holds and purges.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use hookline_core::backend::LimitedRoom;
 use hookline_core::model::{Attempt, Delivery, Event, Trigger};
 use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
 use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-
 use hookline_store_sql::sqlite::claims::{self, ClaimedRow, Limited};
-use hookline_store_sql::sqlite::queue::{self, original_receipt};
-use hookline_store_sql::sqlite::rows::{ATTEMPT_COLS, EVENT_COLS};
+use hookline_store_sql::sqlite::queue;
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::SqliteStore;
 use crate::error::{DbError, DbResult};
@@ -135,7 +132,7 @@ impl QueueStore for SqliteStore {
         self.group
             .submit(
                 &self.write,
-                crate::group::Op::Enqueue {
+                Op::Enqueue {
                     event: event.clone(),
                     targets: targets.to_vec(),
                     now,
@@ -144,8 +141,8 @@ impl QueueStore for SqliteStore {
             )
             .await
             .map(|done| match done {
-                crate::group::Done::Enqueued(r) => r,
-                crate::group::Done::Settled => unreachable!("an enqueue answers with a receipt"),
+                Done::Enqueued(r) => r,
+                Done::Settled => unreachable!("an enqueue answers with a receipt"),
             })
     }
 
@@ -278,7 +275,7 @@ impl QueueStore for SqliteStore {
         self.group
             .submit(
                 &self.write,
-                crate::group::Op::Settle {
+                Op::Settle {
                     lease: lease.clone(),
                     attempt: attempt.clone(),
                     next,
@@ -326,346 +323,5 @@ impl QueueStore for SqliteStore {
 
     async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
         queue::record_healthy(self, id).await
-    }
-}
-
-/// The id of an event accepted before with `event`'s id or idempotency key.
-async fn find_original(conn: &mut SqliteConnection, event: &Event) -> DbResult<Option<String>> {
-    let same_id: Option<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ?")
-        .bind(event.id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match (same_id, &event.idempotency_key) {
-        (Some(id), _) => Some(id),
-        (None, Some(key)) => {
-            sqlx::query_scalar("SELECT id FROM events WHERE account = ? AND idempotency_key = ?")
-                .bind(event.account.as_str())
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        (None, None) => None,
-    })
-}
-
-/// Rows per multi-row statement of a batched group (well under SQLite's 32,766 variables).
-const ROWS_PER_STATEMENT: usize = 200;
-
-/// A whole group commit's enqueues and settles as a few multi-row statements, inside the
-/// caller's write transaction (see [`crate::group`]); the group has no two enqueues of one event
-/// id or idempotency key and no two settles of one delivery. The results are those running the
-/// operations one by one would give. An `Err` means part of the group may have been written:
-/// the caller rolls the transaction back.
-pub(crate) async fn run_batched(
-    conn: &mut SqliteConnection,
-    ops: &[Op],
-) -> DbResult<Vec<Result<Done, StoreError>>> {
-    let mut results: Vec<Option<Result<Done, StoreError>>> = ops.iter().map(|_| None).collect();
-
-    // Events: one row each; an id or idempotency key seen before inserts nothing.
-    let enqueues: Vec<(usize, &Event, &[EndpointId], Timestamp, Trigger)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Enqueue {
-                event,
-                targets,
-                now,
-                trigger,
-            } => Some((i, event, targets.as_slice(), *now, *trigger)),
-            Op::Settle { .. } => None,
-        })
-        .collect();
-    let mut inserted = HashSet::new();
-    for chunk in by_size(&enqueues, |(_, event, _, _, _)| event.data.get().len()) {
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLS}) "));
-        qb.push_values(chunk, |mut row, (_, event, _, _, _)| {
-            row.push_bind(event.id.as_str())
-                .push_bind(event.account.as_str())
-                .push_bind(event.site.as_ref().map(|s| s.as_str()))
-                .push_bind(event.event_type.as_str())
-                .push_bind(event.queue_id.as_deref())
-                .push_bind(event.data.get())
-                .push_bind(event.idempotency_key.as_deref())
-                .push_bind(event.timestamp.as_millis());
-        });
-        qb.push(" ON CONFLICT DO NOTHING RETURNING id");
-        let ids: Vec<String> = qb
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        inserted.extend(ids);
-    }
-
-    // Deliveries of the new events; duplicates answer with the original's receipt.
-    let mut rows = Vec::new();
-    for &(i, event, targets, now, trigger) in &enqueues {
-        if !inserted.contains(event.id.as_str()) {
-            let Some(id) = find_original(&mut *conn, event).await? else {
-                return Err(DbError::Group(
-                    "an event was neither inserted nor a duplicate".into(),
-                ));
-            };
-            results[i] = Some(Ok(Done::Enqueued(original_receipt(&mut *conn, &id).await?)));
-            continue;
-        }
-        let ids: Vec<DeliveryId> = targets.iter().map(|_| DeliveryId::generate()).collect();
-        for (id, target) in ids.iter().zip(targets) {
-            rows.push((id.as_str().to_owned(), event, target, now, trigger));
-        }
-        results[i] = Some(Ok(Done::Enqueued(Receipt {
-            event_id: event.id.clone(),
-            deliveries: ids,
-            duplicate: false,
-        })));
-    }
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
-             next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
-             ordering_key) ",
-        );
-        qb.push_values(chunk, |mut row, (id, event, target, now, trigger)| {
-            row.push_bind(id.as_str())
-                .push_bind(event.account.as_str())
-                .push_bind(event.id.as_str())
-                .push_bind(target.as_str())
-                .push("'pending', 0")
-                .push_bind(now.as_millis())
-                .push("NULL")
-                .push_bind(now.as_millis())
-                .push("NULL, NULL")
-                .push_bind(trigger.as_str())
-                .push("(SELECT ")
-                .push_bind_unseparated(event.queue_id.as_deref())
-                .push_unseparated(" FROM endpoints WHERE id = ")
-                .push_bind_unseparated(target.as_str())
-                .push_unseparated(" AND ordered = 1)");
-        });
-        qb.build().persistent(false).execute(&mut *conn).await?;
-    }
-
-    // Settles: one UPDATE for all leases, then the attempts of those whose lease was current.
-    let settles: Vec<(usize, &LeaseToken, &Attempt, Next)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Settle {
-                lease,
-                attempt,
-                next,
-            } => Some((i, lease, attempt, *next)),
-            Op::Enqueue { .. } => None,
-        })
-        .collect();
-    for chunk in settles.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("WITH v (id, lease_id, status, next_at, last_at) AS (");
-        qb.push_values(chunk, |mut row, (_, lease, attempt, next)| {
-            let (status, next_at) = settled_state(*next);
-            row.push_bind(lease.delivery.as_str())
-                .push_bind(lease.lease_id.as_str())
-                .push_bind(status)
-                .push_bind(next_at)
-                .push_bind(attempt.started_at.as_millis());
-        });
-        qb.push(
-            ") UPDATE deliveries SET status = v.status, attempts = attempts + 1, \
-             next_attempt_at = v.next_at, last_attempt_at = v.last_at, lease_id = NULL, \
-             claimed_due_at = NULL, next_trigger = 'scheduled' \
-             FROM v WHERE deliveries.id = v.id AND deliveries.lease_id = v.lease_id \
-             AND deliveries.status = 'pending' RETURNING deliveries.id",
-        );
-        let done: HashSet<String> = qb
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-        let mut settled = Vec::with_capacity(done.len());
-        for &(i, lease, attempt, _) in chunk {
-            results[i] = Some(if done.contains(lease.delivery.as_str()) {
-                settled.push((lease, attempt));
-                Ok(Done::Settled)
-            } else {
-                Err(StoreError::LeaseLost)
-            });
-        }
-        if settled.is_empty() {
-            continue;
-        }
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO attempts ({ATTEMPT_COLS}) "));
-        qb.push_values(settled, |mut row, (lease, attempt)| {
-            row.push_bind(attempt.id.as_str())
-                .push_bind(lease.delivery.as_str())
-                .push_bind(i64::from(attempt.number))
-                .push_bind(attempt.trigger.as_str())
-                .push_bind(attempt.started_at.as_millis())
-                .push_bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-                .push_bind(attempt.status_code.map(i64::from))
-                .push_bind(attempt.error.as_deref())
-                .push_bind(attempt.response_body.as_str());
-        });
-        qb.build().persistent(false).execute(&mut *conn).await?;
-    }
-
-    results
-        .into_iter()
-        .map(|r| r.ok_or_else(|| DbError::Group("an operation was left out".into())))
-        .collect()
-}
-
-/// Event data bound to one statement at most: sqlx and SQLite each copy what is bound, so a
-/// group of large events is written a few at a time rather than all at once.
-const BYTES_PER_STATEMENT: usize = 1 << 20;
-
-/// `items` cut into runs of at most [`ROWS_PER_STATEMENT`] items and, unless one item is larger
-/// on its own, [`BYTES_PER_STATEMENT`] bytes.
-fn by_size<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let n = size(item);
-        if i > start && (i - start == ROWS_PER_STATEMENT || bytes + n > BYTES_PER_STATEMENT) {
-            chunks.push(&items[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += n;
-    }
-    if start < items.len() {
-        chunks.push(&items[start..]);
-    }
-    chunks
-}
-
-/// A delivery's status and next due time after an attempt with outcome `next`.
-fn settled_state(next: Next) -> (&'static str, Option<i64>) {
-    match next {
-        Next::Delivered => ("succeeded", None),
-        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
-        Next::Exhausted => ("failed", None),
-    }
-}
-
-/// Enqueue inside the caller's write transaction (see [`crate::group`]).
-pub(crate) async fn enqueue_in(
-    tx: &mut SqliteConnection,
-    event: &Event,
-    targets: &[EndpointId],
-    now: Timestamp,
-    trigger: Trigger,
-) -> Result<Receipt, StoreError> {
-    if let Some(id) = find_original(&mut *tx, event).await? {
-        return Ok(original_receipt(&mut *tx, &id).await?);
-    }
-
-    sqlx::query(&format!(
-        "INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(event.id.as_str())
-    .bind(event.account.as_str())
-    .bind(event.site.as_ref().map(|s| s.as_str()))
-    .bind(event.event_type.as_str())
-    .bind(&event.queue_id)
-    .bind(event.data.get())
-    .bind(&event.idempotency_key)
-    .bind(event.timestamp.as_millis())
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::from(e).into_store("event"))?;
-    let mut deliveries = Vec::with_capacity(targets.len());
-    for target in targets {
-        let id = DeliveryId::generate();
-        sqlx::query(
-            "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
-             next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
-             ordering_key) \
-             VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, ?, \
-             (SELECT ? FROM endpoints WHERE id = ? AND ordered = 1))",
-        )
-        .bind(id.as_str())
-        .bind(event.account.as_str())
-        .bind(event.id.as_str())
-        .bind(target.as_str())
-        .bind(now.as_millis())
-        .bind(now.as_millis())
-        .bind(trigger.as_str())
-        .bind(&event.queue_id)
-        .bind(target.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| DbError::from(e).into_store("delivery"))?;
-        deliveries.push(id);
-    }
-    Ok(Receipt {
-        event_id: event.id.clone(),
-        deliveries,
-        duplicate: false,
-    })
-}
-
-/// Settle inside the caller's write transaction (see [`crate::group`]).
-pub(crate) async fn settle_in(
-    tx: &mut SqliteConnection,
-    lease: &LeaseToken,
-    attempt: &Attempt,
-    next: Next,
-) -> Result<(), StoreError> {
-    let (status, next_at) = settled_state(next);
-    let done = sqlx::query(
-        "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
-         last_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL, \
-         next_trigger = 'scheduled' \
-         WHERE id = ? AND lease_id = ? AND status = 'pending'",
-    )
-    .bind(status)
-    .bind(next_at)
-    .bind(attempt.started_at.as_millis())
-    .bind(lease.delivery.as_str())
-    .bind(&lease.lease_id)
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::from)?;
-    if done.rows_affected() == 0 {
-        // Nothing changed (the caller's savepoint is rolled back).
-        return Err(StoreError::LeaseLost);
-    }
-    sqlx::query(&format!(
-        "INSERT INTO attempts ({ATTEMPT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(attempt.id.as_str())
-    .bind(lease.delivery.as_str())
-    .bind(i64::from(attempt.number))
-    .bind(attempt.trigger.as_str())
-    .bind(attempt.started_at.as_millis())
-    .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
-    .bind(attempt.status_code.map(i64::from))
-    .bind(&attempt.error)
-    .bind(&attempt.response_body)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::from(e).into_store("attempt"))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{BYTES_PER_STATEMENT, ROWS_PER_STATEMENT, by_size};
-
-    #[test]
-    fn statements_are_cut_by_rows_and_by_bytes() {
-        let lens = |chunks: Vec<&[usize]>| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
-        assert!(by_size(&[] as &[usize], |n| *n).is_empty());
-        let small = vec![10; ROWS_PER_STATEMENT + 1];
-        assert_eq!(lens(by_size(&small, |n| *n)), [ROWS_PER_STATEMENT, 1]);
-        let large = vec![BYTES_PER_STATEMENT / 3; 7];
-        assert_eq!(lens(by_size(&large, |n| *n)), [3, 3, 1]);
-        // One item larger than the limit goes alone.
-        let huge = [1, BYTES_PER_STATEMENT * 2, 1];
-        assert_eq!(lens(by_size(&huge, |n| *n)), [1, 1, 1]);
     }
 }
