@@ -619,22 +619,14 @@ async fn run_settles(pool: sqlx::PgPool, batch: Vec<(SettleOp, Reply<()>)>) {
     }
 }
 
-/// A delivery's status and next due time after an attempt with outcome `next`.
-fn settled_state(next: Next) -> (&'static str, Option<i64>) {
-    match next {
-        Next::Delivered => ("succeeded", None),
-        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
-        Next::Exhausted => ("failed", None),
-    }
-}
-
 /// Settles `ops` (of distinct deliveries) in one statement; returns the deliveries whose lease
 /// was current (settled), the others changed nothing.
 async fn settle_many(
     pool: &sqlx::PgPool,
     ops: &[SettleOp],
 ) -> DbResult<std::collections::HashSet<String>> {
-    let states: Vec<(&str, Option<i64>)> = ops.iter().map(|op| settled_state(op.next)).collect();
+    let states: Vec<(&str, Option<i64>)> =
+        ops.iter().map(|op| queue::settled_state(op.next)).collect();
     // The deliveries are found through `id = ANY ($1)` (a primary-key lookup whatever the plan)
     // and only then joined with their new values.
     let settled: Vec<String> = sqlx::query_scalar(&format!(
@@ -725,7 +717,7 @@ async fn settle_many(
 /// written only if the lease check of the UPDATE matched.
 async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError> {
     let (lease, attempt) = (&op.lease, &op.attempt);
-    let (status, next_at) = settled_state(op.next);
+    let (status, next_at) = queue::settled_state(op.next);
     let done = sqlx::query(&format!(
         "WITH settled AS ( \
                  UPDATE deliveries SET status = $3, attempts = attempts + 1, \

@@ -21,7 +21,7 @@ use hookline_core::model::{Attempt, Event, Trigger};
 use hookline_core::store::{LeaseToken, Next, Receipt, StoreError};
 use hookline_core::{DeliveryId, EndpointId, Timestamp};
 use hookline_store_sql::group::Group;
-use hookline_store_sql::sqlite::queue::original_receipt;
+use hookline_store_sql::sqlite::queue::{self, original_receipt};
 use hookline_store_sql::sqlite::rows::{ATTEMPT_COLS, EVENT_COLS};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
@@ -323,7 +323,7 @@ pub(crate) async fn run_batched(
         let mut qb: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new("WITH v (id, lease_id, status, next_at, last_at) AS (");
         qb.push_values(chunk, |mut row, (_, lease, attempt, next)| {
-            let (status, next_at) = settled_state(*next);
+            let (status, next_at) = queue::settled_state(*next);
             row.push_bind(lease.delivery.as_str())
                 .push_bind(lease.lease_id.as_str())
                 .push_bind(status)
@@ -401,15 +401,6 @@ fn by_size<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     chunks
 }
 
-/// A delivery's status and next due time after an attempt with outcome `next`.
-fn settled_state(next: Next) -> (&'static str, Option<i64>) {
-    match next {
-        Next::Delivered => ("succeeded", None),
-        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
-        Next::Exhausted => ("failed", None),
-    }
-}
-
 /// Enqueue inside the caller's write transaction (see [`crate::group`]).
 pub(crate) async fn enqueue_in(
     tx: &mut SqliteConnection,
@@ -474,7 +465,7 @@ pub(crate) async fn settle_in(
     attempt: &Attempt,
     next: Next,
 ) -> Result<(), StoreError> {
-    let (status, next_at) = settled_state(next);
+    let (status, next_at) = queue::settled_state(next);
     let done = sqlx::query(
         "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
          last_attempt_at = ?, lease_id = NULL, claimed_due_at = NULL, \

@@ -3,7 +3,7 @@
 //! enqueue fan-out, settle, holds, purges and `next_due` are each store's own.)
 
 use hookline_core::model::Delivery;
-use hookline_core::store::{LeaseToken, Receipt, StoreError};
+use hookline_core::store::{LeaseToken, Next, Receipt, StoreError};
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::QueryBuilder;
 
@@ -179,4 +179,13 @@ pub async fn original_receipt(
             .collect::<Result<_, _>>()?,
         duplicate: true,
     })
+}
+
+/// A delivery's status and next due time after an attempt with outcome `next`.
+pub fn settled_state(next: Next) -> (&'static str, Option<i64>) {
+    match next {
+        Next::Delivered => ("succeeded", None),
+        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
+        Next::Exhausted => ("failed", None),
+    }
 }
