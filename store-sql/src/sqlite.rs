@@ -2,6 +2,8 @@
 //! own way: an endpoint's event types and sites are JSON text, and a write transaction takes the
 //! write lock up front (`BEGIN IMMEDIATE`).
 
+// The same source as the other dialect's: written once, compiled for each (see the crate docs).
+#[allow(clippy::duplicate_mod)]
 #[path = "queries/mod.rs"]
 mod queries;
 

@@ -108,11 +108,11 @@ pub async fn take_limited(
 }
 
 /// `SELECT <cols> FROM <table> WHERE id` in `ids` (each once) on the read pool.
-async fn fetch_by_ids<'a, S: SqlStore<Db = Db> + ?Sized>(
+async fn fetch_by_ids<S: SqlStore<Db = Db> + ?Sized>(
     s: &S,
     cols: &str,
     table: &str,
-    mut ids: Vec<&'a str>,
+    mut ids: Vec<&str>,
 ) -> DbResult<Vec<Row>> {
     ids.sort_unstable();
     ids.dedup();
