@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use hookline_core::backend::{LimitedHint, LimitedRoom};
-use hookline_core::model::Delivery;
+use hookline_core::model::{Delivery, Event};
 use hookline_core::store::{Claimed, LeaseToken};
 use hookline_core::{EventId, Timestamp};
 use sqlx::QueryBuilder;
@@ -133,16 +133,18 @@ pub async fn claimed<S: SqlStore<Db = Db> + ?Sized>(
     }
     let event_ids = batch.iter().map(|(d, _, _)| d.event_id.as_str()).collect();
     let event_rows = fetch_by_ids(s, EVENT_COLS, "events", event_ids).await?;
-    let mut events = HashMap::with_capacity(event_rows.len());
+    // Each event with the number of deliveries in the batch that still need it.
+    let mut events: HashMap<EventId, (Event, usize)> = HashMap::with_capacity(event_rows.len());
     for row in &event_rows {
         let e = rows::event(row)?;
-        events.insert(e.id.clone(), e);
+        events.insert(e.id.clone(), (e, 0));
     }
     // Events can be large: hold one copy of each at a time, not the rows as well.
     drop(event_rows);
-    let mut uses: HashMap<EventId, usize> = HashMap::with_capacity(events.len());
     for (d, _, _) in &batch {
-        *uses.entry(d.event_id.clone()).or_default() += 1;
+        if let Some((_, uses)) = events.get_mut(&d.event_id) {
+            *uses += 1;
+        }
     }
     let endpoint_ids = batch
         .iter()
@@ -158,14 +160,13 @@ pub async fn claimed<S: SqlStore<Db = Db> + ?Sized>(
     let mut out = Vec::with_capacity(batch.len());
     for (delivery, cols, not_before) in batch {
         // The last delivery of an event takes it; the others get a copy.
-        let last = uses.get_mut(&delivery.event_id).is_some_and(|n| {
-            *n -= 1;
-            *n == 0
-        });
-        let event = if last {
-            events.remove(&delivery.event_id)
-        } else {
-            events.get(&delivery.event_id).cloned()
+        let event = match events.get_mut(&delivery.event_id) {
+            Some((_, uses)) if *uses > 1 => {
+                *uses -= 1;
+                events.get(&delivery.event_id).map(|(e, _)| e.clone())
+            }
+            Some(_) => events.remove(&delivery.event_id).map(|(e, _)| e),
+            None => None,
         };
         let (Some(event), Some(endpoint)) = (event, endpoints.get(&delivery.endpoint_id).cloned())
         else {
