@@ -7,7 +7,7 @@ use hookline_core::{AccountId, EventTypeName, SiteId};
 use sqlx::QueryBuilder;
 
 use super::dialect::{self, Db};
-use super::page::{fetch_page, push_page};
+use super::page::{affected, fetch_page, optional, push_page};
 use super::rows::{self, ACCOUNT_COLS, API_KEY_COLS, EVENT_TYPE_COLS, SITE_COLS};
 use crate::SqlStore;
 use crate::error::DbError;
@@ -15,9 +15,9 @@ use crate::error::DbError;
 /// `rows_affected() > 0` of `qb` run on the write pool.
 async fn changed<S: SqlStore<Db = Db> + ?Sized>(
     s: &S,
-    mut qb: QueryBuilder<'_, Db>,
+    qb: QueryBuilder<'_, Db>,
 ) -> Result<bool, DbError> {
-    Ok(qb.build().execute(s.write_pool()).await?.rows_affected() > 0)
+    Ok(affected(qb, s.write_pool()).await? > 0)
 }
 
 /// An `INSERT`; a unique violation is a conflict on `entity`.
@@ -81,12 +81,7 @@ pub async fn account<S: SqlStore<Db = Db> + ?Sized>(
 ) -> Result<Option<Account>, StoreError> {
     let mut qb = QueryBuilder::new(format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = "));
     qb.push_bind(id.as_str());
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::account).transpose()?)
+    optional(qb, s.read_pool(), rows::account).await
 }
 
 /// Accounts, newest first.
@@ -180,12 +175,7 @@ pub async fn site<S: SqlStore<Db = Db> + ?Sized>(
     qb.push_bind(account.as_str())
         .push(" AND id = ")
         .push_bind(id.as_str());
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::site).transpose()?)
+    optional(qb, s.read_pool(), rows::site).await
 }
 
 /// An account's sites, newest first.
@@ -278,12 +268,7 @@ pub async fn event_type<S: SqlStore<Db = Db> + ?Sized>(
         "SELECT {EVENT_TYPE_COLS} FROM event_types WHERE name = "
     ));
     qb.push_bind(name.as_str());
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::event_type).transpose()?)
+    optional(qb, s.read_pool(), rows::event_type).await
 }
 
 /// The catalog, newest first.
@@ -341,12 +326,7 @@ pub async fn api_key<S: SqlStore<Db = Db> + ?Sized>(
 ) -> Result<Option<ApiKey>, StoreError> {
     let mut qb = QueryBuilder::new(format!("SELECT {API_KEY_COLS} FROM api_keys WHERE hash = "));
     qb.push_bind(hash);
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::api_key).transpose()?)
+    optional(qb, s.read_pool(), rows::api_key).await
 }
 
 /// Whether an admin key exists.

@@ -172,18 +172,18 @@ pub async fn claimed<S: SqlStore<Db = Db> + ?Sized>(
         else {
             continue;
         };
-        out.push(Claimed {
-            attempt_number: delivery.attempts.saturating_add(1),
-            trigger: cols.trigger,
-            lease: LeaseToken {
-                delivery: delivery.id.clone(),
-                lease_id: cols.lease_id,
-            },
-            not_before,
+        let attempt_number = delivery.attempts.saturating_add(1);
+        let lease = LeaseToken::new(delivery.id.clone(), cols.lease_id);
+        let mut claimed = Claimed::new(
             delivery,
             event,
             endpoint,
-        });
+            attempt_number,
+            cols.trigger,
+            lease,
+        );
+        claimed.not_before = not_before;
+        out.push(claimed);
     }
     Ok(out)
 }

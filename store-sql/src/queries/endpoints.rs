@@ -6,7 +6,7 @@ use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId};
 use sqlx::QueryBuilder;
 
 use super::dialect::{self, Db, JSON};
-use super::page::{fetch_page, push_page};
+use super::page::{fetch_page, optional, push_page};
 use super::rows::{self, ENDPOINT_COLS};
 use crate::SqlStore;
 use crate::error::{DbError, DbResult};
@@ -141,12 +141,7 @@ pub async fn endpoint<S: SqlStore<Db = Db> + ?Sized>(
     qb.push_bind(account.as_str())
         .push(" AND id = ")
         .push_bind(id.as_str());
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::endpoint).transpose()?)
+    optional(qb, s.read_pool(), rows::endpoint).await
 }
 
 /// An account's endpoints, newest first.

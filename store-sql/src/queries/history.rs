@@ -9,7 +9,7 @@ use hookline_core::{AccountId, DeliveryId, EventId};
 use sqlx::QueryBuilder;
 
 use super::dialect::Db;
-use super::page::{fetch_page, push_page};
+use super::page::{fetch_page, optional, push_page};
 use super::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, EVENT_COLS};
 use crate::error::DbError;
 use crate::{SqlStore, qualified};
@@ -24,12 +24,7 @@ pub async fn event<S: SqlStore<Db = Db> + ?Sized>(
     qb.push_bind(account.as_str())
         .push(" AND id = ")
         .push_bind(id.as_str());
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::event).transpose()?)
+    optional(qb, s.read_pool(), rows::event).await
 }
 
 /// An account's events, newest first.
@@ -78,12 +73,7 @@ pub async fn delivery<S: SqlStore<Db = Db> + ?Sized>(
     qb.push_bind(account.as_str())
         .push(" AND id = ")
         .push_bind(id.as_str());
-    let row = qb
-        .build()
-        .fetch_optional(s.read_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(row.as_ref().map(rows::delivery).transpose()?)
+    optional(qb, s.read_pool(), rows::delivery).await
 }
 
 /// An account's deliveries, newest first.

@@ -8,6 +8,7 @@ use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::QueryBuilder;
 
 use super::dialect::{self, Db};
+use super::page::affected;
 use super::rows::{self, DELIVERY_COLS};
 use crate::SqlStore;
 use crate::error::{DbError, DbResult};
@@ -28,12 +29,7 @@ pub async fn defer<S: SqlStore<Db = Db> + ?Sized>(
         .push(" AND lease_id = ")
         .push_bind(lease.lease_id.as_str())
         .push(" AND status = 'pending'");
-    let done = qb
-        .build()
-        .execute(s.write_pool())
-        .await
-        .map_err(DbError::from)?;
-    if done.rows_affected() == 0 {
+    if affected(qb, s.write_pool()).await? == 0 {
         return Err(StoreError::LeaseLost);
     }
     Ok(())
@@ -97,12 +93,7 @@ pub async fn recover_failed<S: SqlStore<Db = Db> + ?Sized>(
         .push_bind(endpoint.as_str())
         .push(" AND status = 'failed' AND created_at >= ")
         .push_bind(since.as_millis());
-    let done = qb
-        .build()
-        .execute(s.write_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(done.rows_affected())
+    Ok(affected(qb, s.write_pool()).await?)
 }
 
 /// Starts an endpoint's failure clock at `at` unless it runs; returns when it started.
@@ -155,12 +146,7 @@ pub async fn disable_endpoint<S: SqlStore<Db = Db> + ?Sized>(
         .push(" WHERE id = ")
         .push_bind(id.as_str())
         .push(" AND enabled = TRUE");
-    let done = qb
-        .build()
-        .execute(s.write_pool())
-        .await
-        .map_err(DbError::from)?;
-    Ok(done.rows_affected() == 1)
+    Ok(affected(qb, s.write_pool()).await? == 1)
 }
 
 /// The receipt of an event accepted before: its id and its deliveries (`duplicate: true`).
@@ -171,14 +157,12 @@ pub async fn original_receipt(
     let mut qb = QueryBuilder::<Db>::new("SELECT id FROM deliveries WHERE event_id = ");
     qb.push_bind(event).push(" ORDER BY id");
     let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
-    Ok(Receipt {
-        event_id: EventId::parse(event).map_err(|e| DbError::corrupt("events.id", e))?,
-        deliveries: ids
-            .iter()
-            .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
-            .collect::<Result<_, _>>()?,
-        duplicate: true,
-    })
+    let deliveries = ids
+        .iter()
+        .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
+        .collect::<Result<_, _>>()?;
+    let event = EventId::parse(event).map_err(|e| DbError::corrupt("events.id", e))?;
+    Ok(Receipt::new(event, deliveries, true))
 }
 
 /// A delivery's status and next due time after an attempt with outcome `next`.
