@@ -340,3 +340,19 @@ macro_rules! impl_history_store {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{fetch_limit, qualified};
+
+    #[test]
+    fn qualifies_column_lists() {
+        assert_eq!(qualified("d", "id, a,\n b"), "d.id, d.a, d.b");
+    }
+
+    #[test]
+    fn pages_fetch_one_row_more() {
+        assert_eq!(fetch_limit(50), 51);
+        assert_eq!(fetch_limit(usize::MAX), i64::MAX);
+    }
+}

@@ -13,9 +13,12 @@ pub use queries::{catalog, claims, endpoints, history, page, queue, rows};
 /// `SQLITE_LOCKED`, including their extended codes, mean another connection holds a lock.
 pub(crate) fn is_transient(e: &sqlx::sqlite::SqliteError) -> bool {
     use sqlx::error::DatabaseError as _;
-    e.code()
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    e.code().is_some_and(|c| is_busy_code(&c))
+}
+
+/// Whether an (extended) result code is `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6).
+fn is_busy_code(code: &str) -> bool {
+    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 mod dialect {
@@ -87,5 +90,33 @@ mod dialect {
         _site: Option<&'a SiteId>,
         _kind: &'a EventTypeName,
     ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_busy_code;
+
+    #[test]
+    fn busy_and_locked_are_transient() {
+        assert!(is_busy_code("5")); // SQLITE_BUSY
+        assert!(is_busy_code("517")); // SQLITE_BUSY_SNAPSHOT
+        assert!(is_busy_code("262")); // SQLITE_LOCKED_SHAREDCACHE
+        assert!(!is_busy_code("2067")); // SQLITE_CONSTRAINT_UNIQUE
+        assert!(!is_busy_code("19")); // SQLITE_CONSTRAINT
+    }
+
+    #[tokio::test]
+    async fn a_unique_violation_is_a_conflict() {
+        use hookline_core::store::StoreError;
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let insert = || sqlx::query("INSERT INTO t (id) VALUES ('a')").execute(&pool);
+        insert().await.unwrap();
+        let e = crate::DbError::from(insert().await.unwrap_err()).into_store("thing");
+        assert!(matches!(e, StoreError::Conflict("thing")), "{e:?}");
     }
 }
