@@ -1,12 +1,23 @@
 //! Enqueue: idempotency by event id and by idempotency key (also under races), atomic writes,
 //! unknown targets refused, and payloads kept byte for byte.
+//!
+//! **Targets must exist.** Every target of an enqueue must be an endpoint of the event's account
+//! when the enqueue is stored; otherwise the store refuses the whole enqueue with
+//! [`StoreError::NotFound`] and writes nothing (no event, no delivery, no idempotency key), so a
+//! delivery never points at a missing endpoint or at another account's, and the caller learns
+//! at once that its target list was stale (an endpoint removed between choosing the
+//! subscribers and enqueueing: choosing them again and retrying is the remedy). The check is
+//! atomic with the write, so a concurrent `remove_endpoint` either sees the new delivery (and
+//! cancels it) or makes the enqueue fail. Idempotency comes first: an event id or idempotency
+//! key already stored is answered with the original receipt whatever the targets, as a
+//! duplicate writes nothing anyway.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::id::{EndpointId, EventId};
-use crate::model::{DeliveryStatus, EventFilter, PageRequest};
-use crate::store::{Receipt, Store};
+use crate::model::{DeliveryFilter, DeliveryStatus, EventFilter, PageRequest};
+use crate::store::{Receipt, Store, StoreError};
 
 use super::support::{
     at, claim_one, deliveries_of, delivery, delivery_filter, enqueue, enqueue_concurrently, event,
@@ -151,7 +162,8 @@ pub async fn idempotency_key_returns_original_event(store: Arc<dyn Store>) {
     assert_eq!(with_race_key, 1, "only one event with the raced key exists");
 }
 
-/// After `Ok` the event and all its deliveries are readable; after an error nothing is.
+/// After `Ok` the event and all its deliveries are readable (an error writes nothing: see
+/// [`enqueue_to_an_unknown_endpoint_writes_nothing`]).
 pub async fn enqueue_writes_event_and_deliveries_atomically(store: Arc<dyn Store>) {
     let s = &*store;
     let a = new_account(s, "acme").await;
@@ -188,31 +200,68 @@ pub async fn enqueue_writes_event_and_deliveries_atomically(store: Arc<dyn Store
     let r = enqueue(s, &lonely, &[], at(1)).await;
     assert!(r.deliveries.is_empty());
     assert!(s.event(&a, &lonely.id).await.expect("event").is_some());
+}
 
-    // A target that does not exist: either all of it is written, or none of it.
-    let ghost = EndpointId::generate();
-    let odd = event(&a, "rx.completed", None, at(2));
-    match s
-        .enqueue(&odd, &[eps[0].id.clone(), ghost.clone()], at(2))
-        .await
-    {
-        Ok(r) => {
-            assert!(!r.duplicate);
-            assert_eq!(r.deliveries.len(), 2);
-            assert_eq!(
-                s.event(&a, &odd.id).await.expect("event"),
-                Some(odd.clone())
-            );
-            for id in &r.deliveries {
-                delivery(s, &a, id).await;
-            }
+/// An enqueue with a target that is not an endpoint of the event's account (never created,
+/// removed, or another account's) is refused with `NotFound` and writes nothing: no event, no
+/// delivery, no idempotency key; the same event enqueued to real endpoints afterwards is new. A
+/// duplicate is still answered with the original receipt, whatever its targets.
+pub async fn enqueue_to_an_unknown_endpoint_writes_nothing(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let b = new_account(s, "globex").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let removed = new_endpoint(s, &a, &[], &[]).await;
+    assert!(s.remove_endpoint(&a, &removed.id).await.expect("remove"));
+    let foreign = new_endpoint(s, &b, &[], &[]).await;
+
+    let mut odd = event(&a, "rx.completed", None, at(2));
+    odd.idempotency_key = Some("order-7".into());
+    for (ghost, what) in [
+        (EndpointId::generate(), "an endpoint that never existed"),
+        (removed.id.clone(), "a removed endpoint"),
+        (foreign.id.clone(), "another account's endpoint"),
+    ] {
+        match s.enqueue(&odd, &[ep.id.clone(), ghost], at(2)).await {
+            Err(StoreError::NotFound(_)) => {}
+            other => panic!("enqueue to {what}: expected NotFound, got {other:?}"),
         }
-        Err(_) => {
-            assert_eq!(s.event(&a, &odd.id).await.expect("event"), None);
-            let left = deliveries_of(s, &a, &delivery_filter(Some(&odd.id), None, None)).await;
-            assert!(left.is_empty(), "a failed enqueue leaves no delivery");
-        }
+        assert_eq!(s.event(&a, &odd.id).await.expect("event"), None, "{what}");
+        let left = deliveries_of(s, &a, &delivery_filter(Some(&odd.id), None, None)).await;
+        assert!(
+            left.is_empty(),
+            "{what}: a refused enqueue leaves no delivery"
+        );
     }
+    assert!(events_of(s, &a, &EventFilter::default()).await.is_empty());
+    assert!(
+        deliveries_of(s, &b, &DeliveryFilter::default())
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        s.next_due().await.expect("next_due"),
+        None,
+        "nothing is due"
+    );
+
+    // Nothing was reserved: the same event (id and idempotency key) is new afterwards.
+    let r = enqueue(s, &odd, &[&ep], at(3)).await;
+    assert_eq!(r.event_id, odd.id);
+    let c = claim_one(s, at(3)).await;
+    assert_eq!(c.delivery.id, r.deliveries[0]);
+    assert_eq!(c.endpoint.id, ep.id);
+
+    // A duplicate writes nothing whatever its targets, so it is answered as a duplicate.
+    let again = s
+        .enqueue(&odd, &[EndpointId::generate()], at(4))
+        .await
+        .expect("re-enqueue of a stored event");
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.event_id, again.deliveries),
+        (odd.id.clone(), r.deliveries)
+    );
 }
 
 /// An event's data comes back byte for byte: whitespace, key order, escapes, big numbers.

@@ -123,6 +123,7 @@ macro_rules! store_conformance {
             enqueue_is_idempotent_per_event_id,
             idempotency_key_returns_original_event,
             enqueue_writes_event_and_deliveries_atomically,
+            enqueue_to_an_unknown_endpoint_writes_nothing,
             claim_returns_only_due_in_due_order,
             claim_skips_disabled_endpoints,
             concurrent_claims_are_disjoint,
