@@ -80,6 +80,9 @@ impl RedisStore {
             .enqueues
             .submit(item, bytes, |items| self.enqueue_call(items))
             .await?;
+        if outcome == "unknown" {
+            return Err(DbError::Store(StoreError::NotFound("endpoint")));
+        }
         Ok(Receipt {
             event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
             deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,
