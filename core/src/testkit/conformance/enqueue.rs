@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use crate::id::{EndpointId, EventId};
 use crate::model::{DeliveryFilter, DeliveryStatus, EventFilter, PageRequest};
-use crate::store::{Receipt, Store, StoreError};
+use crate::store::{Next, Receipt, Store, StoreError};
 
 use super::support::{
-    at, claim_one, deliveries_of, delivery, delivery_filter, enqueue, enqueue_concurrently, event,
-    events_of, new_account, new_endpoint, raw, set,
+    at, claim, claim_one, deliveries_of, delivery, delivery_filter, enqueue, enqueue_concurrently,
+    event, events_of, new_account, new_endpoint, raw, set, settle, try_enqueue_concurrently,
 };
 
 /// Enqueueing an event id twice writes nothing the second time and returns the original receipt.
@@ -233,7 +233,49 @@ pub async fn enqueue_to_an_unknown_endpoint_writes_nothing(store: Arc<dyn Store>
             "{what}: a refused enqueue leaves no delivery"
         );
     }
-    assert!(events_of(s, &a, &EventFilter::default()).await.is_empty());
+
+    // Among concurrent enqueues (which a store may write together), exactly those naming an
+    // unknown endpoint are refused.
+    let jobs = (0..12)
+        .map(|i| {
+            let target = match i % 3 {
+                0 => EndpointId::generate(),
+                _ => ep.id.clone(),
+            };
+            (event(&a, "rx.completed", None, at(1)), target)
+        })
+        .collect::<Vec<_>>();
+    let refused: BTreeSet<EventId> = jobs
+        .iter()
+        .filter(|(_, t)| *t != ep.id)
+        .map(|(ev, _)| ev.id.clone())
+        .collect();
+    for (id, r) in try_enqueue_concurrently(&store, jobs, at(1)).await {
+        if refused.contains(&id) {
+            assert!(
+                matches!(r, Err(StoreError::NotFound(_))),
+                "a concurrent enqueue to an unknown endpoint: expected NotFound, got {r:?}"
+            );
+            assert_eq!(s.event(&a, &id).await.expect("event"), None);
+        } else {
+            let r = r.expect("a concurrent enqueue beside refused ones");
+            assert!(!r.duplicate);
+            assert_eq!((r.event_id, r.deliveries.len()), (id, 1));
+        }
+    }
+    let good = claim(s, at(1), 100).await;
+    assert_eq!(
+        good.len(),
+        8,
+        "only the accepted enqueues' deliveries exist"
+    );
+    for c in &good {
+        settle(s, c, at(1), Some(200), Next::Delivered).await;
+    }
+    assert_eq!(events_of(s, &a, &EventFilter::default()).await.len(), 8);
+    let stored = deliveries_of(s, &a, &DeliveryFilter::default()).await;
+    assert!(stored.iter().all(|d| d.endpoint_id == ep.id));
+
     assert!(
         deliveries_of(s, &b, &DeliveryFilter::default())
             .await
@@ -249,6 +291,7 @@ pub async fn enqueue_to_an_unknown_endpoint_writes_nothing(store: Arc<dyn Store>
     let r = enqueue(s, &odd, &[&ep], at(3)).await;
     assert_eq!(r.event_id, odd.id);
     let c = claim_one(s, at(3)).await;
+    assert_eq!(c.event.id, odd.id);
     assert_eq!(c.delivery.id, r.deliveries[0]);
     assert_eq!(c.endpoint.id, ep.id);
 

@@ -270,15 +270,26 @@ pub(super) async fn enqueue_concurrently(
     target: &EndpointId,
     now: Timestamp,
 ) -> Vec<(EventId, Receipt)> {
+    let jobs = events.into_iter().map(|ev| (ev, target.clone())).collect();
+    try_enqueue_concurrently(store, jobs, now)
+        .await
+        .into_iter()
+        .map(|(id, r)| (id, r.expect("concurrent enqueue")))
+        .collect()
+}
+
+/// Enqueues each event to its target at `now` from a task of its own, all at once (spawned in
+/// the given order); returns each event's id with what the store answered.
+pub(super) async fn try_enqueue_concurrently(
+    store: &Arc<dyn Store>,
+    jobs: Vec<(Event, EndpointId)>,
+    now: Timestamp,
+) -> Vec<(EventId, Result<Receipt, StoreError>)> {
     let mut tasks = JoinSet::new();
-    for ev in events {
+    for (ev, target) in jobs {
         let store = store.clone();
-        let target = target.clone();
         tasks.spawn(async move {
-            let r = store
-                .enqueue(&ev, &[target], now)
-                .await
-                .expect("concurrent enqueue");
+            let r = store.enqueue(&ev, &[target], now).await;
             (ev.id, r)
         });
     }
