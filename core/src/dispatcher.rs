@@ -16,8 +16,8 @@ use tracing::Instrument as _;
 
 use crate::envelope::envelope;
 use crate::gate::{Admit, GateConfig, Gates, Health};
-use crate::id::{AttemptId, DeliveryId, EndpointId};
-use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES};
+use crate::id::{AttemptId, EndpointId};
+use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES, Trigger};
 use crate::retry::{Outcome, RetryPolicy, Schedule, classify};
 use crate::signing::{SignInput, Signer, SignerSet};
 use crate::store::{Claimed, Next, Receipt, Store, StoreError};
@@ -304,11 +304,9 @@ impl Dispatcher {
     ) -> Result<Receipt, PublishError> {
         let store = &self.inner.store;
         let now = self.inner.clock.now();
-        let receipt = store.enqueue(event, targets, now).await?;
-        let ids: Vec<DeliveryId> = receipt.deliveries.clone();
-        for id in &ids {
-            store.retry_delivery(&event.account, id, now).await?;
-        }
+        let receipt = store
+            .enqueue_with(event, targets, now, Trigger::Manual)
+            .await?;
         self.wake();
         Ok(receipt)
     }
@@ -611,22 +609,24 @@ impl Dispatcher {
 
     /// Disables an endpoint whose every attempt has failed since `since`.
     async fn disable_failing(&self, c: &Claimed, since: Timestamp) {
-        let store = &self.inner.store;
         let reason = format!("every attempt failed since {since}; disabled automatically");
-        match store.endpoint(&c.endpoint.account, &c.endpoint.id).await {
-            Ok(Some(mut ep)) if ep.enabled => {
-                ep.enabled = false;
-                ep.disabled_reason = Some(reason);
-                ep.updated_at = self.inner.clock.now();
-                match store.update_endpoint(&ep).await {
-                    Ok(()) => {
-                        tracing::warn!(endpoint_id = %ep.id, failing_since = %since, "endpoint disabled after failing for too long")
-                    }
-                    Err(e) => tracing::error!(error = %e, "disabling a failing endpoint failed"),
-                }
+        let now = self.inner.clock.now();
+        match self
+            .inner
+            .store
+            .disable_endpoint(&c.endpoint.id, &reason, now)
+            .await
+        {
+            Ok(true) => tracing::warn!(
+                account_id = %c.endpoint.account,
+                endpoint_id = %c.endpoint.id,
+                failing_since = %since,
+                "endpoint disabled after failing for too long"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, endpoint_id = %c.endpoint.id, "disabling a failing endpoint failed")
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "loading a failing endpoint failed"),
         }
         self.inner.gates.forget(&c.endpoint.id);
     }

@@ -23,10 +23,11 @@
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs, a manual clock |
+//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod dispatcher;
 pub mod envelope;
 mod gate;

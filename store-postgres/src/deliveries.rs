@@ -1,13 +1,14 @@
-//! [`DeliveryStore`]: events, deliveries, leases and attempts.
+//! [`QueueStore`] and [`HistoryStore`]: events, deliveries, leases and attempts.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use hookline_core::backend::LimitedRoom;
 use hookline_core::model::{
-    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
+    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest, Trigger,
 };
 use hookline_core::store::{
-    Claimed, DeliveryStore, LeaseToken, LimitedRoom, Next, Receipt, StoreError,
+    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
 };
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::{PgConnection, QueryBuilder};
@@ -132,7 +133,7 @@ type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
 
 impl PgStore {
     /// Whether any enabled endpoint has limits (asked at most once per
-    /// [`LimitedHint::TTL`](hookline_core::store::LimitedHint::TTL) unless endpoints change here).
+    /// [`LimitedHint::TTL`](hookline_core::backend::LimitedHint::TTL) unless endpoints change here).
     async fn any_limited(&self) -> DbResult<bool> {
         if let Some(known) = self.limited.get() {
             return Ok(known);
@@ -289,12 +290,13 @@ async fn original_receipt(conn: &mut PgConnection, event: String) -> DbResult<Re
 }
 
 #[async_trait::async_trait]
-impl DeliveryStore for PgStore {
-    async fn enqueue(
+impl QueueStore for PgStore {
+    async fn enqueue_with(
         &self,
         event: &Event,
         targets: &[EndpointId],
         now: Timestamp,
+        trigger: Trigger,
     ) -> Result<Receipt, StoreError> {
         for _ in 0..DUPLICATE_LOOKUPS {
             let deliveries: Vec<DeliveryId> =
@@ -304,6 +306,7 @@ impl DeliveryStore for PgStore {
                 targets: targets.to_vec(),
                 deliveries: deliveries.clone(),
                 now,
+                trigger,
             };
             let pool = self.pool.clone();
             let inserted = self
@@ -348,104 +351,6 @@ impl DeliveryStore for PgStore {
 
     fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.listen_for_work())
-    }
-
-    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE account = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::event).transpose()?)
-    }
-
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(t) = &filter.event_type {
-            qb.push(" AND event_type = ")
-                .push_bind(t.as_str().to_owned());
-        }
-        if let Some(s) = &filter.site {
-            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
-        }
-        if let Some(q) = &filter.queue_id {
-            qb.push(" AND queue_id = ").push_bind(q.clone());
-        }
-        if let Some(t) = filter.since {
-            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
-        }
-        if let Some(t) = filter.until {
-            qb.push(" AND fired_at < ").push_bind(t.as_millis());
-        }
-        push_page(&mut qb, "fired_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
-            created_at: e.timestamp,
-            id: e.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::delivery).transpose()?)
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
-        ));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(e) = &filter.event {
-            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
-        }
-        if let Some(e) = &filter.endpoint {
-            qb.push(" AND endpoint_id = ")
-                .push_bind(e.as_str().to_owned());
-        }
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(s.as_str());
-        }
-        push_page(&mut qb, "created_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
-            created_at: d.created_at,
-            id: d.id.as_str().to_owned(),
-        }))
     }
 
     async fn claim_due_except(
@@ -667,25 +572,6 @@ impl DeliveryStore for PgStore {
             .await
     }
 
-    async fn attempts(
-        &self,
-        account: &AccountId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        let found = sqlx::query(&format!(
-            "SELECT {} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
-             WHERE a.delivery_id = $1 AND d.account = $2 \
-             ORDER BY a.number, a.started_at, a.id",
-            qualified("a", ATTEMPT_COLS)
-        ))
-        .bind(delivery.as_str())
-        .bind(account.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
-    }
-
     async fn retry_delivery(
         &self,
         account: &AccountId,
@@ -727,15 +613,183 @@ impl DeliveryStore for PgStore {
         .map_err(DbError::from)?;
         Ok(done.rows_affected())
     }
+
+    async fn record_failing(
+        &self,
+        id: &EndpointId,
+        at: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let since: Option<i64> = sqlx::query_scalar(
+            "UPDATE endpoints SET failing_since = coalesce(failing_since, $1) WHERE id = $2 \
+             RETURNING failing_since",
+        )
+        .bind(at.as_millis())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(since.map(Timestamp::from_millis))
+    }
+
+    async fn disable_endpoint(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 \
+             WHERE id = $1 AND enabled",
+        )
+        .bind(id.as_str())
+        .bind(reason)
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+        )
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(())
+    }
 }
 
-/// One [`DeliveryStore::enqueue`] call, with the ids of its deliveries.
+#[async_trait::async_trait]
+impl HistoryStore for PgStore {
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE account = $1 AND id = $2"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::event).transpose()?)
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(t) = &filter.event_type {
+            qb.push(" AND event_type = ")
+                .push_bind(t.as_str().to_owned());
+        }
+        if let Some(s) = &filter.site {
+            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
+        }
+        if let Some(q) = &filter.queue_id {
+            qb.push(" AND queue_id = ").push_bind(q.clone());
+        }
+        if let Some(t) = filter.since {
+            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
+        }
+        if let Some(t) = filter.until {
+            qb.push(" AND fired_at < ").push_bind(t.as_millis());
+        }
+        push_page(&mut qb, "fired_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
+            created_at: e.timestamp,
+            id: e.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = $1 AND id = $2"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::delivery).transpose()?)
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
+        ));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(e) = &filter.event {
+            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
+        }
+        if let Some(e) = &filter.endpoint {
+            qb.push(" AND endpoint_id = ")
+                .push_bind(e.as_str().to_owned());
+        }
+        if let Some(s) = filter.status {
+            qb.push(" AND status = ").push_bind(s.as_str());
+        }
+        push_page(&mut qb, "created_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
+            created_at: d.created_at,
+            id: d.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.delivery_id = $1 AND d.account = $2 \
+             ORDER BY a.number, a.started_at, a.id",
+            qualified("a", ATTEMPT_COLS)
+        ))
+        .bind(delivery.as_str())
+        .bind(account.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(DbError::from)?;
+        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
+    }
+}
+
+/// One [`QueueStore::enqueue_with`] call, with the ids of its deliveries.
 #[derive(Debug)]
 pub(crate) struct EnqueueOp {
     event: Event,
     targets: Vec<EndpointId>,
     deliveries: Vec<DeliveryId>,
     now: Timestamp,
+    trigger: Trigger,
 }
 
 /// Most enqueues in one statement.
@@ -787,7 +841,7 @@ async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreE
              INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
                  attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
              SELECT t.id, $2, ev.id, t.endpoint_id, 'pending', 0, $11, $11, \
-                 'scheduled', CASE WHEN e.ordered THEN $5 END \
+                 $12, CASE WHEN e.ordered THEN $5 END \
              FROM ev \
              CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
                  AS t (id, endpoint_id, n) \
@@ -806,6 +860,7 @@ async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreE
     .bind(op.deliveries.iter().map(|d| d.as_str()).collect::<Vec<_>>())
     .bind(op.targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
     .bind(op.now.as_millis())
+    .bind(op.trigger.as_str())
     .fetch_one(pool)
     .await
     .map_err(|e| DbError::from(e).into_store("event"))?;
@@ -830,12 +885,14 @@ async fn enqueue_many(
     let mut d_id = Vec::new();
     let mut d_endpoint = Vec::new();
     let mut d_at = Vec::new();
+    let mut d_trigger = Vec::new();
     for op in ops {
         for (id, target) in op.deliveries.iter().zip(&op.targets) {
             d_event.push(op.event.id.as_str());
             d_id.push(id.as_str());
             d_endpoint.push(target.as_str());
             d_at.push(op.now.as_millis());
+            d_trigger.push(op.trigger.as_str());
         }
     }
     let ev = |f: fn(&Event) -> Option<&str>| ops.iter().map(|op| f(&op.event)).collect::<Vec<_>>();
@@ -845,8 +902,8 @@ async fn enqueue_many(
                  $6::text[], $7::text[], $8::int8[]) WITH ORDINALITY \
              AS i (id, account, site, event_type, queue_id, data, idempotency_key, fired_at, n)), \
          t AS ( \
-             SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[]) \
-             WITH ORDINALITY AS t (event_id, id, endpoint_id, at, n)), \
+             SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], \
+                 $13::text[]) WITH ORDINALITY AS t (event_id, id, endpoint_id, at, next_trigger, n)), \
          known AS ({KNOWN} WHERE id = ANY($11::text[]) FOR KEY SHARE), \
          missing AS ( \
              SELECT t.event_id FROM t JOIN input i ON i.id = t.event_id \
@@ -861,7 +918,7 @@ async fn enqueue_many(
              INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
                  attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
              SELECT t.id, ev.account, ev.id, t.endpoint_id, 'pending', 0, t.at, t.at, \
-                 'scheduled', CASE WHEN e.ordered THEN ev.queue_id END \
+                 t.next_trigger, CASE WHEN e.ordered THEN ev.queue_id END \
              FROM t \
              JOIN ev ON ev.id = t.event_id \
              JOIN known e ON e.id = t.endpoint_id AND e.account = ev.account \
@@ -884,12 +941,13 @@ async fn enqueue_many(
     .bind(d_id)
     .bind(d_endpoint)
     .bind(d_at)
+    .bind(d_trigger)
     .fetch_all(pool)
     .await?;
     Ok(inserted.into_iter().collect())
 }
 
-/// One [`DeliveryStore::settle`] call.
+/// One [`QueueStore::settle`] call.
 #[derive(Debug)]
 pub(crate) struct SettleOp {
     lease: LeaseToken,

@@ -2,7 +2,7 @@
 
 use hookline_core::model::{Cursor, Endpoint, Page, PageRequest};
 use hookline_core::store::{EndpointStore, StoreError};
-use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId, Timestamp};
+use hookline_core::{AccountId, EndpointId, EventTypeName, SiteId};
 use sqlx::QueryBuilder;
 
 use crate::PgStore;
@@ -175,34 +175,6 @@ impl EndpointStore for PgStore {
         .map_err(DbError::from)?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(true)
-    }
-
-    async fn record_failing(
-        &self,
-        id: &EndpointId,
-        at: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        let since: Option<i64> = sqlx::query_scalar(
-            "UPDATE endpoints SET failing_since = coalesce(failing_since, $1) WHERE id = $2 \
-             RETURNING failing_since",
-        )
-        .bind(at.as_millis())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(since.map(Timestamp::from_millis))
-    }
-
-    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-        )
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(())
     }
 
     async fn subscribers(

@@ -317,7 +317,7 @@ pub struct PgStore {
     /// Raised when another process enqueues (`LISTEN hookline_work_<schema>`); started on first use.
     signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Whether any endpoint has limits (claims skip the limited path while none has).
-    limited: std::sync::Arc<hookline_core::store::LimitedHint>,
+    limited: std::sync::Arc<hookline_core::backend::LimitedHint>,
     /// Sends the work notifications of enqueues.
     announcer: std::sync::Arc<Announcer>,
     /// Shares one statement between concurrent enqueues.

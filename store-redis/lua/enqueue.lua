@@ -3,7 +3,8 @@
 -- other, exactly as if each were a call of its own (so a second event with the id or the
 -- idempotency key of an earlier one of the same call is answered with the earlier's receipt).
 -- ARGV: [2] retention (ms), then per event: event id, account, idempotency key ('' = none),
---       event JSON, event index member, now, queue id ('' = none), number of deliveries n, then
+--       event JSON, event index member, now, queue id ('' = none), first attempt's trigger
+--       ('scheduled' | 'manual'), number of deliveries n, then
 --       n times: delivery id, endpoint id, delivery index member.
 -- The index entries of all the call's events are added per index at the end, and the new
 -- deliveries are scheduled after that, only for the events whose entries were all added; an event
@@ -36,7 +37,7 @@ end
 -- needs ({key, member, ...}) and its deliveries to schedule ({id, endpoint, queue key, due}, ...).
 local function store(a)
   local ev_id, acct, idem, json, m = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local now, queue, n = ARGV[a + 5], ARGV[a + 6], tonumber(ARGV[a + 7])
+  local now, queue, trigger, n = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
   local ek = Q .. 'ev:' .. ev_id
   if redis.call('EXISTS', ek) == 1 then
     return receipt(ev_id)
@@ -51,7 +52,7 @@ local function store(a)
   end
   -- Every target must be an endpoint of the event's account; otherwise nothing is written.
   for i = a + 9, a + 6 + 3 * n, 3 do
-    if endpoint(ARGV[i]).account ~= acct then
+    if endpoint(ARGV[i + 1]).account ~= acct then
       return {'unknown', ev_id, {}}
     end
   end
@@ -63,7 +64,7 @@ local function store(a)
   redis.call('PEXPIRE', ek, ttl)
   local entries = {Q .. 'evs:' .. acct, m, Q .. 'evall', m}
   local ids, placements = {}, {}
-  for i = a + 8, a + 5 + 3 * n, 3 do
+  for i = a + 9, a + 6 + 3 * n, 3 do
     local id, ep, dm = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local okey = ''
     if queue ~= '' and endpoint(ep).ordered then
@@ -72,7 +73,7 @@ local function store(a)
     local dk = Q .. 'dlv:' .. id
     redis.call('HSET', dk, 'account', acct, 'event', ev_id, 'endpoint', ep, 'status', 'pending',
       'attempts', 0, 'next_at', now, 'last_at', '', 'created', now, 'lease', '', 'due_at', '',
-      'trigger', 'scheduled', 'okey', okey)
+      'trigger', trigger, 'okey', okey)
     redis.call('PEXPIRE', dk, ttl)
     local e = #entries
     entries[e + 1] = Q .. 'dlvs:' .. acct
@@ -128,7 +129,7 @@ while a <= #ARGV do
   local acct = ARGV[a + 1]
   accounts[acct] = (accounts[acct] or 0) + 1
   events = events + 1
-  a = a + 8 + 3 * tonumber(ARGV[a + 7])
+  a = a + 9 + 3 * tonumber(ARGV[a + 8])
 end
 
 -- One ZADD per index; an index that cannot be written fails the events that needed it.

@@ -1,16 +1,19 @@
-//! [`DeliveryStore`]: events, deliveries, leases and attempts — each write one Lua script.
+//! [`QueueStore`] and [`HistoryStore`]: events, deliveries, leases and attempts — each write one Lua script.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use hookline_core::model::{
-    Attempt, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
+    Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, Page, PageRequest, Trigger,
 };
-use hookline_core::store::{Claimed, DeliveryStore, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::store::{
+    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
+};
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 
 use crate::RedisStore;
 use crate::codec;
+use crate::endpoints::failing_since;
 use crate::error::{DbError, DbResult};
 use crate::group::ItemResult;
 use crate::keys::{member, time_part};
@@ -56,6 +59,7 @@ impl RedisStore {
         event: &Event,
         targets: &[EndpointId],
         now: Timestamp,
+        trigger: Trigger,
     ) -> DbResult<Receipt> {
         let item = EnqueueItem {
             event: event.id.as_str().to_owned(),
@@ -65,6 +69,7 @@ impl RedisStore {
             member: member(event.timestamp, event.id.as_str()),
             now: now.as_millis(),
             queue: event.queue_id.clone().unwrap_or_default(),
+            trigger,
             deliveries: targets
                 .iter()
                 .map(|target| {
@@ -83,11 +88,11 @@ impl RedisStore {
         if outcome == "unknown" {
             return Err(DbError::Store(StoreError::NotFound("endpoint")));
         }
-        Ok(Receipt {
-            event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
-            deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,
-            duplicate: outcome == "dup",
-        })
+        Ok(Receipt::new(
+            EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
+            parse_ids(deliveries, "receipt", DeliveryId::parse)?,
+            outcome == "dup",
+        ))
     }
 
     /// One script call storing the events of `items` (see `lua/enqueue.lua`): each one's
@@ -108,6 +113,7 @@ impl RedisStore {
                 .arg(&it.member)
                 .arg(it.now)
                 .arg(&it.queue)
+                .arg(it.trigger.as_str())
                 .arg(it.deliveries.len());
             for (id, endpoint, m) in &it.deliveries {
                 inv.arg(id).arg(endpoint).arg(m);
@@ -249,10 +255,8 @@ impl RedisStore {
         let endpoints = endpoints
             .chunks_exact(3)
             .map(|e| {
-                let mut endpoint: hookline_core::model::Endpoint =
-                    codec::from_json(&e[1], "endpoint")?;
-                endpoint.failing_since = crate::endpoints::failing_since(Some(&e[2]))?;
-                Ok(endpoint)
+                let endpoint: Endpoint = codec::from_json(&e[1], "endpoint")?;
+                Ok(endpoint.with_failing_since(failing_since(Some(&e[2]))?))
             })
             .collect::<DbResult<Vec<_>>>()?;
         let lease_end = lease_end.as_millis().to_string();
@@ -295,18 +299,18 @@ impl RedisStore {
                 last_at,
                 created,
             })?;
-            out.push(Claimed {
-                attempt_number: delivery.attempts.saturating_add(1),
-                trigger: codec::trigger(trigger)?,
-                lease: LeaseToken {
-                    delivery: delivery.id.clone(),
-                    lease_id: lease_id.clone(),
-                },
-                not_before,
-                event: events[event_index].clone(),
-                endpoint: endpoints[endpoint_index].clone(),
+            let lease = LeaseToken::new(delivery.id.clone(), lease_id.clone());
+            let number = delivery.attempts.saturating_add(1);
+            let mut claimed = Claimed::new(
                 delivery,
-            });
+                events[event_index].clone(),
+                endpoints[endpoint_index].clone(),
+                number,
+                codec::trigger(trigger)?,
+                lease,
+            );
+            claimed.not_before = not_before;
+            out.push(claimed);
         }
         Ok(out)
     }
@@ -413,6 +417,7 @@ pub(crate) struct EnqueueItem {
     member: String,
     now: i64,
     queue: String,
+    trigger: Trigger,
     /// `(delivery id, endpoint id, index member)` per target.
     deliveries: Vec<(String, String, String)>,
 }
@@ -439,91 +444,20 @@ fn keeps(filter: &DeliveryFilter, d: &Delivery) -> bool {
 }
 
 #[async_trait::async_trait]
-impl DeliveryStore for RedisStore {
+impl QueueStore for RedisStore {
     fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         self.listen_for_work()
     }
 
-    async fn enqueue(
+    async fn enqueue_with(
         &self,
         event: &Event,
         targets: &[EndpointId],
         now: Timestamp,
+        trigger: Trigger,
     ) -> Result<Receipt, StoreError> {
-        self.op(self.enqueue_inner(event, targets, now)).await
-    }
-
-    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
-        self.op(self.event_inner(account, id)).await
-    }
-
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
-        let k = &self.keys;
-        let window = Window {
-            since: filter.since,
-            until: filter.until,
-        };
-        self.op(self.list_index(
-            &k.events(account.as_str()),
-            page,
-            window,
-            |id| k.event(id),
-            |e: &Event| {
-                e.account == *account
-                    && filter
-                        .event_type
-                        .as_ref()
-                        .is_none_or(|t| *t == e.event_type)
-                    && filter
-                        .site
-                        .as_ref()
-                        .is_none_or(|s| Some(s) == e.site.as_ref())
-                    && filter
-                        .queue_id
-                        .as_ref()
-                        .is_none_or(|q| Some(q) == e.queue_id.as_ref())
-            },
-        ))
-        .await
-    }
-
-    async fn delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
-        self.op(self.delivery_inner(account, id)).await
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>, StoreError> {
-        let k = &self.keys;
-        if let Some(event) = &filter.event {
-            return self
-                .op(self.event_deliveries(account, filter, event, page))
-                .await;
-        }
-        let index = match &filter.endpoint {
-            Some(ep) => k.endpoint_deliveries(ep.as_str()),
-            None => k.deliveries(account.as_str()),
-        };
-        self.op(self.list_index(
-            &index,
-            page,
-            Window::default(),
-            |id| k.delivery(id),
-            |d: &Delivery| d.account == *account && keeps(filter, d),
-        ))
-        .await
+        self.op(self.enqueue_inner(event, targets, now, trigger))
+            .await
     }
 
     async fn claim_due_except(
@@ -625,14 +559,6 @@ impl DeliveryStore for RedisStore {
         self.op(self.settle_inner(lease, attempt, next)).await
     }
 
-    async fn attempts(
-        &self,
-        account: &AccountId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        self.op(self.attempts_inner(account, delivery)).await
-    }
-
     async fn retry_delivery(
         &self,
         account: &AccountId,
@@ -680,5 +606,165 @@ impl DeliveryStore for RedisStore {
             Ok(n)
         })
         .await
+    }
+
+    async fn record_failing(
+        &self,
+        id: &EndpointId,
+        at: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let since: Option<String> = scripts::ENDPOINT_FAILING
+                .key(k.due())
+                .arg(k.q())
+                .arg(id.as_str())
+                .arg(at.as_millis())
+                .invoke_async(&mut conn)
+                .await?;
+            failing_since(since.as_deref())
+        })
+        .await
+    }
+
+    async fn disable_endpoint(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            // Read, change, compare-and-set; a record changed meanwhile is read again.
+            for _ in 0..8 {
+                let read: Option<String> = redis::cmd("HGET")
+                    .arg(k.endpoint(id.as_str()))
+                    .arg("j")
+                    .query_async(&mut conn)
+                    .await?;
+                let Some(read) = read else {
+                    return Ok(false);
+                };
+                let mut ep: Endpoint = codec::from_json(&read, "endpoint")?;
+                if !ep.enabled {
+                    return Ok(false);
+                }
+                ep.enabled = false;
+                ep.disabled_reason = Some(reason.to_owned());
+                ep.updated_at = now;
+                let done: i64 = scripts::ENDPOINT_DISABLE
+                    .key(k.due())
+                    .arg(k.q())
+                    .arg(id.as_str())
+                    .arg(&read)
+                    .arg(codec::to_json(&ep, "endpoint")?)
+                    .invoke_async(&mut conn)
+                    .await?;
+                if done >= 0 {
+                    return Ok(done == 1);
+                }
+            }
+            Err(DbError::Store(StoreError::Conflict("endpoint")))
+        })
+        .await
+    }
+
+    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
+        self.op(async {
+            let mut conn = self.conn.clone();
+            let _: i64 = redis::cmd("HDEL")
+                .arg(self.keys.endpoint(id.as_str()))
+                .arg("fs")
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for RedisStore {
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
+        self.op(self.event_inner(account, id)).await
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let k = &self.keys;
+        let window = Window {
+            since: filter.since,
+            until: filter.until,
+        };
+        self.op(self.list_index(
+            &k.events(account.as_str()),
+            page,
+            window,
+            |id| k.event(id),
+            |e: &Event| {
+                e.account == *account
+                    && filter
+                        .event_type
+                        .as_ref()
+                        .is_none_or(|t| *t == e.event_type)
+                    && filter
+                        .site
+                        .as_ref()
+                        .is_none_or(|s| Some(s) == e.site.as_ref())
+                    && filter
+                        .queue_id
+                        .as_ref()
+                        .is_none_or(|q| Some(q) == e.queue_id.as_ref())
+            },
+        ))
+        .await
+    }
+
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.op(self.delivery_inner(account, id)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let k = &self.keys;
+        if let Some(event) = &filter.event {
+            return self
+                .op(self.event_deliveries(account, filter, event, page))
+                .await;
+        }
+        let index = match &filter.endpoint {
+            Some(ep) => k.endpoint_deliveries(ep.as_str()),
+            None => k.deliveries(account.as_str()),
+        };
+        self.op(self.list_index(
+            &index,
+            page,
+            Window::default(),
+            |id| k.delivery(id),
+            |d: &Delivery| d.account == *account && keeps(filter, d),
+        ))
+        .await
+    }
+
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        self.op(self.attempts_inner(account, delivery)).await
     }
 }

@@ -69,7 +69,7 @@
 //!
 //! *Retention* ([`RedisConfig::retention`], default 30 days) is a `PEXPIRE` set when the event is
 //! stored (attempts: when the last one was recorded), by Redis's clock — a safety net beside the
-//! dispatcher's periodic [`purge`](hookline_core::store::DeliveryStore::purge), which deletes
+//! dispatcher's periodic [`purge`](hookline_core::store::QueueStore::purge), which deletes
 //! events by their timestamp together with their deliveries, attempts and idempotency keys.
 //! *Pruned*: index members whose record expired are removed when a list meets them, and by
 //! enqueues: up to two per event and index, oldest first, stopping at the first member whose

@@ -35,6 +35,7 @@ pipeline_script!(RECOVER, "recover.lua");
 pipeline_script!(ENDPOINT_PUT, "endpoint_put.lua");
 pipeline_script!(ENDPOINT_REMOVE, "endpoint_remove.lua");
 pipeline_script!(ENDPOINT_FAILING, "endpoint_failing.lua");
+pipeline_script!(ENDPOINT_DISABLE, "endpoint_disable.lua");
 pipeline_script!(HOLD, "hold.lua");
 pipeline_script!(ACCOUNT_PURGE, "account_purge.lua");
 

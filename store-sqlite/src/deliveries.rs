@@ -1,13 +1,14 @@
-//! [`DeliveryStore`]: events, deliveries, leases and attempts.
+//! [`QueueStore`] and [`HistoryStore`]: events, deliveries, leases and attempts.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use hookline_core::backend::LimitedRoom;
 use hookline_core::model::{
-    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest,
+    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest, Trigger,
 };
 use hookline_core::store::{
-    Claimed, DeliveryStore, LeaseToken, LimitedRoom, Next, Receipt, StoreError,
+    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
 };
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 use sqlx::sqlite::SqliteRow;
@@ -123,7 +124,7 @@ type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
 
 impl SqliteStore {
     /// Whether any enabled endpoint has limits (asked at most once per
-    /// [`LimitedHint::TTL`](hookline_core::store::LimitedHint::TTL) unless endpoints change here).
+    /// [`LimitedHint::TTL`](hookline_core::backend::LimitedHint::TTL) unless endpoints change here).
     async fn any_limited(&self) -> DbResult<bool> {
         if let Some(known) = self.limited.get() {
             return Ok(known);
@@ -228,12 +229,13 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl DeliveryStore for SqliteStore {
-    async fn enqueue(
+impl QueueStore for SqliteStore {
+    async fn enqueue_with(
         &self,
         event: &Event,
         targets: &[EndpointId],
         now: Timestamp,
+        trigger: Trigger,
     ) -> Result<Receipt, StoreError> {
         self.group
             .submit(
@@ -242,6 +244,7 @@ impl DeliveryStore for SqliteStore {
                     event: event.clone(),
                     targets: targets.to_vec(),
                     now,
+                    trigger,
                 },
             )
             .await
@@ -249,104 +252,6 @@ impl DeliveryStore for SqliteStore {
                 crate::group::Done::Enqueued(r) => r,
                 crate::group::Done::Settled => unreachable!("an enqueue answers with a receipt"),
             })
-    }
-
-    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE account = ? AND id = ?"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::event).transpose()?)
-    }
-
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(t) = &filter.event_type {
-            qb.push(" AND event_type = ")
-                .push_bind(t.as_str().to_owned());
-        }
-        if let Some(s) = &filter.site {
-            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
-        }
-        if let Some(q) = &filter.queue_id {
-            qb.push(" AND queue_id = ").push_bind(q.clone());
-        }
-        if let Some(t) = filter.since {
-            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
-        }
-        if let Some(t) = filter.until {
-            qb.push(" AND fired_at < ").push_bind(t.as_millis());
-        }
-        push_page(&mut qb, "fired_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
-            created_at: e.timestamp,
-            id: e.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = ? AND id = ?"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::delivery).transpose()?)
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
-        ));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(e) = &filter.event {
-            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
-        }
-        if let Some(e) = &filter.endpoint {
-            qb.push(" AND endpoint_id = ")
-                .push_bind(e.as_str().to_owned());
-        }
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(s.as_str());
-        }
-        push_page(&mut qb, "created_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
-            created_at: d.created_at,
-            id: d.id.as_str().to_owned(),
-        }))
     }
 
     async fn claim_due_except(
@@ -574,24 +479,6 @@ impl DeliveryStore for SqliteStore {
             .map(|_| ())
     }
 
-    async fn attempts(
-        &self,
-        account: &AccountId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        let found = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ? \
-             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = attempts.delivery_id AND d.account = ?) \
-             ORDER BY number, started_at, id"
-        ))
-        .bind(delivery.as_str())
-        .bind(account.as_str())
-        .fetch_all(&self.read)
-        .await
-        .map_err(DbError::from)?;
-        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
-    }
-
     async fn retry_delivery(
         &self,
         account: &AccountId,
@@ -633,6 +520,172 @@ impl DeliveryStore for SqliteStore {
         .map_err(DbError::from)?;
         Ok(done.rows_affected())
     }
+
+    async fn record_failing(
+        &self,
+        id: &EndpointId,
+        at: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let since: Option<i64> = sqlx::query_scalar(
+            "UPDATE endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ? \
+             RETURNING failing_since",
+        )
+        .bind(at.as_millis())
+        .bind(id.as_str())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        Ok(since.map(Timestamp::from_millis))
+    }
+
+    async fn disable_endpoint(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? \
+             WHERE id = ? AND enabled = 1",
+        )
+        .bind(reason)
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
+        )
+        .bind(id.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for SqliteStore {
+    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE account = ? AND id = ?"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::event).transpose()?)
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(t) = &filter.event_type {
+            qb.push(" AND event_type = ")
+                .push_bind(t.as_str().to_owned());
+        }
+        if let Some(s) = &filter.site {
+            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
+        }
+        if let Some(q) = &filter.queue_id {
+            qb.push(" AND queue_id = ").push_bind(q.clone());
+        }
+        if let Some(t) = filter.since {
+            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
+        }
+        if let Some(t) = filter.until {
+            qb.push(" AND fired_at < ").push_bind(t.as_millis());
+        }
+        push_page(&mut qb, "fired_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
+            created_at: e.timestamp,
+            id: e.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = ? AND id = ?"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(row.as_ref().map(rows::delivery).transpose()?)
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
+        ));
+        qb.push_bind(account.as_str().to_owned());
+        if let Some(e) = &filter.event {
+            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
+        }
+        if let Some(e) = &filter.endpoint {
+            qb.push(" AND endpoint_id = ")
+                .push_bind(e.as_str().to_owned());
+        }
+        if let Some(s) = filter.status {
+            qb.push(" AND status = ").push_bind(s.as_str());
+        }
+        push_page(&mut qb, "created_at", "id", page);
+        let found = qb
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(DbError::from)?;
+        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
+            created_at: d.created_at,
+            id: d.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ? \
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = attempts.delivery_id AND d.account = ?) \
+             ORDER BY number, started_at, id"
+        ))
+        .bind(delivery.as_str())
+        .bind(account.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(DbError::from)?;
+        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
+    }
 }
 
 /// The id of an event accepted before with `event`'s id or idempotency key.
@@ -669,7 +722,7 @@ pub(crate) async fn run_batched(
     let mut results: Vec<Option<Result<Done, StoreError>>> = ops.iter().map(|_| None).collect();
 
     // Events: one row each; an id or idempotency key seen before inserts nothing.
-    let enqueues: Vec<(usize, &Event, &[EndpointId], Timestamp)> = ops
+    let enqueues: Vec<(usize, &Event, &[EndpointId], Timestamp, Trigger)> = ops
         .iter()
         .enumerate()
         .filter_map(|(i, op)| match op {
@@ -677,15 +730,16 @@ pub(crate) async fn run_batched(
                 event,
                 targets,
                 now,
-            } => Some((i, event, targets.as_slice(), *now)),
+                trigger,
+            } => Some((i, event, targets.as_slice(), *now, *trigger)),
             Op::Settle { .. } => None,
         })
         .collect();
     let mut inserted = HashSet::new();
-    for chunk in by_size(&enqueues, |(_, event, _, _)| event.data.get().len()) {
+    for chunk in by_size(&enqueues, |(_, event, _, _, _)| event.data.get().len()) {
         let mut qb: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLS}) "));
-        qb.push_values(chunk, |mut row, (_, event, _, _)| {
+        qb.push_values(chunk, |mut row, (_, event, _, _, _)| {
             row.push_bind(event.id.as_str())
                 .push_bind(event.account.as_str())
                 .push_bind(event.site.as_ref().map(|s| s.as_str()))
@@ -706,7 +760,7 @@ pub(crate) async fn run_batched(
 
     // Deliveries of the new events; duplicates answer with the original's receipt.
     let mut rows = Vec::new();
-    for &(i, event, targets, now) in &enqueues {
+    for &(i, event, targets, now, trigger) in &enqueues {
         if !inserted.contains(event.id.as_str()) {
             let Some(id) = find_original(&mut *conn, event).await? else {
                 return Err(DbError::Group(
@@ -718,7 +772,7 @@ pub(crate) async fn run_batched(
         }
         let ids: Vec<DeliveryId> = targets.iter().map(|_| DeliveryId::generate()).collect();
         for (id, target) in ids.iter().zip(targets) {
-            rows.push((id.as_str().to_owned(), event, target, now));
+            rows.push((id.as_str().to_owned(), event, target, now, trigger));
         }
         results[i] = Some(Ok(Done::Enqueued(Receipt {
             event_id: event.id.clone(),
@@ -734,16 +788,17 @@ pub(crate) async fn run_batched(
              next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
              ordering_key) \
              SELECT v.column1, v.column2, v.column3, v.column4, 'pending', 0, v.column5, NULL, \
-             v.column5, NULL, NULL, 'scheduled', CASE WHEN e.ordered = 1 THEN v.column6 END \
+             v.column5, NULL, NULL, v.column7, CASE WHEN e.ordered = 1 THEN v.column6 END \
              FROM (",
         );
-        qb.push_values(chunk, |mut row, (id, event, target, now)| {
+        qb.push_values(chunk, |mut row, (id, event, target, now, trigger)| {
             row.push_bind(id.as_str())
                 .push_bind(event.account.as_str())
                 .push_bind(event.id.as_str())
                 .push_bind(target.as_str())
                 .push_bind(now.as_millis())
-                .push_bind(event.queue_id.as_deref());
+                .push_bind(event.queue_id.as_deref())
+                .push_bind(trigger.as_str());
         });
         qb.push(") AS v JOIN endpoints e ON e.id = v.column4 AND e.account = v.column2");
         let done = qb.build().persistent(false).execute(&mut *conn).await?;
@@ -864,6 +919,7 @@ pub(crate) async fn enqueue_in(
     event: &Event,
     targets: &[EndpointId],
     now: Timestamp,
+    trigger: Trigger,
 ) -> Result<Receipt, StoreError> {
     if let Some(id) = find_original(&mut *tx, event).await? {
         return Ok(original_receipt(&mut *tx, &id).await?);
@@ -892,7 +948,7 @@ pub(crate) async fn enqueue_in(
             "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
              next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
              ordering_key) \
-             SELECT ?, account, ?, id, 'pending', 0, ?, NULL, ?, NULL, NULL, 'scheduled', \
+             SELECT ?, account, ?, id, 'pending', 0, ?, NULL, ?, NULL, NULL, ?, \
              CASE WHEN ordered = 1 THEN ? END \
              FROM endpoints WHERE id = ? AND account = ?",
         )
@@ -900,6 +956,7 @@ pub(crate) async fn enqueue_in(
         .bind(event.id.as_str())
         .bind(now.as_millis())
         .bind(now.as_millis())
+        .bind(trigger.as_str())
         .bind(&event.queue_id)
         .bind(target.as_str())
         .bind(event.account.as_str())

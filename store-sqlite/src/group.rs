@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use hookline_core::model::{Attempt, Event};
+use hookline_core::model::{Attempt, Event, Trigger};
 use hookline_core::store::{LeaseToken, Next, Receipt, StoreError};
 use hookline_core::{EndpointId, Timestamp};
 use sqlx::SqlitePool;
@@ -28,13 +28,14 @@ const MAX_GROUP: usize = 256;
 /// A write that may share a transaction with others.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// [`DeliveryStore::enqueue`](hookline_core::store::DeliveryStore::enqueue).
+    /// [`QueueStore::enqueue_with`](hookline_core::store::QueueStore::enqueue_with).
     Enqueue {
         event: Event,
         targets: Vec<EndpointId>,
         now: Timestamp,
+        trigger: Trigger,
     },
-    /// [`DeliveryStore::settle`](hookline_core::store::DeliveryStore::settle).
+    /// [`QueueStore::settle`](hookline_core::store::QueueStore::settle).
     Settle {
         lease: LeaseToken,
         attempt: Attempt,
@@ -177,7 +178,8 @@ async fn run_one(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<Done, Sto
             event,
             targets,
             now,
-        } => enqueue_in(conn, event, targets, *now)
+            trigger,
+        } => enqueue_in(conn, event, targets, *now, *trigger)
             .await
             .map(Done::Enqueued),
         Op::Settle {

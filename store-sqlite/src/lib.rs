@@ -19,7 +19,7 @@
 //!
 //! ## Durability
 //! The database runs in WAL mode with `synchronous = FULL`: every commit waits for the WAL to be
-//! fsynced. So when [`enqueue`](hookline_core::store::DeliveryStore::enqueue) returns `Ok`, the
+//! fsynced. So when [`enqueue`](hookline_core::store::QueueStore::enqueue) returns `Ok`, the
 //! event and its deliveries survive `kill -9` *and* power loss. (`NORMAL` would survive a crash
 //! of the process but could lose the last commits on power loss, breaking at-least-once.)
 //! Foreign keys are on and `busy_timeout` is set (see [`SqliteConfig`]).
@@ -117,7 +117,7 @@ pub struct SqliteStore {
     /// Shares write transactions between concurrent enqueues and settles.
     group: std::sync::Arc<group::GroupCommit>,
     /// Whether any endpoint has limits (claims skip the limited path while none has).
-    limited: std::sync::Arc<hookline_core::store::LimitedHint>,
+    limited: std::sync::Arc<hookline_core::backend::LimitedHint>,
 }
 
 impl SqliteStore {
