@@ -45,48 +45,25 @@ async fn cached_with(ttl: Duration) -> (Arc<SqliteStore>, CachedStore<SqliteStor
 const LONG: Duration = Duration::from_secs(3600);
 
 fn account(id: &str, name: &str) -> Account {
-    Account {
-        id: AccountId::parse(id).expect("valid account id"),
-        name: name.into(),
-        created_at: T0,
-        updated_at: T0,
-    }
+    Account::new(AccountId::parse(id).expect("valid account id"), name, T0)
 }
 
 fn event_type(name: &str) -> EventType {
-    EventType {
-        name: EventTypeName::parse(name).expect("valid event type"),
-        description: "a test type".into(),
-        schema: None,
-        archived: false,
-        created_at: T0,
-        updated_at: T0,
-    }
+    EventType::new(
+        EventTypeName::parse(name).expect("valid event type"),
+        "a test type",
+        T0,
+    )
 }
 
 fn endpoint(account: &AccountId) -> Endpoint {
-    Endpoint {
-        id: EndpointId::generate(),
-        account: account.clone(),
-        url: "https://receiver.example.com/hook".into(),
-        description: None,
-        event_types: vec![],
-        sites: vec![],
-        headers: Default::default(),
-        rate_limit: None,
-        max_concurrency: None,
-        ordered: false,
-        secrets: vec![EndpointSecret {
-            key: Secret::generate(),
-            created_at: T0,
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: T0,
-        updated_at: T0,
-    }
+    Endpoint::new(
+        EndpointId::generate(),
+        account.clone(),
+        "https://receiver.example.com/hook",
+        vec![EndpointSecret::new(Secret::generate(), T0)],
+        T0,
+    )
 }
 
 fn kind() -> EventTypeName {
@@ -115,10 +92,8 @@ async fn accounts_are_kept_until_changed_through_the_cache() {
         Some(a.clone())
     );
 
-    let renamed = Account {
-        name: "Renamed elsewhere".into(),
-        ..a.clone()
-    };
+    let mut renamed = a.clone();
+    renamed.name = "Renamed elsewhere".into();
     inner
         .update_account(&renamed)
         .await
@@ -129,10 +104,8 @@ async fn accounts_are_kept_until_changed_through_the_cache() {
         "a change behind the cache is not seen within the time to live"
     );
 
-    let local = Account {
-        name: "Renamed here".into(),
-        ..a.clone()
-    };
+    let mut local = a.clone();
+    local.name = "Renamed here".into();
     cached.update_account(&local).await.expect("update_account");
     assert_eq!(
         cached.account(&a.id).await.expect("account"),
@@ -163,10 +136,8 @@ async fn event_types_are_kept_until_changed_through_the_cache() {
         Some(et.clone())
     );
 
-    let archived = EventType {
-        archived: true,
-        ..et.clone()
-    };
+    let mut archived = et.clone();
+    archived.archived = true;
     inner
         .update_event_type(&archived)
         .await
@@ -199,12 +170,12 @@ async fn keys_of_an_account_deleted_through_the_cache_stop_at_once() {
     let (inner, cached) = cached_with(LONG).await;
     let a = account("acme", "Acme");
     cached.create_account(&a).await.expect("create_account");
-    let key = ApiKey {
-        hash: "ab".repeat(32),
-        prefix: "hk_abcd".into(),
-        role: Role::Account(a.id.clone()),
-        created_at: T0,
-    };
+    let key = ApiKey::new(
+        "ab".repeat(32),
+        "hk_abcd".into(),
+        Role::Account(a.id.clone()),
+        T0,
+    );
     assert_eq!(cached.api_key(&key.hash).await.expect("api_key"), None);
     cached.put_api_key(&key).await.expect("put_api_key");
     assert_eq!(
@@ -254,10 +225,8 @@ async fn subscribers_are_kept_until_an_endpoint_changes_through_the_cache() {
     assert_eq!(subscriber_ids(&cached, &a.id).await, both);
 
     // Disabled elsewhere: still a subscriber here; disabled here: gone at once.
-    let off = Endpoint {
-        enabled: false,
-        ..first.clone()
-    };
+    let mut off = first.clone();
+    off.enabled = false;
     inner.update_endpoint(&off).await.expect("update_endpoint");
     assert_eq!(subscriber_ids(&cached, &a.id).await, both);
     assert!(
@@ -279,7 +248,7 @@ async fn subscribers_are_kept_until_an_endpoint_changes_through_the_cache() {
         .await
         .expect("subscribers");
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].failing_since, None);
+    assert_eq!(listed[0].failing_since(), None);
     assert_eq!(
         cached
             .record_failing(&third.id, T0)
@@ -291,7 +260,7 @@ async fn subscribers_are_kept_until_an_endpoint_changes_through_the_cache() {
         .subscribers(&a.id, None, &kind())
         .await
         .expect("subscribers");
-    assert_eq!(listed[0].failing_since, Some(T0));
+    assert_eq!(listed[0].failing_since(), Some(T0));
     cached
         .record_healthy(&third.id)
         .await
@@ -300,7 +269,7 @@ async fn subscribers_are_kept_until_an_endpoint_changes_through_the_cache() {
         .subscribers(&a.id, None, &kind())
         .await
         .expect("subscribers");
-    assert_eq!(listed[0].failing_since, None);
+    assert_eq!(listed[0].failing_since(), None);
 
     assert!(
         cached
@@ -322,10 +291,8 @@ async fn a_zero_ttl_reads_the_store_every_time() {
     );
     assert!(subscriber_ids(&cached, &a.id).await.is_empty());
 
-    let renamed = Account {
-        name: "Renamed elsewhere".into(),
-        ..a.clone()
-    };
+    let mut renamed = a.clone();
+    renamed.name = "Renamed elsewhere".into();
     inner
         .update_account(&renamed)
         .await
