@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::cache::{CacheConfig, CachedStore};
-use hookline_core::model::{Account, ApiKey, Endpoint, EndpointSecret, EventType, Role};
+use hookline_core::model::{Account, ApiKey, Endpoint, EndpointSecret, Event, EventType, Role};
 use hookline_core::signing::Secret;
-use hookline_core::store::{CatalogStore, EndpointStore, QueueStore, Store};
-use hookline_core::{AccountId, EndpointId, EventTypeName, Timestamp};
+use hookline_core::store::{CatalogStore, EndpointStore, QueueStore, Store, StoreError};
+use hookline_core::{AccountId, EndpointId, EventId, EventTypeName, Timestamp};
 use hookline_store_sqlite::{SqliteConfig, SqliteStore};
+use serde_json::value::RawValue;
 
 /// The conformance suite through a [`CachedStore`] over an in-memory database.
 mod conformance {
@@ -314,4 +315,41 @@ async fn clear_forgets_what_changed_elsewhere() {
     assert!(subscriber_ids(&cached, &a.id).await.is_empty());
     cached.clear();
     assert_eq!(subscriber_ids(&cached, &a.id).await, vec![ep.id]);
+}
+
+#[tokio::test]
+async fn an_enqueue_refused_for_a_gone_target_lets_the_next_subscribers_read_the_store() {
+    let (inner, cached) = cached_with(LONG).await;
+    let a = account("acme", "Acme");
+    cached.create_account(&a).await.expect("create_account");
+    let ep = endpoint(&a.id);
+    cached.create_endpoint(&ep).await.expect("create_endpoint");
+    let stale = subscriber_ids(&cached, &a.id).await;
+    assert_eq!(stale, vec![ep.id.clone()]);
+
+    // Removed elsewhere: the cached list still names it.
+    assert!(
+        inner
+            .remove_endpoint(&a.id, &ep.id)
+            .await
+            .expect("remove_endpoint")
+    );
+    assert_eq!(subscriber_ids(&cached, &a.id).await, stale);
+
+    let ev = Event::new(
+        EventId::generate(),
+        a.id.clone(),
+        kind(),
+        RawValue::from_string("{}".into()).expect("valid JSON"),
+        T0,
+    );
+    match cached.enqueue(&ev, &stale, T0).await {
+        // A store that checks its targets refuses it, and the cache forgets the stale list.
+        Err(StoreError::NotFound(_)) => {
+            assert!(subscriber_ids(&cached, &a.id).await.is_empty());
+        }
+        // A store that accepts it: nothing was refused, so the cached list stays.
+        Ok(_) => assert_eq!(subscriber_ids(&cached, &a.id).await, stale),
+        Err(e) => panic!("enqueue: {e}"),
+    }
 }
