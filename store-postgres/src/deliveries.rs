@@ -12,6 +12,7 @@ use hookline_store_sql::postgres::claims::{self, ClaimedRow, Limited};
 use hookline_store_sql::postgres::queue::{self, original_receipt};
 use hookline_store_sql::postgres::rows::{ATTEMPT_COLS, DELIVERY_COLS, EVENT_COLS};
 use hookline_store_sql::qualified;
+use sqlx::PgConnection;
 
 use crate::PgStore;
 use crate::error::{DbError, DbResult};
@@ -179,6 +180,24 @@ impl PgStore {
     }
 }
 
+/// Whether every one of `targets` is an endpoint of the event's account (when not, an enqueue
+/// writes nothing and is not a duplicate either).
+async fn targets_known(
+    conn: &mut PgConnection,
+    event: &Event,
+    targets: &[EndpointId],
+) -> DbResult<bool> {
+    let (known, wanted): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM endpoints WHERE account = $1 AND id = ANY($2::text[])), \
+                (SELECT count(DISTINCT t) FROM UNNEST($2::text[]) AS t)",
+    )
+    .bind(event.account.as_str())
+    .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(known == wanted)
+}
+
 #[async_trait::async_trait]
 impl QueueStore for PgStore {
     async fn enqueue_with(
@@ -220,6 +239,9 @@ impl QueueStore for PgStore {
                 .map_err(DbError::from)?;
                 match original {
                     Some(id) => return Ok(original_receipt(&mut conn, &id).await?),
+                    None if !targets_known(&mut conn, event, targets).await? => {
+                        return Err(StoreError::NotFound("endpoint"));
+                    }
                     None => continue,
                 }
             }
@@ -465,11 +487,16 @@ async fn run_enqueues(pool: sqlx::PgPool, batch: Vec<(EnqueueOp, Reply<bool>)>) 
 /// concurrent insert of the same key makes this wait for that transaction and then do nothing,
 /// so exactly one of many racing creates wins. (The deliveries' foreign key is checked at the
 /// end of the statement, when the event row is there.)
+///
+/// Nothing is written unless every target is an endpoint of the event's account ([`KNOWN`]).
 async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreError> {
     let event = &op.event;
     let inserted: i64 = sqlx::query_scalar(&format!(
-        "WITH ev AS ( \
-             INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "WITH known AS ({KNOWN} WHERE account = $2 AND id = ANY($10::text[]) FOR KEY SHARE), \
+         ev AS ( \
+             INSERT INTO events ({EVENT_COLS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE (SELECT count(*) FROM known) \
+                 = (SELECT count(DISTINCT t) FROM UNNEST($10::text[]) AS t) \
              ON CONFLICT DO NOTHING RETURNING id), \
          dl AS ( \
              INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
@@ -479,7 +506,7 @@ async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreE
              FROM ev \
              CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
                  AS t (id, endpoint_id, n) \
-             LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+             JOIN known e ON e.id = t.endpoint_id \
              ORDER BY t.n) \
          SELECT count(*) FROM ev"
     ))
@@ -501,9 +528,16 @@ async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreE
     Ok(inserted == 1)
 }
 
+/// The endpoints an enqueue may target (the statement adds its filter and `FOR KEY SHARE`).
+/// Locking them makes the check atomic with the write: a concurrent `remove_endpoint` deletes
+/// the row first, so either it waits for the enqueue and then cancels the new deliveries, or
+/// the enqueue waits for it and no longer finds the endpoint.
+const KNOWN: &str = "SELECT id, account, ordered FROM endpoints";
+
 /// Enqueues `ops` (of distinct event ids) in one statement, each as [`enqueue_one`] would;
 /// returns the ids of the events that were new. Two events with one idempotency key: the
-/// first is inserted, the second conflicts with it and writes nothing.
+/// first is inserted, the second conflicts with it and writes nothing. An event with a target
+/// that is not an endpoint of its account is not inserted either.
 async fn enqueue_many(
     pool: &sqlx::PgPool,
     ops: &[EnqueueOp],
@@ -528,19 +562,27 @@ async fn enqueue_many(
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                  $6::text[], $7::text[], $8::int8[]) WITH ORDINALITY \
              AS i (id, account, site, event_type, queue_id, data, idempotency_key, fired_at, n)), \
+         t AS ( \
+             SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], \
+                 $13::text[]) WITH ORDINALITY AS t (event_id, id, endpoint_id, at, next_trigger, n)), \
+         known AS ({KNOWN} WHERE id = ANY($11::text[]) FOR KEY SHARE), \
+         missing AS ( \
+             SELECT t.event_id FROM t JOIN input i ON i.id = t.event_id \
+             LEFT JOIN known k ON k.id = t.endpoint_id AND k.account = i.account \
+             WHERE k.id IS NULL), \
          ev AS ( \
              INSERT INTO events ({EVENT_COLS}) \
-             SELECT {EVENT_COLS} FROM input ORDER BY n \
+             SELECT {EVENT_COLS} FROM input \
+             WHERE id NOT IN (SELECT event_id FROM missing) ORDER BY n \
              ON CONFLICT DO NOTHING RETURNING id, account, queue_id), \
          dl AS ( \
              INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
                  attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
              SELECT t.id, ev.account, ev.id, t.endpoint_id, 'pending', 0, t.at, t.at, \
                  t.next_trigger, CASE WHEN e.ordered THEN ev.queue_id END \
-             FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], $13::text[]) \
-                 WITH ORDINALITY AS t (event_id, id, endpoint_id, at, next_trigger, n) \
+             FROM t \
              JOIN ev ON ev.id = t.event_id \
-             LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+             JOIN known e ON e.id = t.endpoint_id AND e.account = ev.account \
              ORDER BY t.n) \
          SELECT id FROM ev"
     ))

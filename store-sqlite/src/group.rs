@@ -281,29 +281,32 @@ pub(crate) async fn run_batched(
         })));
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Only to endpoints of the event's account: a row left out is an unknown target, which
+        // the one-by-one run answers with `NotFound` for that enqueue alone.
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
              next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
-             ordering_key) ",
+             ordering_key) \
+             SELECT v.column1, v.column2, v.column3, v.column4, 'pending', 0, v.column5, NULL, \
+             v.column5, NULL, NULL, v.column7, CASE WHEN e.ordered = 1 THEN v.column6 END \
+             FROM (",
         );
         qb.push_values(chunk, |mut row, (id, event, target, now, trigger)| {
             row.push_bind(id.as_str())
                 .push_bind(event.account.as_str())
                 .push_bind(event.id.as_str())
                 .push_bind(target.as_str())
-                .push("'pending', 0")
                 .push_bind(now.as_millis())
-                .push("NULL")
-                .push_bind(now.as_millis())
-                .push("NULL, NULL")
-                .push_bind(trigger.as_str())
-                .push("(SELECT ")
-                .push_bind_unseparated(event.queue_id.as_deref())
-                .push_unseparated(" FROM endpoints WHERE id = ")
-                .push_bind_unseparated(target.as_str())
-                .push_unseparated(" AND ordered = 1)");
+                .push_bind(event.queue_id.as_deref())
+                .push_bind(trigger.as_str());
         });
-        qb.build().persistent(false).execute(&mut *conn).await?;
+        qb.push(") AS v JOIN endpoints e ON e.id = v.column4 AND e.account = v.column2");
+        let done = qb.build().persistent(false).execute(&mut *conn).await?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Err(DbError::Group(
+                "an enqueue names an unknown endpoint".into(),
+            ));
+        }
     }
 
     // Settles: one UPDATE for all leases, then the attempts of those whose lease was current.
@@ -430,25 +433,30 @@ pub(crate) async fn enqueue_in(
     let mut deliveries = Vec::with_capacity(targets.len());
     for target in targets {
         let id = DeliveryId::generate();
-        sqlx::query(
+        // Only to an endpoint of the event's account; otherwise the caller's savepoint is
+        // rolled back, so a refused enqueue writes nothing.
+        let done = sqlx::query(
             "INSERT INTO deliveries (id, account, event_id, endpoint_id, status, attempts, \
              next_attempt_at, last_attempt_at, created_at, lease_id, claimed_due_at, next_trigger, \
              ordering_key) \
-             VALUES (?, ?, ?, ?, 'pending', 0, ?, NULL, ?, NULL, NULL, ?, \
-             (SELECT ? FROM endpoints WHERE id = ? AND ordered = 1))",
+             SELECT ?, account, ?, id, 'pending', 0, ?, NULL, ?, NULL, NULL, ?, \
+             CASE WHEN ordered = 1 THEN ? END \
+             FROM endpoints WHERE id = ? AND account = ?",
         )
         .bind(id.as_str())
-        .bind(event.account.as_str())
         .bind(event.id.as_str())
-        .bind(target.as_str())
         .bind(now.as_millis())
         .bind(now.as_millis())
         .bind(trigger.as_str())
         .bind(&event.queue_id)
         .bind(target.as_str())
+        .bind(event.account.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| DbError::from(e).into_store("delivery"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("endpoint"));
+        }
         deliveries.push(id);
     }
     Ok(Receipt {
