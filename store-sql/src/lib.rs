@@ -2,10 +2,14 @@
 //!
 //! What Hookline's two SQL stores, `hookline-store-sqlite` and `hookline-store-postgres`,
 //! share: row decoding into the model (one function per model type, [`sqlite::rows`] /
-//! [`postgres::rows`]), error classification ([`DbError`]), pagination, the CRUD of accounts,
-//! sites, event types, API keys and endpoints, and the write group that lets concurrent writes
-//! share one transaction ([`group::Group`]). Each store keeps what truly differs: claims,
-//! enqueue fan-out, settle, and its migrations.
+//! [`postgres::rows`]), error classification ([`DbError`]: a unique violation is `Conflict`;
+//! pool timeouts, I/O failures, SQLite's `BUSY`/`LOCKED` and PostgreSQL's "not now" SQLSTATEs are
+//! `Unavailable`), newest-first pagination, the CRUD of accounts, sites, event types, API keys
+//! and endpoints, the history listings, the queue statements both write alike (defer, manual
+//! requeues, the failure clock, auto-disable), what a claim does around its own statement
+//! (limited-endpoint bookkeeping, one fetch of the batch's events and endpoints), and the write
+//! group that lets concurrent writes share one transaction ([`group::Group`]). Each store keeps
+//! what truly differs: claims, enqueue fan-out, settle, holds, purges, and its migrations.
 //!
 //! The queries are written once (`src/queries/`) and compiled for each dialect its feature
 //! turns on: [`sqlite`] with `sqlite`, [`postgres`] with `postgres`; a small `dialect` module in
