@@ -1,11 +1,10 @@
-//! [`QueueStore`]: claims, leases, grouped enqueues and settles, holds and purges.
-
-use std::time::Duration;
+//! [`SqlQueue`] (so `QueueStore`): claims, leases, grouped enqueues and settles, holds and purges.
 
 use hookline_core::backend::LimitedRoom;
-use hookline_core::model::{Attempt, Delivery, Event, Trigger};
-use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
-use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
+use hookline_core::model::{Attempt, Event, Trigger};
+use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{DeliveryId, EndpointId, Timestamp};
+use hookline_store_sql::SqlQueue;
 
 use hookline_store_sql::group::{Group, Reply};
 use hookline_store_sql::postgres::claims::{self, ClaimedRow, Limited};
@@ -198,8 +197,7 @@ async fn targets_known(
     Ok(known == wanted)
 }
 
-#[async_trait::async_trait]
-impl QueueStore for PgStore {
+impl SqlQueue for PgStore {
     async fn enqueue_with(
         &self,
         event: &Event,
@@ -262,17 +260,13 @@ impl QueueStore for PgStore {
         Some(self.listen_for_work())
     }
 
-    async fn claim_due_except(
+    async fn claim(
         &self,
         now: Timestamp,
         max: usize,
-        lease: Duration,
+        lease_end: Timestamp,
         skip: &[EndpointId],
     ) -> Result<Vec<Claimed>, StoreError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let lease_end = now.add(lease);
         // The claim should walk the due index in order and stop after `max` rows. On a table
         // that grew faster than autovacuum analyses it, the planner's statistics say "a handful
         // of rows" and it prefers to collect every due row (a bitmap scan, or all pending rows
@@ -312,10 +306,6 @@ impl QueueStore for PgStore {
         }
         // Two more round trips for the whole batch: its events and its endpoints.
         Ok(claims::claimed(self, batch).await?)
-    }
-
-    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
-        queue::defer(self, lease, until).await
     }
 
     async fn hold_endpoint(
@@ -400,46 +390,6 @@ impl QueueStore for PgStore {
                 move |batch| run_settles(pool.clone(), batch),
             )
             .await
-    }
-
-    async fn retry_delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-        now: Timestamp,
-    ) -> Result<Delivery, StoreError> {
-        queue::retry_delivery(self, account, id, now).await
-    }
-
-    async fn recover_failed(
-        &self,
-        account: &AccountId,
-        endpoint: &EndpointId,
-        since: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        queue::recover_failed(self, account, endpoint, since, now).await
-    }
-
-    async fn record_failing(
-        &self,
-        id: &EndpointId,
-        at: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        queue::record_failing(self, id, at).await
-    }
-
-    async fn disable_endpoint(
-        &self,
-        id: &EndpointId,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        queue::disable_endpoint(self, id, reason, now).await
-    }
-
-    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        queue::record_healthy(self, id).await
     }
 }
 

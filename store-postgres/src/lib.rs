@@ -473,6 +473,7 @@ impl hookline_store_sql::SqlStore for PgStore {
 hookline_store_sql::impl_catalog_store!(PgStore, postgres);
 hookline_store_sql::impl_endpoint_store!(PgStore, postgres);
 hookline_store_sql::impl_history_store!(PgStore, postgres);
+hookline_store_sql::impl_queue_store!(PgStore, postgres);
 
 #[cfg(test)]
 mod tests {

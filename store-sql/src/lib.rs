@@ -20,9 +20,10 @@
 //! buffer's lifetime is invariant behind the associated type, so compiling the same source
 //! per dialect keeps the queries plain and borrow-friendly.)
 //!
-//! A store implements [`SqlStore`] (its pools and a hook) and gets `CatalogStore`,
-//! `EndpointStore` and `HistoryStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`] and
-//! [`impl_history_store!`]; its `QueueStore` calls the shared parts in `queue`.
+//! A store implements [`SqlStore`] (its pools and a hook) and [`SqlQueue`] (the queue operations
+//! it writes its own way), and gets `CatalogStore`, `EndpointStore`, `HistoryStore` and
+//! `QueueStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`], [`impl_history_store!`]
+//! and [`impl_queue_store!`].
 //!
 //! ## Features
 //! | feature | default | what it adds |
@@ -38,6 +39,14 @@ pub mod group;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hookline_core::model::{Attempt, Event, Trigger};
+use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{EndpointId, Timestamp};
+use tokio::sync::Notify;
 
 pub use error::{DbError, DbResult, is_unavailable};
 
@@ -58,6 +67,60 @@ pub trait SqlStore: Send + Sync {
     fn endpoints_changed(&self) {}
 }
 
+/// The [`QueueStore`](hookline_core::store::QueueStore) operations a SQL store writes its own
+/// way; [`impl_queue_store!`] implements `QueueStore` with these and the shared statements of
+/// the dialect's `queue` module. Each method is the `QueueStore` method of the same name.
+pub trait SqlQueue: SqlStore {
+    /// `QueueStore::enqueue_with`.
+    fn enqueue_with(
+        &self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> impl Future<Output = Result<Receipt, StoreError>> + Send;
+
+    /// `QueueStore::claim_due_except` for `max > 0`, the leases ending at `lease_end`.
+    fn claim(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease_end: Timestamp,
+        skip: &[EndpointId],
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// `QueueStore::hold_endpoint`.
+    fn hold_endpoint(
+        &self,
+        endpoint: &EndpointId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `QueueStore::settle`.
+    fn settle(
+        &self,
+        lease: &LeaseToken,
+        attempt: &Attempt,
+        next: Next,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `QueueStore::next_due`.
+    fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
+    /// `QueueStore::purge`.
+    fn purge(
+        &self,
+        before: Timestamp,
+        max: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// `QueueStore::work_signal` (none by default).
+    fn work_signal(&self) -> Option<Arc<Notify>> {
+        None
+    }
+}
+
 /// A `LIMIT` for fetching one row more than `limit` (to know whether a next page exists).
 pub fn fetch_limit(limit: usize) -> i64 {
     i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
@@ -76,10 +139,18 @@ pub mod __private {
     pub use async_trait::async_trait;
     pub use hookline_core::model::{
         Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
-        EventType, Page, PageRequest, Site,
+        EventType, Page, PageRequest, Site, Trigger,
     };
-    pub use hookline_core::store::{CatalogStore, EndpointStore, HistoryStore, StoreError};
-    pub use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+    pub use hookline_core::store::{
+        CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, Receipt,
+        StoreError,
+    };
+    pub use hookline_core::{
+        AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
+    };
+    pub use std::sync::Arc;
+    pub use std::time::Duration;
+    pub use tokio::sync::Notify;
 }
 
 /// Implements `hookline_core::store::CatalogStore` for a [`SqlStore`] with the shared queries
@@ -340,6 +411,126 @@ macro_rules! impl_history_store {
                 delivery: &$crate::__private::DeliveryId,
             ) -> Result<Vec<$crate::__private::Attempt>, $crate::__private::StoreError> {
                 $crate::$dialect::history::attempts(self, account, delivery).await
+            }
+        }
+    };
+}
+
+/// Implements `hookline_core::store::QueueStore` for a [`SqlQueue`] with the shared statements
+/// of a dialect module: `impl_queue_store!(SqliteStore, sqlite)`.
+#[macro_export]
+macro_rules! impl_queue_store {
+    ($store:ty, $dialect:ident) => {
+        #[$crate::__private::async_trait]
+        impl $crate::__private::QueueStore for $store {
+            async fn enqueue_with(
+                &self,
+                event: &$crate::__private::Event,
+                targets: &[$crate::__private::EndpointId],
+                now: $crate::__private::Timestamp,
+                trigger: $crate::__private::Trigger,
+            ) -> Result<$crate::__private::Receipt, $crate::__private::StoreError> {
+                <Self as $crate::SqlQueue>::enqueue_with(self, event, targets, now, trigger).await
+            }
+
+            async fn claim_due_except(
+                &self,
+                now: $crate::__private::Timestamp,
+                max: usize,
+                lease: $crate::__private::Duration,
+                skip: &[$crate::__private::EndpointId],
+            ) -> Result<Vec<$crate::__private::Claimed>, $crate::__private::StoreError> {
+                if max == 0 {
+                    return Ok(Vec::new());
+                }
+                <Self as $crate::SqlQueue>::claim(self, now, max, now.add(lease), skip).await
+            }
+
+            async fn defer(
+                &self,
+                lease: &$crate::__private::LeaseToken,
+                until: $crate::__private::Timestamp,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::queue::defer(self, lease, until).await
+            }
+
+            async fn hold_endpoint(
+                &self,
+                endpoint: &$crate::__private::EndpointId,
+                until: $crate::__private::Timestamp,
+                now: $crate::__private::Timestamp,
+            ) -> Result<(), $crate::__private::StoreError> {
+                <Self as $crate::SqlQueue>::hold_endpoint(self, endpoint, until, now).await
+            }
+
+            async fn settle(
+                &self,
+                lease: &$crate::__private::LeaseToken,
+                attempt: &$crate::__private::Attempt,
+                next: $crate::__private::Next,
+            ) -> Result<(), $crate::__private::StoreError> {
+                <Self as $crate::SqlQueue>::settle(self, lease, attempt, next).await
+            }
+
+            async fn next_due(
+                &self,
+            ) -> Result<Option<$crate::__private::Timestamp>, $crate::__private::StoreError> {
+                <Self as $crate::SqlQueue>::next_due(self).await
+            }
+
+            fn work_signal(&self) -> Option<$crate::__private::Arc<$crate::__private::Notify>> {
+                <Self as $crate::SqlQueue>::work_signal(self)
+            }
+
+            async fn purge(
+                &self,
+                before: $crate::__private::Timestamp,
+                max: usize,
+            ) -> Result<u64, $crate::__private::StoreError> {
+                <Self as $crate::SqlQueue>::purge(self, before, max).await
+            }
+
+            async fn record_failing(
+                &self,
+                id: &$crate::__private::EndpointId,
+                at: $crate::__private::Timestamp,
+            ) -> Result<Option<$crate::__private::Timestamp>, $crate::__private::StoreError> {
+                $crate::$dialect::queue::record_failing(self, id, at).await
+            }
+
+            async fn record_healthy(
+                &self,
+                id: &$crate::__private::EndpointId,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::queue::record_healthy(self, id).await
+            }
+
+            async fn disable_endpoint(
+                &self,
+                id: &$crate::__private::EndpointId,
+                reason: &str,
+                now: $crate::__private::Timestamp,
+            ) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::queue::disable_endpoint(self, id, reason, now).await
+            }
+
+            async fn retry_delivery(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::DeliveryId,
+                now: $crate::__private::Timestamp,
+            ) -> Result<$crate::__private::Delivery, $crate::__private::StoreError> {
+                $crate::$dialect::queue::retry_delivery(self, account, id, now).await
+            }
+
+            async fn recover_failed(
+                &self,
+                account: &$crate::__private::AccountId,
+                endpoint: &$crate::__private::EndpointId,
+                since: $crate::__private::Timestamp,
+                now: $crate::__private::Timestamp,
+            ) -> Result<u64, $crate::__private::StoreError> {
+                $crate::$dialect::queue::recover_failed(self, account, endpoint, since, now).await
             }
         }
     };

@@ -1,13 +1,11 @@
-//! [`QueueStore`]: claims, leases, the write group's enqueues and settles, holds and purges.
-
-use std::time::Duration;
+//! [`SqlQueue`] (so `QueueStore`): claims, leases, the write group's enqueues and settles, holds and purges.
 
 use hookline_core::backend::LimitedRoom;
-use hookline_core::model::{Attempt, Delivery, Event, Trigger};
-use hookline_core::store::{Claimed, LeaseToken, Next, QueueStore, Receipt, StoreError};
-use hookline_core::{AccountId, DeliveryId, EndpointId, Timestamp};
+use hookline_core::model::{Attempt, Event, Trigger};
+use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{EndpointId, Timestamp};
+use hookline_store_sql::SqlQueue;
 use hookline_store_sql::sqlite::claims::{self, ClaimedRow, Limited};
-use hookline_store_sql::sqlite::queue;
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::SqliteStore;
@@ -120,8 +118,7 @@ impl SqliteStore {
     }
 }
 
-#[async_trait::async_trait]
-impl QueueStore for SqliteStore {
+impl SqlQueue for SqliteStore {
     async fn enqueue_with(
         &self,
         event: &Event,
@@ -146,17 +143,13 @@ impl QueueStore for SqliteStore {
             })
     }
 
-    async fn claim_due_except(
+    async fn claim(
         &self,
         now: Timestamp,
         max: usize,
-        lease: Duration,
+        lease_end: Timestamp,
         skip: &[EndpointId],
     ) -> Result<Vec<Claimed>, StoreError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let lease_end = now.add(lease);
         // Endpoints without limits: one statement, so it is atomic on its own. SET expressions
         // read the old row, so `claimed_due_at` keeps the due time the claim found (to order
         // the batch).
@@ -195,10 +188,6 @@ impl QueueStore for SqliteStore {
                 .await?;
         }
         Ok(claims::claimed(self, batch).await?)
-    }
-
-    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
-        queue::defer(self, lease, until).await
     }
 
     async fn hold_endpoint(
@@ -283,45 +272,5 @@ impl QueueStore for SqliteStore {
             )
             .await
             .map(|_| ())
-    }
-
-    async fn retry_delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-        now: Timestamp,
-    ) -> Result<Delivery, StoreError> {
-        queue::retry_delivery(self, account, id, now).await
-    }
-
-    async fn recover_failed(
-        &self,
-        account: &AccountId,
-        endpoint: &EndpointId,
-        since: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        queue::recover_failed(self, account, endpoint, since, now).await
-    }
-
-    async fn record_failing(
-        &self,
-        id: &EndpointId,
-        at: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        queue::record_failing(self, id, at).await
-    }
-
-    async fn disable_endpoint(
-        &self,
-        id: &EndpointId,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        queue::disable_endpoint(self, id, reason, now).await
-    }
-
-    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        queue::record_healthy(self, id).await
     }
 }

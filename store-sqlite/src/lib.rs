@@ -222,3 +222,4 @@ impl hookline_store_sql::SqlStore for SqliteStore {
 hookline_store_sql::impl_catalog_store!(SqliteStore, sqlite);
 hookline_store_sql::impl_endpoint_store!(SqliteStore, sqlite);
 hookline_store_sql::impl_history_store!(SqliteStore, sqlite);
+hookline_store_sql::impl_queue_store!(SqliteStore, sqlite);
