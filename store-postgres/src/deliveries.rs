@@ -1,4 +1,5 @@
-//! [`SqlQueue`] (so `QueueStore`): claims, leases, grouped enqueues and settles, holds and purges.
+//! [`SqlQueue`] (and so `QueueStore`): claims, leases, grouped enqueues and settles, holds and
+//! purges.
 
 use hookline_core::backend::LimitedRoom;
 use hookline_core::model::{Attempt, Event, Trigger};

@@ -1,4 +1,5 @@
-//! [`SqlQueue`] (so `QueueStore`): claims, leases, the write group's enqueues and settles, holds and purges.
+//! [`SqlQueue`] (and so `QueueStore`): claims, leases, the write group's enqueues and settles,
+//! holds and purges.
 
 use hookline_core::backend::LimitedRoom;
 use hookline_core::model::{Attempt, Event, Trigger};
@@ -169,7 +170,7 @@ impl SqlQueue for SqliteStore {
             qb.push(" AND d.endpoint_id NOT IN (");
             let mut sep = qb.separated(", ");
             for id in skip {
-                sep.push_bind(id.as_str().to_owned());
+                sep.push_bind(id.as_str());
             }
             qb.push(")");
         }
