@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hookline_core::cache::CachedStore;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
 use hookline_core::service::{Hookline, ServiceConfig};
 use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
@@ -160,7 +161,8 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
 /// When no admin key is configured and the store has none, one is generated once the listener
 /// is bound and shown on standard output (never through `tracing`): it is shown only this once.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = open_store(&config.store).await?;
+    // One cached store for the API and the dispatcher alike (see `hookline_core::cache`).
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(open_store(&config.store).await?));
     let dispatcher = dispatcher(&config, store.clone())?;
     let state = AppState::new(Hookline::new(
         dispatcher.clone(),

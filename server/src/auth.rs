@@ -40,15 +40,8 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <key>`"))?;
-        let hash = keys::hash(key);
-        if let Some(role) = state.cache.keys.get(&hash) {
-            return Ok(Caller(role.into()));
-        }
-        match state.store().api_key(&hash).await? {
-            Some(k) => {
-                state.cache.keys.put(hash, k.role.clone());
-                Ok(Caller(k.role.into()))
-            }
+        match state.hookline.authenticate(key).await? {
+            Some(actor) => Ok(Caller(actor)),
             None => Err(ApiError::unauthorized("unknown API key")),
         }
     }

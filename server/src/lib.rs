@@ -28,7 +28,6 @@ compile_error!(
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod cache;
 pub mod config;
 pub mod error;
 pub mod listen;

@@ -11,17 +11,12 @@ use hookline_core::store::Store;
 pub struct AppState {
     /// The service façade every handler calls (its dispatcher runs the deliveries).
     pub hookline: Hookline,
-    /// Short-lived cache of API keys.
-    pub cache: Arc<crate::cache::Caches>,
 }
 
 impl AppState {
     /// State over the façade.
     pub fn new(hookline: Hookline) -> Self {
-        Self {
-            hookline,
-            cache: Arc::default(),
-        }
+        Self { hookline }
     }
 
     /// The engine.

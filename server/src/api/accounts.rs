@@ -55,8 +55,6 @@ pub(crate) async fn delete(
     Path(account): Path<String>,
 ) -> ApiResult<StatusCode> {
     state.hookline.delete_account(&by, &account).await?;
-    // Its keys stop working at once in this process.
-    state.cache.keys.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 
