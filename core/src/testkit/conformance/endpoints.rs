@@ -12,9 +12,9 @@ use crate::signing::Secret;
 use crate::store::{Next, Store, StoreError};
 
 use super::support::{
-    account_id, assert_lease_lost, at, claim, claim_one, deliveries_of, delivery, delivery_filter,
-    endpoint, enqueue_new, events_of, ids, kind, new_account, new_endpoint, settle, site_id,
-    try_settle,
+    LEASE, account_id, assert_lease_lost, at, claim, claim_one, deliveries_of, delivery,
+    delivery_filter, endpoint, enqueue_new, events_of, ids, kind, new_account, new_endpoint,
+    settle, site_id, try_settle,
 };
 
 /// Every endpoint field survives create and update; ids conflict; missing rows are `NotFound`.
@@ -362,5 +362,72 @@ pub async fn failure_clock_is_kept_by_the_store(store: Arc<dyn Store>) {
             .expect("record_failing"),
         None,
         "an unknown endpoint has no clock"
+    );
+}
+
+/// `disable_endpoint`: disables an enabled endpoint with its reason in one step, changes no other
+/// field (the failure clock included), answers false when there is nothing to disable, and
+/// claims then pass its deliveries over.
+pub async fn disable_endpoint_is_one_step(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut ep = new_endpoint(s, &a, &[], &[]).await;
+    ep.description = Some("kept".into());
+    s.update_endpoint(&ep).await.expect("update_endpoint");
+    s.record_failing(&ep.id, at(5))
+        .await
+        .expect("record_failing");
+    enqueue_new(s, &a, &[&ep], at(10)).await;
+
+    assert!(
+        s.disable_endpoint(&ep.id, "failing for too long", at(20))
+            .await
+            .expect("disable_endpoint"),
+        "an enabled endpoint is disabled"
+    );
+    let got = s
+        .endpoint(&a, &ep.id)
+        .await
+        .expect("endpoint")
+        .expect("exists");
+    assert!(!got.enabled);
+    assert_eq!(got.disabled_reason.as_deref(), Some("failing for too long"));
+    assert_eq!(got.updated_at, at(20));
+    assert_eq!(
+        got.description.as_deref(),
+        Some("kept"),
+        "other fields stay"
+    );
+    assert_eq!(got.url, ep.url);
+    assert_eq!(got.secrets, ep.secrets);
+    assert_eq!(got.failing_since, Some(at(5)), "the failure clock stays");
+    assert!(
+        s.claim_due(at(30), 10, LEASE)
+            .await
+            .expect("claim_due")
+            .is_empty(),
+        "a disabled endpoint's deliveries are not claimed"
+    );
+    assert!(
+        !s.disable_endpoint(&ep.id, "again", at(40))
+            .await
+            .expect("disable_endpoint"),
+        "a disabled endpoint is not disabled again"
+    );
+    assert_eq!(
+        s.endpoint(&a, &ep.id)
+            .await
+            .expect("endpoint")
+            .expect("exists")
+            .disabled_reason
+            .as_deref(),
+        Some("failing for too long"),
+        "the first reason stays"
+    );
+    assert!(
+        !s.disable_endpoint(&EndpointId::generate(), "gone", at(40))
+            .await
+            .expect("disable_endpoint"),
+        "an unknown endpoint is not disabled"
     );
 }

@@ -157,6 +157,7 @@ macro_rules! store_conformance {
             concurrent_claims_respect_max_concurrency,
             rate_limit_reserves_spaced_send_times,
             failure_clock_is_kept_by_the_store,
+            disable_endpoint_is_one_step,
             hold_endpoint_makes_its_backlog_wait,
         );
     };
