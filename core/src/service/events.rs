@@ -218,14 +218,7 @@ impl Hookline {
 
     /// Stores a checked event with one delivery per subscribed endpoint.
     async fn fan_out(&self, event: &Event) -> Result<Receipt, ServiceError> {
-        let targets: Vec<EndpointId> = self
-            .store()
-            .subscribers(&event.account, event.site.as_ref(), &event.event_type)
-            .await?
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        Ok(self.dispatcher().publish_to(event, &targets).await?)
+        Ok(self.dispatcher().publish(event).await?)
     }
 
     /// Publishes an event to an account (admin only): checks it (`unknown_event_type`,
