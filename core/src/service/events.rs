@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use super::validate::{self, MAX_QUEUE_ID};
 use super::{Actor, Hookline, ServiceError, page_request};
-use crate::id::{AccountId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, EventId, EventTypeName, SiteId};
 use crate::model::{Event, EventFilter, Page};
 use crate::store::Receipt;
 use crate::time::Timestamp;
