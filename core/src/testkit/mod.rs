@@ -5,7 +5,12 @@ use std::time::Duration;
 
 use crate::time::{Clock, Timestamp};
 
+mod clock;
 pub mod conformance;
+mod memory;
+
+pub use clock::TokioClock;
+pub use memory::{Fault, MemoryStore};
 
 /// A clock that moves only when told.
 #[derive(Debug)]
