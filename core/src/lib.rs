@@ -7,13 +7,14 @@
 //! (`hookline-store-sqlite`, …) and a transport (`hookline-transport-http`).
 //!
 //! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn hookline_core::store::Store>, transport: hookline_core::transport::BoxTransport) {
+//! # async fn demo(store: std::sync::Arc<dyn hookline_core::store::Store>, transport: hookline_core::transport::BoxTransport) -> Result<(), hookline_core::dispatcher::DispatchError> {
 //! use hookline_core::dispatcher::Dispatcher;
 //! use hookline_core::retry::Schedule;
 //!
 //! let dispatcher = Dispatcher::builder(store, transport).retry_policy(Schedule::default()).build();
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! dispatcher.run(shutdown).await;
+//! dispatcher.run(shutdown).await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
