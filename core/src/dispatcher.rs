@@ -819,3 +819,6 @@ fn reap(set: &mut JoinSet<()>, task: &'static str) -> Option<DispatchError> {
     }
     None
 }
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests;

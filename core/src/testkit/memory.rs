@@ -430,10 +430,9 @@ impl EndpointStore for MemoryStore {
         id: &EndpointId,
     ) -> Result<bool, StoreError> {
         let mut s = self.state()?;
-        if !s
-            .endpoints
+        if s.endpoints
             .get(id)
-            .is_some_and(|e| e.endpoint.account == *account)
+            .is_none_or(|e| e.endpoint.account != *account)
         {
             return Ok(false);
         }
@@ -913,7 +912,7 @@ impl HistoryStore for MemoryStore {
             return Ok(Vec::new());
         }
         let mut got = s.attempts.get(delivery).cloned().unwrap_or_default();
-        got.sort_by(|a, b| (a.number, a.started_at).cmp(&(b.number, b.started_at)));
+        got.sort_by_key(|a| (a.number, a.started_at));
         Ok(got)
     }
 }
