@@ -2,7 +2,6 @@
 //! envelope, and fan-out matching. Run with `cargo xtask bench --micro` (`cargo bench -p
 //! hookline-core`).
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -22,16 +21,16 @@ fn data(bytes: usize) -> Box<RawValue> {
 }
 
 fn event(bytes: usize) -> Event {
-    Event {
-        id: EventId::generate(),
-        account: AccountId::parse("pharma-017").expect("valid id"),
-        site: Some(SiteId::parse("store-017").expect("valid id")),
-        event_type: EventTypeName::parse("rx.completed").expect("valid name"),
-        queue_id: Some("q_8842".to_owned()),
-        data: data(bytes),
-        idempotency_key: None,
-        timestamp: Timestamp::now(),
-    }
+    let mut v = Event::new(
+        EventId::generate(),
+        AccountId::parse("pharma-017").expect("valid id"),
+        EventTypeName::parse("rx.completed").expect("valid name"),
+        data(bytes),
+        Timestamp::now(),
+    );
+    v.site = Some(SiteId::parse("store-017").expect("valid id"));
+    v.queue_id = Some("q_8842".to_owned());
+    v
 }
 
 fn signing(c: &mut Criterion) {
@@ -93,27 +92,18 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                 ),
                 _ => (vec![name("rx.completed")], vec![site(i % 50), site(i % 7)]),
             };
-            Endpoint {
-                id: EndpointId::generate(),
-                account: AccountId::parse("pharma-017").expect("valid id"),
-                url: format!("https://hooks.example.com/{i}"),
-                description: None,
-                event_types,
-                sites,
-                headers: BTreeMap::new(),
-                rate_limit: None,
-                max_concurrency: None,
-                ordered: false,
-                secrets: vec![EndpointSecret {
-                    key: Secret::generate(),
-                    created_at: now,
-                    expires_at: None,
-                }],
-                enabled: true,
-                disabled_reason: None,
-                failing_since: None,
-                created_at: now,
-                updated_at: now,
+            {
+                let mut v = Endpoint::new(
+                    EndpointId::generate(),
+                    AccountId::parse("pharma-017").expect("valid id"),
+                    format!("https://hooks.example.com/{i}"),
+                    vec![EndpointSecret::new(Secret::generate(), now)],
+                    now,
+                );
+                v.event_types = event_types;
+                v.sites = sites;
+                v.updated_at = now;
+                v
             }
         })
         .collect()

@@ -24,7 +24,7 @@
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs, a manual clock |
+//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 

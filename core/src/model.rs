@@ -23,6 +23,18 @@ pub struct Account {
     pub updated_at: Timestamp,
 }
 
+impl Account {
+    /// An account created at `now`.
+    pub fn new(id: AccountId, name: impl Into<String>, now: Timestamp) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A location inside an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,6 +49,19 @@ pub struct Site {
     pub created_at: Timestamp,
     /// When it was last changed.
     pub updated_at: Timestamp,
+}
+
+impl Site {
+    /// A site of `account` created at `now`.
+    pub fn new(account: AccountId, id: SiteId, name: impl Into<String>, now: Timestamp) -> Self {
+        Self {
+            account,
+            id,
+            name: name.into(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// An entry of the deployment's event catalog.
@@ -55,6 +80,20 @@ pub struct EventType {
     pub created_at: Timestamp,
     /// When it was last changed.
     pub updated_at: Timestamp,
+}
+
+impl EventType {
+    /// A catalog entry created at `now`, without a schema, not archived.
+    pub fn new(name: EventTypeName, description: impl Into<String>, now: Timestamp) -> Self {
+        Self {
+            name,
+            description: description.into(),
+            schema: None,
+            archived: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// Who an API key speaks for.
@@ -79,6 +118,18 @@ pub struct ApiKey {
     pub created_at: Timestamp,
 }
 
+impl ApiKey {
+    /// A stored key: its hash, its display prefix, who it speaks for, when it was issued.
+    pub fn new(hash: String, prefix: String, role: Role, created_at: Timestamp) -> Self {
+        Self {
+            hash,
+            prefix,
+            role,
+            created_at,
+        }
+    }
+}
+
 /// One signing secret of an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,6 +140,17 @@ pub struct EndpointSecret {
     pub created_at: Timestamp,
     /// When it stops signing (set on rotation); `None` while it is current.
     pub expires_at: Option<Timestamp>,
+}
+
+impl EndpointSecret {
+    /// A current secret (no end), created at `now`.
+    pub fn new(key: Secret, now: Timestamp) -> Self {
+        Self {
+            key,
+            created_at: now,
+            expires_at: None,
+        }
+    }
 }
 
 /// An HTTPS URL owned by an account, with its filters and settings.
@@ -122,10 +184,11 @@ pub struct Endpoint {
     /// Why it was disabled, when it is.
     pub disabled_reason: Option<String>,
     /// Since when every attempt to it has failed, when its last attempt failed. Kept by the
-    /// store ([`QueueStore::record_failing`](crate::store::QueueStore::record_failing));
-    /// `create_endpoint` and `update_endpoint` leave it alone.
+    /// store ([`QueueStore::record_failing`](crate::store::QueueStore::record_failing)), never
+    /// by callers: read it with [`failing_since`](Self::failing_since); `create_endpoint` and
+    /// `update_endpoint` leave it alone.
     #[serde(default)]
-    pub failing_since: Option<Timestamp>,
+    pub(crate) failing_since: Option<Timestamp>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -133,6 +196,49 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// A new enabled endpoint of `account` sending to `url`, signed with `secrets` (newest
+    /// first; [`EndpointSecret::new`] makes a current one), created at `now`: every event type,
+    /// every site, no headers or limits, unordered. Set the other fields before storing it.
+    pub fn new(
+        id: EndpointId,
+        account: AccountId,
+        url: impl Into<String>,
+        secrets: Vec<EndpointSecret>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            account,
+            url: url.into(),
+            description: None,
+            event_types: Vec::new(),
+            sites: Vec::new(),
+            headers: BTreeMap::new(),
+            rate_limit: None,
+            max_concurrency: None,
+            ordered: false,
+            secrets,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Since when every attempt to it has failed (`None` while its last attempt succeeded or it
+    /// has had none): the store's failure clock, which auto-disable reads.
+    pub fn failing_since(&self) -> Option<Timestamp> {
+        self.failing_since
+    }
+
+    /// For store implementations: the endpoint as read back, with the failure clock the store
+    /// keeps. Callers never set it (stores ignore it on writes).
+    pub fn with_failing_since(mut self, since: Option<Timestamp>) -> Self {
+        self.failing_since = since;
+        self
+    }
+
     /// Whether an event of `kind` for `site` goes to this endpoint (enabled flag aside).
     ///
     /// Event types: an empty filter takes every type. Sites: an endpoint with no site filter is
@@ -176,6 +282,29 @@ pub struct Event {
     pub idempotency_key: Option<String>,
     /// When the event fired (was accepted).
     pub timestamp: Timestamp,
+}
+
+impl Event {
+    /// An event of `account` and type `event_type` fired at `timestamp`, without site, queue id
+    /// or idempotency key. `data` is kept byte for byte.
+    pub fn new(
+        id: EventId,
+        account: AccountId,
+        event_type: EventTypeName,
+        data: Box<RawValue>,
+        timestamp: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            account,
+            site: None,
+            event_type,
+            queue_id: None,
+            data,
+            idempotency_key: None,
+            timestamp,
+        }
+    }
 }
 
 impl PartialEq for Event {
@@ -281,6 +410,29 @@ pub struct Delivery {
     pub created_at: Timestamp,
 }
 
+impl Delivery {
+    /// A new pending delivery of `event_id` to `endpoint_id`, due at `created_at`.
+    pub fn new(
+        id: DeliveryId,
+        account: AccountId,
+        event_id: EventId,
+        endpoint_id: EndpointId,
+        created_at: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            account,
+            event_id,
+            endpoint_id,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(created_at),
+            last_attempt_at: None,
+            created_at,
+        }
+    }
+}
+
 /// Largest response-body excerpt kept per attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
 
@@ -306,6 +458,30 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first 4 KiB of the response body (lossy UTF-8).
     pub response_body: String,
+}
+
+impl Attempt {
+    /// Attempt `number` of a delivery, started at `started_at`, with no outcome recorded yet
+    /// (no status, no error, empty excerpt, zero duration).
+    pub fn new(
+        id: AttemptId,
+        delivery_id: DeliveryId,
+        number: u32,
+        trigger: Trigger,
+        started_at: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            delivery_id,
+            number,
+            trigger,
+            started_at,
+            duration_ms: 0,
+            status_code: None,
+            error: None,
+            response_body: String::new(),
+        }
+    }
 }
 
 /// Filters for listing events. All given filters must match.

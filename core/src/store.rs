@@ -70,6 +70,17 @@ pub struct Receipt {
     pub duplicate: bool,
 }
 
+impl Receipt {
+    /// What an enqueue answers.
+    pub fn new(event_id: EventId, deliveries: Vec<DeliveryId>, duplicate: bool) -> Self {
+        Self {
+            event_id,
+            deliveries,
+            duplicate,
+        }
+    }
+}
+
 /// How far ahead of `now` a claim may reserve send times for a rate-limited endpoint.
 pub const RATE_HORIZON: Duration = Duration::from_secs(1);
 
@@ -80,6 +91,16 @@ pub struct LeaseToken {
     pub delivery: DeliveryId,
     /// Unique per claim.
     pub lease_id: String,
+}
+
+impl LeaseToken {
+    /// The proof of claim `lease_id` on `delivery`.
+    pub fn new(delivery: DeliveryId, lease_id: impl Into<String>) -> Self {
+        Self {
+            delivery,
+            lease_id: lease_id.into(),
+        }
+    }
 }
 
 /// A delivery leased to a worker, with everything needed to send it.
@@ -100,6 +121,29 @@ pub struct Claimed {
     /// For an endpoint with a rate limit: the send time reserved for this request. The sender
     /// waits until then (never longer than [`RATE_HORIZON`] after the claim).
     pub not_before: Option<Timestamp>,
+}
+
+impl Claimed {
+    /// A claimed delivery with its event and endpoint, for attempt `attempt_number`, with no
+    /// reserved send time.
+    pub fn new(
+        delivery: Delivery,
+        event: Event,
+        endpoint: Endpoint,
+        attempt_number: u32,
+        trigger: Trigger,
+        lease: LeaseToken,
+    ) -> Self {
+        Self {
+            delivery,
+            event,
+            endpoint,
+            attempt_number,
+            trigger,
+            lease,
+            not_before: None,
+        }
+    }
 }
 
 /// What becomes of a delivery after an attempt.

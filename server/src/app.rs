@@ -155,18 +155,12 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
 
 /// Runs the server (API and workers) until `shutdown` is cancelled, then drains in-flight
 /// deliveries within the grace period.
+///
+/// When no admin key is configured and the store has none, one is generated once the listener
+/// is bound and shown on standard output (never through `tracing`): it is shown only this once.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = open_store(&config.store).await?;
-    let generated = crate::auth::bootstrap_admin_key(
-        store.as_ref(),
-        config.admin_key.as_ref().map(|k| k.0.as_str()),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("storing the admin key: {e:?}"))?;
-    if let Some(key) = generated {
-        tracing::warn!(admin_key = %key, "generated the admin API key; it is shown only this once, store it now");
-    }
-    let dispatcher = dispatcher(&config, store)?;
+    let dispatcher = dispatcher(&config, store.clone())?;
     let state = AppState::new(
         dispatcher.clone(),
         ApiConfig {
@@ -175,9 +169,20 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             ..ApiConfig::default()
         },
     );
+    // Bound before the admin key is generated: a start that fails here has not used up the one
+    // showing of the key.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let generated = crate::auth::bootstrap_admin_key(
+        store.as_ref(),
+        config.admin_key.as_ref().map(|k| k.0.as_str()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("storing the admin key: {e:?}"))?;
+    if let Some(key) = generated {
+        show_admin_key(&key)?;
+    }
     tracing::info!(addr = %listener.local_addr()?, store = %redact_url(&config.store), "hookline listening");
     let workers = tokio::spawn({
         let d = dispatcher.clone();
@@ -192,4 +197,21 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     shutdown.cancel();
     workers.await.context("dispatcher task")??;
     Ok(())
+}
+
+/// Writes a generated admin key to standard output, the one place it is ever shown: logs may be
+/// shipped and kept elsewhere, so the key never goes through `tracing`.
+fn show_admin_key(key: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Generated the admin API key. It is shown only this once and stored hashed; keep it now:"
+    )
+    .and_then(|()| writeln!(out, "admin_key={key}"))
+    .and_then(|()| out.flush())
+    .context(
+        "writing the generated admin key to standard output (it is stored already; set \
+         HOOKLINE_ADMIN_KEY to use a key of your own)",
+    )
 }

@@ -3,8 +3,8 @@ use clap::{Parser, Subcommand};
 use hookline_server::config::{ServeArgs, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
-/// jemalloc instead of glibc's allocator: 10–17 % less server CPU per delivery in
-/// `cargo xtask bench` on every store (README, Performance). Its options are built in from
+/// jemalloc instead of glibc's allocator: 10–19 % less server CPU per delivery in
+/// `cargo xtask bench` on every store (docs/performance.md). Its options are built in from
 /// `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`) and can be changed at run time with
 /// the `_RJEM_MALLOC_CONF` environment variable.
 #[cfg(all(unix, not(target_env = "musl")))]

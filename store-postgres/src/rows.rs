@@ -184,24 +184,24 @@ pub(crate) fn api_key(row: &PgRow) -> DbResult<ApiKey> {
 }
 
 pub(crate) fn endpoint(row: &PgRow) -> DbResult<Endpoint> {
-    Ok(Endpoint {
-        id: parsed(row, "id", EndpointId::parse)?,
-        account: parsed(row, "account", AccountId::parse)?,
-        url: get(row, "url")?,
-        description: get(row, "description")?,
-        event_types: parsed_list(row, "event_types", EventTypeName::parse)?,
-        sites: parsed_list(row, "sites", SiteId::parse)?,
-        headers: json(row, "headers")?,
-        rate_limit: opt_uint::<_, i64>(row, "rate_limit")?,
-        max_concurrency: opt_uint::<_, i64>(row, "max_concurrency")?,
-        ordered: get(row, "ordered")?,
-        secrets: json(row, "secrets")?,
-        enabled: get(row, "enabled")?,
-        disabled_reason: get(row, "disabled_reason")?,
-        failing_since: opt_ts(row, "failing_since")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
+    let mut ep = Endpoint::new(
+        parsed(row, "id", EndpointId::parse)?,
+        parsed(row, "account", AccountId::parse)?,
+        get::<String>(row, "url")?,
+        json(row, "secrets")?,
+        ts(row, "created_at")?,
+    );
+    ep.description = get(row, "description")?;
+    ep.event_types = parsed_list(row, "event_types", EventTypeName::parse)?;
+    ep.sites = parsed_list(row, "sites", SiteId::parse)?;
+    ep.headers = json(row, "headers")?;
+    ep.rate_limit = opt_uint::<_, i64>(row, "rate_limit")?;
+    ep.max_concurrency = opt_uint::<_, i64>(row, "max_concurrency")?;
+    ep.ordered = get(row, "ordered")?;
+    ep.enabled = get(row, "enabled")?;
+    ep.disabled_reason = get(row, "disabled_reason")?;
+    ep.updated_at = ts(row, "updated_at")?;
+    Ok(ep.with_failing_since(opt_ts(row, "failing_since")?))
 }
 
 pub(crate) fn event(row: &PgRow) -> DbResult<Event> {

@@ -167,12 +167,12 @@ impl RedisStore {
         };
         let created = codec::parse_millis(&get("created"))
             .ok_or_else(|| DbError::corrupt("api key", "created is not a time"))?;
-        Ok(Some(ApiKey {
-            hash: hash.to_owned(),
-            prefix: get("prefix"),
+        Ok(Some(ApiKey::new(
+            hash.to_owned(),
+            get("prefix"),
             role,
-            created_at: Timestamp::from_millis(created),
-        }))
+            Timestamp::from_millis(created),
+        )))
     }
 }
 

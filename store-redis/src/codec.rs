@@ -88,22 +88,22 @@ pub(crate) fn delivery(id: &str, map: &HashMap<String, String>) -> DbResult<Deli
 /// A delivery from its fields.
 pub(crate) fn delivery_from(f: Fields<'_>) -> DbResult<Delivery> {
     let corrupt = |what: &'static str| move |e| DbError::corrupt(what, e);
-    Ok(Delivery {
-        id: DeliveryId::parse(f.id).map_err(corrupt("delivery.id"))?,
-        account: AccountId::parse(f.account).map_err(corrupt("delivery.account"))?,
-        event_id: EventId::parse(f.event).map_err(corrupt("delivery.event"))?,
-        endpoint_id: EndpointId::parse(f.endpoint).map_err(corrupt("delivery.endpoint"))?,
-        status: DeliveryStatus::parse(f.status).ok_or_else(|| {
-            DbError::corrupt("delivery.status", format!("unknown {:?}", f.status))
-        })?,
-        attempts: f
-            .attempts
-            .parse::<u32>()
-            .map_err(|e| DbError::corrupt("delivery.attempts", e))?,
-        next_attempt_at: opt_millis(f.next_at, "delivery.next_at")?,
-        last_attempt_at: opt_millis(f.last_at, "delivery.last_at")?,
-        created_at: millis(f.created, "delivery.created")?,
-    })
+    let mut d = Delivery::new(
+        DeliveryId::parse(f.id).map_err(corrupt("delivery.id"))?,
+        AccountId::parse(f.account).map_err(corrupt("delivery.account"))?,
+        EventId::parse(f.event).map_err(corrupt("delivery.event"))?,
+        EndpointId::parse(f.endpoint).map_err(corrupt("delivery.endpoint"))?,
+        millis(f.created, "delivery.created")?,
+    );
+    d.status = DeliveryStatus::parse(f.status)
+        .ok_or_else(|| DbError::corrupt("delivery.status", format!("unknown {:?}", f.status)))?;
+    d.attempts = f
+        .attempts
+        .parse::<u32>()
+        .map_err(|e| DbError::corrupt("delivery.attempts", e))?;
+    d.next_attempt_at = opt_millis(f.next_at, "delivery.next_at")?;
+    d.last_attempt_at = opt_millis(f.last_at, "delivery.last_at")?;
+    Ok(d)
 }
 
 /// What starts a delivery's next attempt, from its `trigger` field.

@@ -85,11 +85,11 @@ impl RedisStore {
             .enqueues
             .submit(item, bytes, |items| self.enqueue_call(items))
             .await?;
-        Ok(Receipt {
-            event_id: EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
-            deliveries: parse_ids(deliveries, "receipt", DeliveryId::parse)?,
-            duplicate: outcome == "dup",
-        })
+        Ok(Receipt::new(
+            EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
+            parse_ids(deliveries, "receipt", DeliveryId::parse)?,
+            outcome == "dup",
+        ))
     }
 
     /// One script call storing the events of `items` (see `lua/enqueue.lua`): each one's
@@ -252,10 +252,8 @@ impl RedisStore {
         let endpoints = endpoints
             .chunks_exact(3)
             .map(|e| {
-                let mut endpoint: hookline_core::model::Endpoint =
-                    codec::from_json(&e[1], "endpoint")?;
-                endpoint.failing_since = crate::endpoints::failing_since(Some(&e[2]))?;
-                Ok(endpoint)
+                let endpoint: Endpoint = codec::from_json(&e[1], "endpoint")?;
+                Ok(endpoint.with_failing_since(failing_since(Some(&e[2]))?))
             })
             .collect::<DbResult<Vec<_>>>()?;
         let lease_end = lease_end.as_millis().to_string();
@@ -298,18 +296,18 @@ impl RedisStore {
                 last_at,
                 created,
             })?;
-            out.push(Claimed {
-                attempt_number: delivery.attempts.saturating_add(1),
-                trigger: codec::trigger(trigger)?,
-                lease: LeaseToken {
-                    delivery: delivery.id.clone(),
-                    lease_id: lease_id.clone(),
-                },
-                not_before,
-                event: events[event_index].clone(),
-                endpoint: endpoints[endpoint_index].clone(),
+            let lease = LeaseToken::new(delivery.id.clone(), lease_id.clone());
+            let number = delivery.attempts.saturating_add(1);
+            let mut claimed = Claimed::new(
                 delivery,
-            });
+                events[event_index].clone(),
+                endpoints[endpoint_index].clone(),
+                number,
+                codec::trigger(trigger)?,
+                lease,
+            );
+            claimed.not_before = not_before;
+            out.push(claimed);
         }
         Ok(out)
     }

@@ -26,10 +26,7 @@ impl RedisStore {
             .arg(member(ep.created_at, ep.id.as_str()))
             .arg(codec::to_json(
                 // The failure clock is kept beside the record (`fs`), by the store alone.
-                &Endpoint {
-                    failing_since: None,
-                    ..ep.clone()
-                },
+                &ep.clone().with_failing_since(None),
                 "endpoint",
             )?)
             .arg(if ep.ordered { "1" } else { "0" })
@@ -64,9 +61,8 @@ impl RedisStore {
                 .await?;
         match (owner, json) {
             (Some(owner), Some(j)) if owner == account.as_str() => {
-                let mut ep: Endpoint = codec::from_json(&j, "endpoint")?;
-                ep.failing_since = failing_since(fs.as_deref())?;
-                Ok(Some(ep))
+                let ep: Endpoint = codec::from_json(&j, "endpoint")?;
+                Ok(Some(ep.with_failing_since(failing_since(fs.as_deref())?)))
             }
             _ => Ok(None),
         }
@@ -162,9 +158,11 @@ impl EndpointStore for RedisStore {
                 pipe.cmd("HGET").arg(k.endpoint(ep.id.as_str())).arg("fs");
             }
             let clocks: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
-            for (ep, fs) in found.items.iter_mut().zip(clocks) {
-                ep.failing_since = failing_since(fs.as_deref())?;
-            }
+            found.items = std::mem::take(&mut found.items)
+                .into_iter()
+                .zip(clocks)
+                .map(|(ep, fs)| Ok(ep.with_failing_since(failing_since(fs.as_deref())?)))
+                .collect::<DbResult<_>>()?;
             Ok(found)
         })
         .await

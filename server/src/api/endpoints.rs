@@ -97,6 +97,7 @@ pub(crate) struct EndpointOut {
 
 impl From<Endpoint> for EndpointOut {
     fn from(e: Endpoint) -> Self {
+        let failing_since = e.failing_since();
         Self {
             id: e.id,
             account: e.account,
@@ -110,7 +111,7 @@ impl From<Endpoint> for EndpointOut {
             ordered: e.ordered,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
-            failing_since: e.failing_since,
+            failing_since,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -262,28 +263,21 @@ pub(crate) async fn create(
         None => Secret::generate(),
     };
     let now = Timestamp::now();
-    let ep = Endpoint {
-        id: EndpointId::generate(),
-        account: a.id,
+    let mut ep = Endpoint::new(
+        EndpointId::generate(),
+        a.id,
         url,
-        description: body.description,
-        event_types,
-        sites,
-        headers,
-        rate_limit: check_positive("rateLimit", body.rate_limit)?,
-        max_concurrency: check_positive("maxConcurrency", body.max_concurrency)?,
-        ordered: body.ordered,
-        secrets: vec![EndpointSecret {
-            key: secret,
-            created_at: now,
-            expires_at: None,
-        }],
-        enabled: body.enabled.unwrap_or(true),
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
-    };
+        vec![EndpointSecret::new(secret, now)],
+        now,
+    );
+    ep.description = body.description;
+    ep.event_types = event_types;
+    ep.sites = sites;
+    ep.headers = headers;
+    ep.rate_limit = check_positive("rateLimit", body.rate_limit)?;
+    ep.max_concurrency = check_positive("maxConcurrency", body.max_concurrency)?;
+    ep.ordered = body.ordered;
+    ep.enabled = body.enabled.unwrap_or(true);
     state.store().create_endpoint(&ep).await?;
     state.cache.subscribers.clear();
     Ok((StatusCode::CREATED, Json(ep.into())))
@@ -395,7 +389,7 @@ fn set_enabled(ep: &mut Endpoint, enabled: bool, reason: &str) -> bool {
 /// An endpoint enabled again starts with a clean failure clock, and its deliveries go at once.
 async fn restart_failure_clock(state: &AppState, ep: &mut Endpoint) -> ApiResult<()> {
     state.store().record_healthy(&ep.id).await?;
-    ep.failing_since = None;
+    *ep = ep.clone().with_failing_since(None);
     state.dispatcher.wake();
     Ok(())
 }

@@ -7,6 +7,7 @@ mod multiprocess;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+mod secrets;
 mod support;
 
 use std::time::Duration;

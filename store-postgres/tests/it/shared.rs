@@ -1,7 +1,7 @@
 //! What only a shared database shows: several pools (as several processes would have) on one
 //! schema, migrations racing at start-up, and failures classified as `Unavailable`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,51 +19,34 @@ const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 const LEASE: Duration = Duration::from_secs(30);
 
 fn endpoint(account: &AccountId) -> Endpoint {
-    Endpoint {
-        id: EndpointId::generate(),
-        account: account.clone(),
-        url: "https://receiver.example.com/hook".into(),
-        description: None,
-        event_types: vec![],
-        sites: vec![],
-        headers: BTreeMap::new(),
-        rate_limit: None,
-        max_concurrency: None,
-        ordered: false,
-        secrets: vec![EndpointSecret {
-            key: Secret::generate(),
-            created_at: T0,
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: T0,
-        updated_at: T0,
-    }
+    let mut v = Endpoint::new(
+        EndpointId::generate(),
+        account.clone(),
+        "https://receiver.example.com/hook",
+        vec![EndpointSecret::new(Secret::generate(), T0)],
+        T0,
+    );
+    v.updated_at = T0;
+    v
 }
 
 fn event(account: &AccountId) -> Event {
-    Event {
-        id: EventId::generate(),
-        account: account.clone(),
-        site: None,
-        event_type: EventTypeName::parse("rx.completed").unwrap(),
-        queue_id: None,
-        data: RawValue::from_string(r#"{"n":1}"#.into()).unwrap(),
-        idempotency_key: None,
-        timestamp: T0,
-    }
+    Event::new(
+        EventId::generate(),
+        account.clone(),
+        EventTypeName::parse("rx.completed").unwrap(),
+        RawValue::from_string(r#"{"n":1}"#.into()).unwrap(),
+        T0,
+    )
 }
 
 async fn seed(store: &PgStore, endpoints: usize, events: usize) -> BTreeSet<DeliveryId> {
     let a = AccountId::parse("acme").unwrap();
     store
-        .create_account(&Account {
-            id: a.clone(),
-            name: "Acme".into(),
-            created_at: T0,
-            updated_at: T0,
+        .create_account(&{
+            let mut v = Account::new(a.clone(), "Acme", T0);
+            v.updated_at = T0;
+            v
         })
         .await
         .unwrap();
@@ -258,16 +241,19 @@ async fn nul_characters_in_a_response_body_are_recorded() {
     let (store, schema) = fresh_store().await;
     seed(&store, 1, 1).await;
     let c = store.claim_due(T0, 1, LEASE).await.unwrap().pop().unwrap();
-    let attempt = hookline_core::model::Attempt {
-        id: hookline_core::AttemptId::generate(),
-        delivery_id: c.delivery.id.clone(),
-        number: c.attempt_number,
-        trigger: c.trigger,
-        started_at: T0,
-        duration_ms: 3,
-        status_code: Some(500),
-        error: Some("bad\0error".into()),
-        response_body: "\0\u{1}PNG\0".into(),
+    let attempt = {
+        let mut v = hookline_core::model::Attempt::new(
+            hookline_core::AttemptId::generate(),
+            c.delivery.id.clone(),
+            c.attempt_number,
+            c.trigger,
+            T0,
+        );
+        v.duration_ms = 3;
+        v.status_code = Some(500);
+        v.error = Some("bad\0error".into());
+        v.response_body = "\0\u{1}PNG\0".into();
+        v
     };
     store
         .settle(&c.lease, &attempt, hookline_core::store::Next::Exhausted)
@@ -327,16 +313,19 @@ async fn concurrent_settles_get_their_own_answers() {
             if stale {
                 lease.lease_id = "not-the-lease".into();
             }
-            let attempt = Attempt {
-                id: AttemptId::generate(),
-                delivery_id: lease.delivery.clone(),
-                number: 1,
-                trigger: Trigger::Scheduled,
-                started_at: T0,
-                duration_ms: 3,
-                status_code: Some(if i % 2 == 0 { 200 } else { 500 }),
-                error: (i % 2 == 1).then(|| "HTTP 500".to_owned()),
-                response_body: "ok\0".into(),
+            let attempt = {
+                let mut v = Attempt::new(
+                    AttemptId::generate(),
+                    lease.delivery.clone(),
+                    1,
+                    Trigger::Scheduled,
+                    T0,
+                );
+                v.duration_ms = 3;
+                v.status_code = Some(if i % 2 == 0 { 200 } else { 500 });
+                v.error = (i % 2 == 1).then(|| "HTTP 500".to_owned());
+                v.response_body = "ok\0".into();
+                v
             };
             let next = if i % 2 == 0 {
                 Next::Delivered

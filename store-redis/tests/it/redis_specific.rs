@@ -17,46 +17,33 @@ use serde_json::value::RawValue;
 use crate::support::{Cleanup, fresh_store, redis_url};
 
 fn endpoint(account: &AccountId) -> Endpoint {
-    Endpoint {
-        id: EndpointId::generate(),
-        account: account.clone(),
-        url: "https://receiver.example.com/hook".into(),
-        description: None,
-        event_types: vec![],
-        sites: vec![],
-        headers: Default::default(),
-        rate_limit: None,
-        max_concurrency: None,
-        ordered: false,
-        secrets: vec![],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: Timestamp::from_millis(1),
-        updated_at: Timestamp::from_millis(1),
-    }
+    Endpoint::new(
+        EndpointId::generate(),
+        account.clone(),
+        "https://receiver.example.com/hook",
+        vec![],
+        Timestamp::from_millis(1),
+    )
 }
 
 fn event(account: &AccountId, t: Timestamp) -> Event {
-    Event {
-        id: EventId::generate(),
-        account: account.clone(),
-        site: None,
-        event_type: EventTypeName::parse("rx.completed").unwrap(),
-        queue_id: None,
-        data: RawValue::from_string("{}".into()).unwrap(),
-        idempotency_key: Some("k1".into()),
-        timestamp: t,
-    }
+    let mut v = Event::new(
+        EventId::generate(),
+        account.clone(),
+        EventTypeName::parse("rx.completed").unwrap(),
+        RawValue::from_string("{}".into()).unwrap(),
+        t,
+    );
+    v.idempotency_key = Some("k1".into());
+    v
 }
 
 async fn seed(s: &dyn Store) -> (AccountId, Endpoint) {
     let a = AccountId::parse("acme").unwrap();
-    s.create_account(&Account {
-        id: a.clone(),
-        name: "Acme".into(),
-        created_at: Timestamp::from_millis(1),
-        updated_at: Timestamp::from_millis(1),
+    s.create_account(&{
+        let mut v = Account::new(a.clone(), "Acme", Timestamp::from_millis(1));
+        v.updated_at = Timestamp::from_millis(1);
+        v
     })
     .await
     .unwrap();
@@ -187,17 +174,17 @@ async fn an_enqueue_wakes_other_processes() {
 }
 
 fn attempt_for(c: &Claimed, at: Timestamp) -> Attempt {
-    Attempt {
-        id: AttemptId::generate(),
-        delivery_id: c.delivery.id.clone(),
-        number: c.attempt_number,
-        trigger: c.trigger,
-        started_at: at,
-        duration_ms: 3,
-        status_code: Some(200),
-        error: None,
-        response_body: "ok".into(),
-    }
+    let mut v = Attempt::new(
+        AttemptId::generate(),
+        c.delivery.id.clone(),
+        c.attempt_number,
+        c.trigger,
+        at,
+    );
+    v.duration_ms = 3;
+    v.status_code = Some(200);
+    v.response_body = "ok".into();
+    v
 }
 
 /// Enqueues `n` events (no idempotency key) to `ep` and claims their deliveries.
@@ -443,11 +430,10 @@ async fn an_enqueue_failing_in_a_shared_call_fails_alone() {
     let (a, ep) = seed(&store).await;
     let b = AccountId::parse("globex").unwrap();
     store
-        .create_account(&Account {
-            id: b.clone(),
-            name: "Globex".into(),
-            created_at: Timestamp::from_millis(1),
-            updated_at: Timestamp::from_millis(1),
+        .create_account(&{
+            let mut v = Account::new(b.clone(), "Globex", Timestamp::from_millis(1));
+            v.updated_at = Timestamp::from_millis(1);
+            v
         })
         .await
         .unwrap();

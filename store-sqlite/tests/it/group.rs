@@ -17,55 +17,43 @@ use tokio::task::JoinSet;
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
 fn endpoint(account: &AccountId, ordered: bool) -> Endpoint {
-    Endpoint {
-        id: EndpointId::generate(),
-        account: account.clone(),
-        url: "https://receiver.example.com/hook".into(),
-        description: None,
-        event_types: vec![],
-        sites: vec![],
-        headers: Default::default(),
-        rate_limit: None,
-        max_concurrency: None,
-        ordered,
-        secrets: vec![EndpointSecret {
-            key: Secret::generate(),
-            created_at: T0,
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: T0,
-        updated_at: T0,
-    }
+    let mut v = Endpoint::new(
+        EndpointId::generate(),
+        account.clone(),
+        "https://receiver.example.com/hook",
+        vec![EndpointSecret::new(Secret::generate(), T0)],
+        T0,
+    );
+    v.ordered = ordered;
+    v.updated_at = T0;
+    v
 }
 
 fn event(account: &AccountId, key: Option<String>) -> Event {
-    Event {
-        id: EventId::generate(),
-        account: account.clone(),
-        site: None,
-        event_type: EventTypeName::parse("rx.completed").unwrap(),
-        queue_id: Some("q_1".into()),
-        data: RawValue::from_string(r#"{"din":"02242903"}"#.into()).unwrap(),
-        idempotency_key: key,
-        timestamp: T0,
-    }
+    let mut v = Event::new(
+        EventId::generate(),
+        account.clone(),
+        EventTypeName::parse("rx.completed").unwrap(),
+        RawValue::from_string(r#"{"din":"02242903"}"#.into()).unwrap(),
+        T0,
+    );
+    v.queue_id = Some("q_1".into());
+    v.idempotency_key = key;
+    v
 }
 
 fn attempt(lease: &LeaseToken) -> Attempt {
-    Attempt {
-        id: AttemptId::generate(),
-        delivery_id: lease.delivery.clone(),
-        number: 1,
-        trigger: hookline_core::model::Trigger::Scheduled,
-        started_at: T0,
-        duration_ms: 3,
-        status_code: Some(200),
-        error: None,
-        response_body: "ok".into(),
-    }
+    let mut v = Attempt::new(
+        AttemptId::generate(),
+        lease.delivery.clone(),
+        1,
+        hookline_core::model::Trigger::Scheduled,
+        T0,
+    );
+    v.duration_ms = 3;
+    v.status_code = Some(200);
+    v.response_body = "ok".into();
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -79,11 +67,10 @@ async fn mixed_concurrent_writes_get_their_own_answers() {
         .await
         .unwrap(),
     );
-    let account = Account {
-        id: AccountId::parse("acme").unwrap(),
-        name: "Acme".into(),
-        created_at: T0,
-        updated_at: T0,
+    let account = {
+        let mut v = Account::new(AccountId::parse("acme").unwrap(), "Acme", T0);
+        v.updated_at = T0;
+        v
     };
     store.create_account(&account).await.unwrap();
     let plain = endpoint(&account.id, false);

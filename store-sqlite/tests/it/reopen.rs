@@ -14,41 +14,31 @@ use serde_json::value::RawValue;
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
 fn endpoint(account: &AccountId) -> Endpoint {
-    Endpoint {
-        id: EndpointId::generate(),
-        account: account.clone(),
-        url: "https://receiver.example.com/hook".into(),
-        description: Some("durable".into()),
-        event_types: vec![],
-        sites: vec![],
-        headers: [("x-a".to_owned(), "b".to_owned())].into(),
-        rate_limit: Some(5),
-        max_concurrency: None,
-        ordered: false,
-        secrets: vec![EndpointSecret {
-            key: Secret::generate(),
-            created_at: T0,
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: T0,
-        updated_at: T0,
-    }
+    let mut v = Endpoint::new(
+        EndpointId::generate(),
+        account.clone(),
+        "https://receiver.example.com/hook",
+        vec![EndpointSecret::new(Secret::generate(), T0)],
+        T0,
+    );
+    v.description = Some("durable".into());
+    v.headers = [("x-a".to_owned(), "b".to_owned())].into();
+    v.rate_limit = Some(5);
+    v.updated_at = T0;
+    v
 }
 
 fn event(account: &AccountId) -> Event {
-    Event {
-        id: EventId::generate(),
-        account: account.clone(),
-        site: None,
-        event_type: EventTypeName::parse("rx.completed").unwrap(),
-        queue_id: Some("q_1".into()),
-        data: RawValue::from_string(r#"{ "din" : "02242903" }"#.into()).unwrap(),
-        idempotency_key: Some("k".into()),
-        timestamp: T0,
-    }
+    let mut v = Event::new(
+        EventId::generate(),
+        account.clone(),
+        EventTypeName::parse("rx.completed").unwrap(),
+        RawValue::from_string(r#"{ "din" : "02242903" }"#.into()).unwrap(),
+        T0,
+    );
+    v.queue_id = Some("q_1".into());
+    v.idempotency_key = Some("k".into());
+    v
 }
 
 #[tokio::test]
@@ -61,11 +51,10 @@ async fn data_survives_close_and_reopen() {
     let store = SqliteStore::connect(&url, SqliteConfig::default())
         .await
         .unwrap();
-    let account = Account {
-        id: AccountId::parse("acme").unwrap(),
-        name: "Acme".into(),
-        created_at: T0,
-        updated_at: T0,
+    let account = {
+        let mut v = Account::new(AccountId::parse("acme").unwrap(), "Acme", T0);
+        v.updated_at = T0;
+        v
     };
     store.create_account(&account).await.unwrap();
     let done_ep = endpoint(&account.id);
@@ -81,20 +70,22 @@ async fn data_survives_close_and_reopen() {
     assert_eq!(claims.len(), 2);
     let mut attempts = Vec::new();
     for c in &claims {
-        let attempt = Attempt {
-            id: AttemptId::generate(),
-            delivery_id: c.delivery.id.clone(),
-            number: c.attempt_number,
-            trigger: c.trigger,
-            started_at: T0,
-            duration_ms: 10,
-            status_code: Some(if c.endpoint.id == done_ep.id {
+        let attempt = {
+            let mut v = Attempt::new(
+                AttemptId::generate(),
+                c.delivery.id.clone(),
+                c.attempt_number,
+                c.trigger,
+                T0,
+            );
+            v.duration_ms = 10;
+            v.status_code = Some(if c.endpoint.id == done_ep.id {
                 200
             } else {
                 500
-            }),
-            error: None,
-            response_body: "ok".into(),
+            });
+            v.response_body = "ok".into();
+            v
         };
         let next = if c.endpoint.id == done_ep.id {
             Next::Delivered
