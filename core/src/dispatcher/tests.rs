@@ -174,12 +174,7 @@ impl Harness {
             .build();
         let account = AccountId::parse("acme").unwrap();
         store
-            .create_account(&Account {
-                id: account.clone(),
-                name: "Acme".into(),
-                created_at: T0,
-                updated_at: T0,
-            })
+            .create_account(&Account::new(account.clone(), "Acme", T0))
             .await
             .unwrap();
         Self {
@@ -204,40 +199,26 @@ impl Harness {
 
     /// Creates an enabled endpoint at `url`.
     async fn endpoint(&self, url: &str) -> Endpoint {
-        let ep = Endpoint {
-            id: EndpointId::generate(),
-            account: self.account.clone(),
-            url: url.to_owned(),
-            description: None,
-            event_types: vec![],
-            sites: vec![],
-            headers: Default::default(),
-            rate_limit: None,
-            max_concurrency: None,
-            ordered: false,
-            secrets: vec![],
-            enabled: true,
-            disabled_reason: None,
-            failing_since: None,
-            created_at: T0,
-            updated_at: T0,
-        };
+        let ep = Endpoint::new(
+            EndpointId::generate(),
+            self.account.clone(),
+            url,
+            vec![],
+            T0,
+        );
         self.store.create_endpoint(&ep).await.unwrap();
         ep
     }
 
     /// Publishes a new event now to `ep` alone; returns its delivery.
     async fn publish(&self, ep: &Endpoint) -> DeliveryId {
-        let event = Event {
-            id: EventId::generate(),
-            account: self.account.clone(),
-            site: None,
-            event_type: EventTypeName::parse("rx.completed").unwrap(),
-            queue_id: None,
-            data: RawValue::from_string(r#"{"patientId":"p_77"}"#.into()).unwrap(),
-            idempotency_key: None,
-            timestamp: self.clock.now(),
-        };
+        let event = Event::new(
+            EventId::generate(),
+            self.account.clone(),
+            EventTypeName::parse("rx.completed").unwrap(),
+            RawValue::from_string(r#"{"patientId":"p_77"}"#.into()).unwrap(),
+            self.clock.now(),
+        );
         let receipt = self
             .dispatcher
             .publish_to(&event, std::slice::from_ref(&ep.id))
@@ -407,7 +388,7 @@ async fn the_circuit_opens_at_the_threshold_and_a_single_probe_closes_it() {
         );
     }
     assert_eq!(
-        h.endpoint_now(&ep).await.failing_since,
+        h.endpoint_now(&ep).await.failing_since(),
         None,
         "healthy again"
     );
@@ -502,7 +483,7 @@ async fn an_endpoint_that_fails_for_the_disable_period_is_disabled_and_keeps_its
     let now = h.endpoint_now(&ep).await;
     assert!(now.enabled, "not yet: failing for 40 min");
     assert_eq!(
-        now.failing_since,
+        now.failing_since(),
         Some(T0),
         "the failure clock runs since the first failure"
     );
