@@ -4,7 +4,7 @@ use crate::time::{Clock, Timestamp};
 
 /// A [`Clock`] that reads tokio's clock: it says `base` when created and moves exactly as
 /// [`tokio::time::Instant`] does. Under paused time (`#[tokio::test(start_paused = true)]`,
-/// [`tokio::time::pause`]) it stands still until tokio's time is advanced or auto-advances to
+/// `tokio::time::pause`) it stands still until tokio's time is advanced or auto-advances to
 /// the next timer, so code that sleeps with tokio and stamps with the [`Clock`] (such as the
 /// [`Dispatcher`](crate::dispatcher::Dispatcher)) sees one consistent, deterministic time, and
 /// hours of retries pass in milliseconds.

@@ -1,4 +1,5 @@
-//! Test support: the store conformance suite and test service URLs.
+//! Test support: the store conformance suite, [`MemoryStore`] (the whole store contract in
+//! memory), [`TokioClock`] (timestamps that follow tokio's paused time) and test service URLs.
 
 mod clock;
 pub mod conformance;
