@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod cache;
 pub mod dispatcher;
 pub mod envelope;
 mod gate;

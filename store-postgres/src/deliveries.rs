@@ -1,23 +1,21 @@
-//! [`QueueStore`] and [`HistoryStore`]: events, deliveries, leases and attempts.
-
-use std::collections::HashMap;
-use std::time::Duration;
+//! [`SqlQueue`] (and so `QueueStore`): claims, leases, grouped enqueues and settles, holds and
+//! purges.
 
 use hookline_core::backend::LimitedRoom;
-use hookline_core::model::{
-    Attempt, Cursor, Delivery, DeliveryFilter, Event, EventFilter, Page, PageRequest, Trigger,
-};
-use hookline_core::store::{
-    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
-};
-use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
-use sqlx::{PgConnection, QueryBuilder};
+use hookline_core::model::{Attempt, Event, Trigger};
+use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::{DeliveryId, EndpointId, Timestamp};
+use hookline_store_sql::SqlQueue;
+
+use hookline_store_sql::group::{Group, Reply};
+use hookline_store_sql::postgres::claims::{self, ClaimedRow, Limited};
+use hookline_store_sql::postgres::queue::{self, original_receipt};
+use hookline_store_sql::postgres::rows::{ATTEMPT_COLS, DELIVERY_COLS, EVENT_COLS};
+use hookline_store_sql::qualified;
+use sqlx::PgConnection;
 
 use crate::PgStore;
-use crate::catalog::push_page;
 use crate::error::{DbError, DbResult};
-use crate::group::Reply;
-use crate::rows::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS, qualified};
 
 /// How often enqueue looks for the row it conflicted with before giving up (the row can vanish
 /// between the conflict and the look-up only if it is deleted in that instant).
@@ -104,50 +102,7 @@ WHERE d.id = ANY (ARRAY(
 ))
 RETURNING ";
 
-/// One limited endpoint the claim may take deliveries of.
-struct Limited {
-    id: String,
-    max_concurrency: Option<i64>,
-    rate_limit: Option<u32>,
-    pace_next_us: Option<i64>,
-    live: i64,
-}
-
-impl Limited {
-    fn from_row(row: &sqlx::postgres::PgRow) -> DbResult<Self> {
-        use sqlx::Row as _;
-        Ok(Self {
-            id: row.try_get("id")?,
-            max_concurrency: row.try_get("max_concurrency")?,
-            rate_limit: row
-                .try_get::<Option<i64>, _>("rate_limit")?
-                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
-            pace_next_us: row.try_get("pace_next_us")?,
-            live: row.try_get("live")?,
-        })
-    }
-}
-
-/// A claimed delivery with its lease and, for a rate-limited endpoint, its send time.
-type ClaimedRow = (Delivery, rows::ClaimColumns, Option<Timestamp>);
-
 impl PgStore {
-    /// Whether any enabled endpoint has limits (asked at most once per
-    /// [`LimitedHint::TTL`](hookline_core::backend::LimitedHint::TTL) unless endpoints change here).
-    async fn any_limited(&self) -> DbResult<bool> {
-        if let Some(known) = self.limited.get() {
-            return Ok(known);
-        }
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE enabled \
-             AND (max_concurrency IS NOT NULL OR rate_limit IS NOT NULL))",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        self.limited.set(any);
-        Ok(any)
-    }
-
     /// Claims up to `room` more deliveries of endpoints with limits. The endpoints' rows are
     /// locked (`FOR UPDATE SKIP LOCKED`) for the transaction, so claimers in every process take
     /// turns per endpoint and the limits hold across them: at most `maxConcurrency` live leases,
@@ -163,7 +118,7 @@ impl PgStore {
     ) -> DbResult<()> {
         let horizon_us = LimitedRoom::horizon_us(now);
         let skip: Vec<&str> = skip.iter().map(|e| e.as_str()).collect();
-        if !self.any_limited().await? {
+        if !claims::any_limited(self, &self.limited).await? {
             return Ok(());
         }
         // Look without locks first: most claims find nothing to do here.
@@ -202,14 +157,7 @@ impl PgStore {
                 break;
             }
             let l = Limited::from_row(row)?;
-            let allowed = LimitedRoom::new(
-                now,
-                room,
-                l.max_concurrency,
-                l.live,
-                l.rate_limit,
-                l.pace_next_us,
-            );
+            let allowed = l.room(now, room);
             if allowed.take == 0 {
                 continue;
             }
@@ -223,21 +171,7 @@ impl PgStore {
             .bind(allowed.take as i64)
             .fetch_all(&mut *tx)
             .await?;
-            let mut mine = Vec::with_capacity(got.len());
-            for row in &got {
-                mine.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
-            }
-            mine.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
-            for (i, c) in mine.iter_mut().enumerate() {
-                c.2 = allowed.send_time(i);
-            }
-            if let Some(next) = allowed.next_free_us(mine.len()) {
-                sqlx::query("UPDATE endpoints SET pace_next_us = $1 WHERE id = $2")
-                    .bind(next)
-                    .bind(&l.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mine = claims::take_limited(&mut tx, &l, &allowed, &got).await?;
             room = room.saturating_sub(mine.len());
             batch.extend(mine);
         }
@@ -246,33 +180,25 @@ impl PgStore {
     }
 }
 
-/// Sets a delivery pending, due at `$1`, with a manual trigger and no lease. The due index's
-/// copy of the endpoint flag is set to TRUE, the value that is always safe (the claim checks the
-/// endpoint itself): a delivery that failed while its endpoint was disabled must not come back
-/// hidden after the endpoint was enabled again.
-const REQUEUE_MANUAL: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, \
-    lease_id = NULL, lease_until = NULL, claimed_due_at = NULL, next_trigger = 'manual', \
-    endpoint_enabled = TRUE";
-
-/// The receipt of an event accepted before: its id and its deliveries.
-async fn original_receipt(conn: &mut PgConnection, event: String) -> DbResult<Receipt> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE event_id = $1 ORDER BY id")
-            .bind(&event)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(Receipt {
-        event_id: EventId::parse(&event).map_err(|e| DbError::corrupt("events.id", e))?,
-        deliveries: ids
-            .iter()
-            .map(|id| DeliveryId::parse(id).map_err(|e| DbError::corrupt("deliveries.id", e)))
-            .collect::<Result<_, _>>()?,
-        duplicate: true,
-    })
+/// Whether every one of `targets` is an endpoint of the event's account (when not, an enqueue
+/// writes nothing and is not a duplicate either).
+async fn targets_known(
+    conn: &mut PgConnection,
+    event: &Event,
+    targets: &[EndpointId],
+) -> DbResult<bool> {
+    let (known, wanted): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM endpoints WHERE account = $1 AND id = ANY($2::text[])), \
+                (SELECT count(DISTINCT t) FROM UNNEST($2::text[]) AS t)",
+    )
+    .bind(event.account.as_str())
+    .bind(targets.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(known == wanted)
 }
 
-#[async_trait::async_trait]
-impl QueueStore for PgStore {
+impl SqlQueue for PgStore {
     async fn enqueue_with(
         &self,
         event: &Event,
@@ -311,7 +237,10 @@ impl QueueStore for PgStore {
                 .await
                 .map_err(DbError::from)?;
                 match original {
-                    Some(id) => return Ok(original_receipt(&mut conn, id).await?),
+                    Some(id) => return Ok(original_receipt(&mut conn, &id).await?),
+                    None if !targets_known(&mut conn, event, targets).await? => {
+                        return Err(StoreError::NotFound("endpoint"));
+                    }
                     None => continue,
                 }
             }
@@ -332,17 +261,13 @@ impl QueueStore for PgStore {
         Some(self.work_listener())
     }
 
-    async fn claim_due_except(
+    async fn claim(
         &self,
         now: Timestamp,
         max: usize,
-        lease: Duration,
+        lease_end: Timestamp,
         skip: &[EndpointId],
     ) -> Result<Vec<Claimed>, StoreError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let lease_end = now.add(lease);
         // The claim should walk the due index in order and stop after `max` rows. On a table
         // that grew faster than autovacuum analyses it, the planner's statistics say "a handful
         // of rows" and it prefers to collect every due row (a bitmap scan, or all pending rows
@@ -375,96 +300,13 @@ impl QueueStore for PgStore {
         .map_err(DbError::from)?;
         tx.commit().await.map_err(DbError::from)?;
 
-        let mut batch = Vec::with_capacity(claimed.len());
-        for row in &claimed {
-            batch.push((rows::delivery(row)?, rows::claim_columns(row)?, None));
-        }
-        batch.sort_by(|(a, ca, _), (b, cb, _)| (ca.due_at, &a.id).cmp(&(cb.due_at, &b.id)));
+        let mut batch = claims::claimed_rows(&claimed)?;
         if batch.len() < max {
             self.claim_limited(now, max - batch.len(), lease_end, skip, &mut batch)
                 .await?;
         }
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-
         // Two more round trips for the whole batch: its events and its endpoints.
-        let mut event_ids: Vec<&str> = batch.iter().map(|(d, _, _)| d.event_id.as_str()).collect();
-        event_ids.sort_unstable();
-        event_ids.dedup();
-        let event_rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE id = ANY ($1)"
-        ))
-        .bind(&event_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        let mut events = HashMap::new();
-        for row in &event_rows {
-            let e = rows::event(row)?;
-            events.insert(e.id.clone(), e);
-        }
-        let mut endpoint_ids: Vec<&str> = batch
-            .iter()
-            .map(|(d, _, _)| d.endpoint_id.as_str())
-            .collect();
-        endpoint_ids.sort_unstable();
-        endpoint_ids.dedup();
-        let endpoint_rows = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ANY ($1)"
-        ))
-        .bind(&endpoint_ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        let mut endpoints = HashMap::new();
-        for row in &endpoint_rows {
-            let e = rows::endpoint(row)?;
-            endpoints.insert(e.id.clone(), e);
-        }
-
-        let mut out = Vec::with_capacity(batch.len());
-        for (delivery, cols, not_before) in batch {
-            // Removed since the claim (endpoint deleted, account deleted): the row is cancelled
-            // or gone, and the lease just lapses.
-            let (Some(event), Some(endpoint)) = (
-                events.get(&delivery.event_id).cloned(),
-                endpoints.get(&delivery.endpoint_id).cloned(),
-            ) else {
-                continue;
-            };
-            out.push(Claimed {
-                attempt_number: delivery.attempts.saturating_add(1),
-                trigger: cols.trigger,
-                lease: LeaseToken {
-                    delivery: delivery.id.clone(),
-                    lease_id: cols.lease_id,
-                },
-                not_before,
-                delivery,
-                event,
-                endpoint,
-            });
-        }
-        Ok(out)
-    }
-
-    async fn defer(&self, lease: &LeaseToken, until: Timestamp) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_id = NULL, lease_until = NULL, \
-             claimed_due_at = NULL \
-             WHERE id = $2 AND lease_id = $3 AND status = 'pending'",
-        )
-        .bind(until.as_millis())
-        .bind(lease.delivery.as_str())
-        .bind(&lease.lease_id)
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost);
-        }
-        Ok(())
+        Ok(claims::claimed(self, batch).await?)
     }
 
     async fn hold_endpoint(
@@ -550,215 +392,6 @@ impl QueueStore for PgStore {
             )
             .await
     }
-
-    async fn retry_delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-        now: Timestamp,
-    ) -> Result<Delivery, StoreError> {
-        let row = sqlx::query(&format!(
-            "{REQUEUE_MANUAL} WHERE account = $2 AND id = $3 RETURNING {DELIVERY_COLS}"
-        ))
-        .bind(now.as_millis())
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        match row {
-            Some(row) => Ok(rows::delivery(&row)?),
-            None => Err(StoreError::NotFound("delivery")),
-        }
-    }
-
-    async fn recover_failed(
-        &self,
-        account: &AccountId,
-        endpoint: &EndpointId,
-        since: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(&format!(
-            "{REQUEUE_MANUAL} WHERE account = $2 AND endpoint_id = $3 AND status = 'failed' \
-             AND created_at >= $4"
-        ))
-        .bind(now.as_millis())
-        .bind(account.as_str())
-        .bind(endpoint.as_str())
-        .bind(since.as_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn record_failing(
-        &self,
-        id: &EndpointId,
-        at: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        let since: Option<i64> = sqlx::query_scalar(
-            "UPDATE endpoints SET failing_since = coalesce(failing_since, $1) WHERE id = $2 \
-             RETURNING failing_since",
-        )
-        .bind(at.as_millis())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(since.map(Timestamp::from_millis))
-    }
-
-    async fn disable_endpoint(
-        &self,
-        id: &EndpointId,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 \
-             WHERE id = $1 AND enabled",
-        )
-        .bind(id.as_str())
-        .bind(reason)
-        .bind(now.as_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn record_healthy(&self, id: &EndpointId) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-        )
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl HistoryStore for PgStore {
-    async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE account = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::event).transpose()?)
-    }
-
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: &EventFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Event>, StoreError> {
-        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(t) = &filter.event_type {
-            qb.push(" AND event_type = ")
-                .push_bind(t.as_str().to_owned());
-        }
-        if let Some(s) = &filter.site {
-            qb.push(" AND site = ").push_bind(s.as_str().to_owned());
-        }
-        if let Some(q) = &filter.queue_id {
-            qb.push(" AND queue_id = ").push_bind(q.clone());
-        }
-        if let Some(t) = filter.since {
-            qb.push(" AND fired_at >= ").push_bind(t.as_millis());
-        }
-        if let Some(t) = filter.until {
-            qb.push(" AND fired_at < ").push_bind(t.as_millis());
-        }
-        push_page(&mut qb, "fired_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::event).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |e: &Event| Cursor {
-            created_at: e.timestamp,
-            id: e.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(row.as_ref().map(rows::delivery).transpose()?)
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Delivery>, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE account = "
-        ));
-        qb.push_bind(account.as_str().to_owned());
-        if let Some(e) = &filter.event {
-            qb.push(" AND event_id = ").push_bind(e.as_str().to_owned());
-        }
-        if let Some(e) = &filter.endpoint {
-            qb.push(" AND endpoint_id = ")
-                .push_bind(e.as_str().to_owned());
-        }
-        if let Some(s) = filter.status {
-            qb.push(" AND status = ").push_bind(s.as_str());
-        }
-        push_page(&mut qb, "created_at", "id", page);
-        let found = qb
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(DbError::from)?;
-        let items = found.iter().map(rows::delivery).collect::<Result<_, _>>()?;
-        Ok(Page::from_rows(items, page.limit, |d: &Delivery| Cursor {
-            created_at: d.created_at,
-            id: d.id.as_str().to_owned(),
-        }))
-    }
-
-    async fn attempts(
-        &self,
-        account: &AccountId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        let found = sqlx::query(&format!(
-            "SELECT {} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
-             WHERE a.delivery_id = $1 AND d.account = $2 \
-             ORDER BY a.number, a.started_at, a.id",
-            qualified("a", ATTEMPT_COLS)
-        ))
-        .bind(delivery.as_str())
-        .bind(account.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(DbError::from)?;
-        Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
-    }
 }
 
 /// One [`QueueStore::enqueue_with`] call, with the ids of its deliveries.
@@ -774,11 +407,11 @@ pub(crate) struct EnqueueOp {
 /// Most enqueues in one statement.
 pub(crate) const MAX_ENQUEUE_GROUP: usize = 128;
 
-/// Concurrent enqueues share one statement (see [`Group`](crate::group::Group)); each answers
+/// Concurrent enqueues share one statement (see [`Group`]); each answers
 /// whether its event was new (`false`: the id or idempotency key was taken, and nothing of it
 /// was written). A group with two events of one id, or whose statement fails, is run again one
 /// enqueue per statement.
-pub(crate) type EnqueueGroup = crate::group::Group<EnqueueOp, bool>;
+pub(crate) type EnqueueGroup = Group<EnqueueOp, bool>;
 
 async fn run_enqueues(pool: sqlx::PgPool, batch: Vec<(EnqueueOp, Reply<bool>)>) {
     let (ops, replies): (Vec<EnqueueOp>, Vec<Reply<bool>>) = batch.into_iter().unzip();
@@ -805,11 +438,16 @@ async fn run_enqueues(pool: sqlx::PgPool, batch: Vec<(EnqueueOp, Reply<bool>)>) 
 /// concurrent insert of the same key makes this wait for that transaction and then do nothing,
 /// so exactly one of many racing creates wins. (The deliveries' foreign key is checked at the
 /// end of the statement, when the event row is there.)
+///
+/// Nothing is written unless every target is an endpoint of the event's account ([`KNOWN`]).
 async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreError> {
     let event = &op.event;
     let inserted: i64 = sqlx::query_scalar(&format!(
-        "WITH ev AS ( \
-             INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "WITH known AS ({KNOWN} WHERE account = $2 AND id = ANY($10::text[]) FOR KEY SHARE), \
+         ev AS ( \
+             INSERT INTO events ({EVENT_COLS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE (SELECT count(*) FROM known) \
+                 = (SELECT count(DISTINCT t) FROM UNNEST($10::text[]) AS t) \
              ON CONFLICT DO NOTHING RETURNING id), \
          dl AS ( \
              INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
@@ -819,7 +457,7 @@ async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreE
              FROM ev \
              CROSS JOIN UNNEST($9::text[], $10::text[]) WITH ORDINALITY \
                  AS t (id, endpoint_id, n) \
-             LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+             JOIN known e ON e.id = t.endpoint_id \
              ORDER BY t.n) \
          SELECT count(*) FROM ev"
     ))
@@ -841,9 +479,16 @@ async fn enqueue_one(pool: &sqlx::PgPool, op: &EnqueueOp) -> Result<bool, StoreE
     Ok(inserted == 1)
 }
 
+/// The endpoints an enqueue may target (the statement adds its filter and `FOR KEY SHARE`).
+/// Locking them makes the check atomic with the write: a concurrent `remove_endpoint` deletes
+/// the row first, so either it waits for the enqueue and then cancels the new deliveries, or
+/// the enqueue waits for it and no longer finds the endpoint.
+const KNOWN: &str = "SELECT id, account, ordered FROM endpoints";
+
 /// Enqueues `ops` (of distinct event ids) in one statement, each as [`enqueue_one`] would;
 /// returns the ids of the events that were new. Two events with one idempotency key: the
-/// first is inserted, the second conflicts with it and writes nothing.
+/// first is inserted, the second conflicts with it and writes nothing. An event with a target
+/// that is not an endpoint of its account is not inserted either.
 async fn enqueue_many(
     pool: &sqlx::PgPool,
     ops: &[EnqueueOp],
@@ -868,19 +513,27 @@ async fn enqueue_many(
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                  $6::text[], $7::text[], $8::int8[]) WITH ORDINALITY \
              AS i (id, account, site, event_type, queue_id, data, idempotency_key, fired_at, n)), \
+         t AS ( \
+             SELECT * FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], \
+                 $13::text[]) WITH ORDINALITY AS t (event_id, id, endpoint_id, at, next_trigger, n)), \
+         known AS ({KNOWN} WHERE id = ANY($11::text[]) FOR KEY SHARE), \
+         missing AS ( \
+             SELECT t.event_id FROM t JOIN input i ON i.id = t.event_id \
+             LEFT JOIN known k ON k.id = t.endpoint_id AND k.account = i.account \
+             WHERE k.id IS NULL), \
          ev AS ( \
              INSERT INTO events ({EVENT_COLS}) \
-             SELECT {EVENT_COLS} FROM input ORDER BY n \
+             SELECT {EVENT_COLS} FROM input \
+             WHERE id NOT IN (SELECT event_id FROM missing) ORDER BY n \
              ON CONFLICT DO NOTHING RETURNING id, account, queue_id), \
          dl AS ( \
              INSERT INTO deliveries (id, account, event_id, endpoint_id, status, \
                  attempts, next_attempt_at, created_at, next_trigger, ordering_key) \
              SELECT t.id, ev.account, ev.id, t.endpoint_id, 'pending', 0, t.at, t.at, \
                  t.next_trigger, CASE WHEN e.ordered THEN ev.queue_id END \
-             FROM UNNEST($9::text[], $10::text[], $11::text[], $12::int8[], $13::text[]) \
-                 WITH ORDINALITY AS t (event_id, id, endpoint_id, at, next_trigger, n) \
+             FROM t \
              JOIN ev ON ev.id = t.event_id \
-             LEFT JOIN endpoints e ON e.id = t.endpoint_id \
+             JOIN known e ON e.id = t.endpoint_id AND e.account = ev.account \
              ORDER BY t.n) \
          SELECT id FROM ev"
     ))
@@ -917,10 +570,10 @@ pub(crate) struct SettleOp {
 /// Most settles in one statement.
 pub(crate) const MAX_SETTLE_GROUP: usize = 256;
 
-/// Concurrent settles share one statement (see [`Group`](crate::group::Group)). A group with
+/// Concurrent settles share one statement (see [`Group`]). A group with
 /// two settles of one delivery, or whose statement fails, is run again one settle per
 /// statement, which gives every settle its exact individual outcome.
-pub(crate) type SettleGroup = crate::group::Group<SettleOp, ()>;
+pub(crate) type SettleGroup = Group<SettleOp, ()>;
 
 async fn run_settles(pool: sqlx::PgPool, batch: Vec<(SettleOp, Reply<()>)>) {
     let pool = &pool;
@@ -959,22 +612,14 @@ async fn run_settles(pool: sqlx::PgPool, batch: Vec<(SettleOp, Reply<()>)>) {
     }
 }
 
-/// A delivery's status and next due time after an attempt with outcome `next`.
-fn settled_state(next: Next) -> (&'static str, Option<i64>) {
-    match next {
-        Next::Delivered => ("succeeded", None),
-        Next::RetryAt(t) => ("pending", Some(t.as_millis())),
-        Next::Exhausted => ("failed", None),
-    }
-}
-
 /// Settles `ops` (of distinct deliveries) in one statement; returns the deliveries whose lease
 /// was current (settled), the others changed nothing.
 async fn settle_many(
     pool: &sqlx::PgPool,
     ops: &[SettleOp],
 ) -> DbResult<std::collections::HashSet<String>> {
-    let states: Vec<(&str, Option<i64>)> = ops.iter().map(|op| settled_state(op.next)).collect();
+    let states: Vec<(&str, Option<i64>)> =
+        ops.iter().map(|op| queue::settled_state(op.next)).collect();
     // The deliveries are found through `id = ANY ($1)` (a primary-key lookup whatever the plan)
     // and only then joined with their new values.
     let settled: Vec<String> = sqlx::query_scalar(&format!(
@@ -1048,17 +693,12 @@ async fn settle_many(
     )
     .bind(
         ops.iter()
-            .map(|op| {
-                op.attempt
-                    .error
-                    .as_deref()
-                    .map(|e| rows::pg_text(e).into_owned())
-            })
+            .map(|op| op.attempt.error.as_deref().map(|e| pg_text(e).into_owned()))
             .collect::<Vec<_>>(),
     )
     .bind(
         ops.iter()
-            .map(|op| rows::pg_text(&op.attempt.response_body).into_owned())
+            .map(|op| pg_text(&op.attempt.response_body).into_owned())
             .collect::<Vec<_>>(),
     )
     .fetch_all(pool)
@@ -1070,7 +710,7 @@ async fn settle_many(
 /// written only if the lease check of the UPDATE matched.
 async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError> {
     let (lease, attempt) = (&op.lease, &op.attempt);
-    let (status, next_at) = settled_state(op.next);
+    let (status, next_at) = queue::settled_state(op.next);
     let done = sqlx::query(&format!(
         "WITH settled AS ( \
                  UPDATE deliveries SET status = $3, attempts = attempts + 1, \
@@ -1093,8 +733,8 @@ async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError
     .bind(attempt.started_at.as_millis())
     .bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX))
     .bind(attempt.status_code.map(i32::from))
-    .bind(attempt.error.as_deref().map(rows::pg_text))
-    .bind(rows::pg_text(&attempt.response_body))
+    .bind(attempt.error.as_deref().map(pg_text))
+    .bind(pg_text(&attempt.response_body))
     .execute(pool)
     .await
     .map_err(|e| DbError::from(e).into_store("attempt"))?;
@@ -1102,4 +742,26 @@ async fn settle_one(pool: &sqlx::PgPool, op: &SettleOp) -> Result<(), StoreError
         return Err(StoreError::LeaseLost);
     }
     Ok(())
+}
+
+/// PostgreSQL text cannot hold NUL characters. Free text we record but did not validate (a
+/// receiver's response body, a transport error) has them replaced, so that a receiver answering
+/// with binary garbage cannot make an attempt impossible to settle.
+fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_text;
+
+    #[test]
+    fn nul_characters_are_replaced() {
+        assert_eq!(pg_text("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(pg_text("ab"), std::borrow::Cow::Borrowed(_)));
+    }
 }

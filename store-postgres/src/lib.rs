@@ -163,12 +163,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod catalog;
 mod deliveries;
-mod endpoints;
 mod error;
-mod group;
-mod rows;
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -447,10 +443,26 @@ impl PgStore {
     }
 }
 
-/// A `LIMIT` for fetching one row more than `limit` (to know whether a next page exists).
-fn fetch_limit(limit: usize) -> i64 {
-    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+impl hookline_store_sql::SqlStore for PgStore {
+    type Db = sqlx::Postgres;
+
+    fn read_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn write_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn endpoints_changed(&self) {
+        self.limited.clear();
+    }
 }
+
+hookline_store_sql::impl_catalog_store!(PgStore, postgres);
+hookline_store_sql::impl_endpoint_store!(PgStore, postgres);
+hookline_store_sql::impl_history_store!(PgStore, postgres);
+hookline_store_sql::impl_queue_store!(PgStore, postgres);
 
 #[cfg(test)]
 mod tests {

@@ -11,20 +11,23 @@
 -- whose commands fail gets an error answer and no scheduled delivery.
 -- A call that stored deliveries announces them once on the work channel (see `work_signal`),
 -- so no separate PUBLISH round trip is needed.
--- Returns per event {'new' | 'dup', event id, {delivery ids}}, or '!<error>' (that event failed).
+-- Returns per event {'new' | 'dup', event id, {delivery ids}}, {'unknown', event id, {}} (a target
+-- is not an endpoint of the event's account: nothing of it was written), or '!<error>' (that event
+-- failed).
 local ttl = ARGV[2]
 
 local function receipt(id)
   return {'dup', id, redis.call('LRANGE', Q .. 'evd:' .. id, 0, -1)}
 end
 
--- The flags of the endpoints met ({enabled, ordered}); enqueue never changes them.
+-- The endpoints met ({account, enabled, ordered}; account false: no such endpoint); enqueue
+-- never changes them.
 local endpoints = {}
 local function endpoint(ep)
   local e = endpoints[ep]
   if not e then
-    local f = redis.call('HMGET', Q .. 'ep:' .. ep, 'enabled', 'ordered')
-    e = {enabled = f[1] == '1', ordered = f[2] == '1'}
+    local f = redis.call('HMGET', Q .. 'ep:' .. ep, 'account', 'enabled', 'ordered')
+    e = {account = f[1], enabled = f[2] == '1', ordered = f[3] == '1'}
     endpoints[ep] = e
   end
   return e
@@ -39,16 +42,22 @@ local function store(a)
   if redis.call('EXISTS', ek) == 1 then
     return receipt(ev_id)
   end
+  local ik = Q .. 'idem:' .. acct .. ':' .. idem
   if idem ~= '' then
-    local ik = Q .. 'idem:' .. acct .. ':' .. idem
-    if not redis.call('SET', ik, ev_id, 'NX', 'PX', ttl) then
-      local orig = redis.call('GET', ik)
-      if orig and redis.call('EXISTS', Q .. 'ev:' .. orig) == 1 then
-        return receipt(orig)
-      end
-      -- The key outlived its event (an interrupted purge): it is free again.
-      redis.call('SET', ik, ev_id, 'PX', ttl)
+    local orig = redis.call('GET', ik)
+    -- A key that outlived its event (an interrupted purge) is free again.
+    if orig and redis.call('EXISTS', Q .. 'ev:' .. orig) == 1 then
+      return receipt(orig)
     end
+  end
+  -- Every target must be an endpoint of the event's account; otherwise nothing is written.
+  for i = a + 9, a + 6 + 3 * n, 3 do
+    if endpoint(ARGV[i + 1]).account ~= acct then
+      return {'unknown', ev_id, {}}
+    end
+  end
+  if idem ~= '' then
+    redis.call('SET', ik, ev_id, 'PX', ttl)
   end
 
   redis.call('HSET', ek, 'a', acct, 'k', idem, 'j', json)

@@ -85,6 +85,9 @@ impl RedisStore {
             .enqueues
             .submit(item, bytes, |items| self.enqueue_call(items))
             .await?;
+        if outcome == "unknown" {
+            return Err(DbError::Store(StoreError::NotFound("endpoint")));
+        }
         Ok(Receipt::new(
             EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
             parse_ids(deliveries, "receipt", DeliveryId::parse)?,

@@ -46,12 +46,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod catalog;
 mod deliveries;
-mod endpoints;
 mod error;
 mod group;
-mod rows;
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -206,7 +203,23 @@ impl SqliteStore {
     }
 }
 
-/// A `LIMIT` for fetching one row more than `limit` (to know whether a next page exists).
-fn fetch_limit(limit: usize) -> i64 {
-    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+impl hookline_store_sql::SqlStore for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    fn read_pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    fn write_pool(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    fn endpoints_changed(&self) {
+        self.limited.clear();
+    }
 }
+
+hookline_store_sql::impl_catalog_store!(SqliteStore, sqlite);
+hookline_store_sql::impl_endpoint_store!(SqliteStore, sqlite);
+hookline_store_sql::impl_history_store!(SqliteStore, sqlite);
+hookline_store_sql::impl_queue_store!(SqliteStore, sqlite);

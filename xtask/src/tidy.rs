@@ -6,7 +6,8 @@
 //! * `hookline-core` has no sqlx, redis, reqwest, axum or hyper (nor their `-*` sub-crates) in its
 //!   normal or build dependencies.
 //! * Nothing depends on `hookline-server`, not even as a dev-dependency.
-//! * Store crates (`store-*`) don't depend on each other (normal or build dependencies).
+//! * Store crates (`store-*`) don't depend on each other (normal or build dependencies), except on
+//!   `hookline-store-sql`, the SQL stores' shared crate, which itself depends on no store crate.
 //! * Every library's `src/lib.rs` starts with `//!` crate docs.
 
 use std::fs;
@@ -18,6 +19,8 @@ use crate::project_root;
 
 const CORE: &str = "hookline-core";
 const SERVER: &str = "hookline-server";
+/// What the SQL stores share; store crates may depend on it.
+const SHARED_SQL: &str = "hookline-store-sql";
 const CORE_BANNED: [&str; 5] = ["sqlx", "redis", "reqwest", "axum", "hyper"];
 
 pub(crate) fn tidy() -> Result<()> {
@@ -92,6 +95,7 @@ fn check_manifest(manifest: &Manifest, problems: &mut Vec<String>) {
             && shipped
             && name.starts_with("hookline-store-")
             && name != manifest.package
+            && name != SHARED_SQL
         {
             problems.push(format!(
                 "{member}/Cargo.toml: store crates must not depend on each other ({} depends on {name} in {})",
@@ -343,6 +347,13 @@ mod tests {
             "{:?}",
             problems("store-redis", store)
         );
+
+        let sqlite = "[package]\nname = \"hookline-store-sqlite\"\n[dependencies]\n\
+                      hookline-store-sql = { workspace = true, features = [\"sqlite\"] }\n";
+        assert!(problems("store-sqlite", sqlite).is_empty());
+        let shared = "[package]\nname = \"hookline-store-sql\"\n[dependencies]\n\
+                      hookline-store-postgres.workspace = true\n";
+        assert_eq!(problems("store-sql", shared).len(), 1);
 
         let server = "[package]\nname = \"hookline-server\"\n[dependencies]\n\
                       hookline-store-sqlite = { workspace = true, optional = true }\naxum.workspace = true\n";

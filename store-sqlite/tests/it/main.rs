@@ -1,6 +1,8 @@
 //! Integration tests of the SQLite store: the shared conformance suite (on a fresh database file
-//! per case, and in memory) and durability across closing and reopening a file.
+//! per case, in memory, and in memory through the cached decorator) and durability across closing
+//! and reopening a file.
 
+mod cached;
 mod group;
 mod reopen;
 

@@ -15,11 +15,11 @@ use hookline_core::store::StoreError;
 use tokio::sync::oneshot;
 
 /// Where a grouped operation's answer goes.
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// The queue and the lock of one kind of grouped write.
 #[derive(Debug)]
-pub(crate) struct Group<Op, T> {
+pub struct Group<Op, T> {
     queue: Mutex<Vec<(Op, Reply<T>)>>,
     leader: tokio::sync::Mutex<()>,
     /// Most operations in one group.
@@ -32,7 +32,7 @@ where
     T: Send + 'static,
 {
     /// An empty group of at most `max` operations at a time.
-    pub(crate) fn new(max: usize) -> Self {
+    pub fn new(max: usize) -> Self {
         Self {
             queue: Mutex::new(Vec::new()),
             leader: tokio::sync::Mutex::new(()),
@@ -42,7 +42,7 @@ where
 
     /// Runs `op` in the next group; `run` is given the whole group and must answer every
     /// operation in it.
-    pub(crate) async fn submit<F, Fut>(&self, op: Op, run: F) -> Result<T, StoreError>
+    pub async fn submit<F, Fut>(&self, op: Op, run: F) -> Result<T, StoreError>
     where
         F: Fn(Vec<(Op, Reply<T>)>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,

@@ -1,5 +1,6 @@
-//! Row ↔ model conversions. Timestamps are BIGINT milliseconds; filters are TEXT[]; headers and
-//! secrets are JSONB (selected as text); event data and schemas are JSON text.
+//! Row → model conversions, one function per model type. Timestamps are integer milliseconds;
+//! headers, secrets, event data and schemas are JSON text; an endpoint's event types and sites
+//! are stored the dialect's way (`dialect::names`).
 
 use hookline_core::model::{
     Account, ApiKey, Attempt, Delivery, DeliveryStatus, Endpoint, Event, EventType, Role, Site,
@@ -10,107 +11,87 @@ use hookline_core::{
     AccountId, AttemptId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
 };
 use serde_json::value::RawValue;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::Row as _;
 
+use super::dialect::{self, Db, Row};
 use crate::error::{DbError, DbResult};
 
-pub(crate) const ACCOUNT_COLS: &str = "id, name, created_at, updated_at";
-pub(crate) const SITE_COLS: &str = "account, id, name, created_at, updated_at";
-pub(crate) const EVENT_TYPE_COLS: &str =
+pub use super::dialect::{DELIVERY_COLS, ENDPOINT_COLS};
+
+/// An account's columns.
+pub const ACCOUNT_COLS: &str = "id, name, created_at, updated_at";
+/// A site's columns.
+pub const SITE_COLS: &str = "account, id, name, created_at, updated_at";
+/// An event type's columns.
+pub const EVENT_TYPE_COLS: &str =
     "name, description, json_schema, archived, created_at, updated_at";
-pub(crate) const API_KEY_COLS: &str = "hash, prefix, account, created_at";
-pub(crate) const ENDPOINT_COLS: &str = "id, account, url, description, event_types, sites, \
-    headers::text AS headers, rate_limit, max_concurrency, ordered, secrets::text AS secrets, \
-    enabled, disabled_reason, failing_since, created_at, updated_at";
-pub(crate) const EVENT_COLS: &str =
+/// An API key's columns.
+pub const API_KEY_COLS: &str = "hash, prefix, account, created_at";
+/// An event's columns.
+pub const EVENT_COLS: &str =
     "id, account, site, event_type, queue_id, data, idempotency_key, fired_at";
-/// A delivery's columns. `lease_until` is read with them: a claimed delivery shows its lease's
-/// end as its next attempt, the moment it is due again unless it is settled first.
-pub(crate) const DELIVERY_COLS: &str = "id, account, event_id, endpoint_id, status, attempts, \
-    next_attempt_at, lease_until, last_attempt_at, created_at";
-pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, number, trigger_kind, started_at, \
+/// An attempt's columns.
+pub const ATTEMPT_COLS: &str = "id, delivery_id, number, trigger_kind, started_at, \
     duration_ms, status_code, error, response_body";
 
-/// `cols` with every column qualified by `alias` (`id, name` → `d.id, d.name`).
-pub(crate) fn qualified(alias: &str, cols: &str) -> String {
-    cols.split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn get<'r, T>(row: &'r PgRow, col: &'static str) -> DbResult<T>
+/// The value of `col`.
+pub fn get<'r, T>(row: &'r Row, col: &'static str) -> DbResult<T>
 where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
 {
     Ok(row.try_get(col)?)
 }
 
-fn ts(row: &PgRow, col: &'static str) -> DbResult<Timestamp> {
+fn ts(row: &Row, col: &'static str) -> DbResult<Timestamp> {
     Ok(Timestamp::from_millis(get::<i64>(row, col)?))
 }
 
-fn opt_ts(row: &PgRow, col: &'static str) -> DbResult<Option<Timestamp>> {
+fn opt_ts(row: &Row, col: &'static str) -> DbResult<Option<Timestamp>> {
     Ok(get::<Option<i64>>(row, col)?.map(Timestamp::from_millis))
 }
 
+/// The text of `col` parsed with `parse` (a parse failure is [`DbError::Corrupt`]).
 fn parsed<T, E>(
-    row: &PgRow,
+    row: &Row,
     col: &'static str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> DbResult<T>
 where
     E: Into<BoxError>,
 {
-    let s: String = get(row, col)?;
-    parse(&s).map_err(|e| DbError::corrupt(col, e))
+    parse(get::<&str>(row, col)?).map_err(|e| DbError::corrupt(col, e))
 }
 
 fn opt_parsed<T, E>(
-    row: &PgRow,
+    row: &Row,
     col: &'static str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> DbResult<Option<T>>
 where
     E: Into<BoxError>,
 {
-    match get::<Option<String>>(row, col)? {
-        Some(s) => parse(&s).map(Some).map_err(|e| DbError::corrupt(col, e)),
-        None => Ok(None),
-    }
-}
-
-fn parsed_list<T, E>(
-    row: &PgRow,
-    col: &'static str,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> DbResult<Vec<T>>
-where
-    E: Into<BoxError>,
-{
-    get::<Vec<String>>(row, col)?
-        .iter()
+    get::<Option<&str>>(row, col)?
         .map(|s| parse(s).map_err(|e| DbError::corrupt(col, e)))
-        .collect()
+        .transpose()
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &PgRow, col: &'static str) -> DbResult<T> {
+fn json<T: serde::de::DeserializeOwned>(row: &Row, col: &'static str) -> DbResult<T> {
     parsed(row, col, |s| serde_json::from_str::<T>(s))
 }
 
-fn uint<T, S>(row: &PgRow, col: &'static str) -> DbResult<T>
+/// An unsigned model value from a signed column of type `S`.
+fn uint<T, S>(row: &Row, col: &'static str) -> DbResult<T>
 where
-    S: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    S: for<'r> sqlx::Decode<'r, Db> + sqlx::Type<Db>,
     T: TryFrom<S>,
     T::Error: Into<BoxError>,
 {
     T::try_from(get::<S>(row, col)?).map_err(|e| DbError::corrupt(col, e))
 }
 
-fn opt_uint<T, S>(row: &PgRow, col: &'static str) -> DbResult<Option<T>>
+fn opt_uint<T, S>(row: &Row, col: &'static str) -> DbResult<Option<T>>
 where
-    S: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    S: for<'r> sqlx::Decode<'r, Db> + sqlx::Type<Db>,
     T: TryFrom<S>,
     T::Error: Into<BoxError>,
 {
@@ -120,26 +101,16 @@ where
 }
 
 /// Encodes a model value as JSON text for a column.
-pub(crate) fn to_json<T: serde::Serialize>(v: &T, col: &'static str) -> DbResult<String> {
+pub fn to_json<T: serde::Serialize>(v: &T, col: &'static str) -> DbResult<String> {
     serde_json::to_string(v).map_err(|e| DbError::corrupt(col, e))
-}
-
-/// PostgreSQL text cannot hold NUL characters. Free text we record but did not validate (a
-/// receiver's response body, a transport error) has them replaced, so that a receiver answering
-/// with binary garbage cannot make an attempt impossible to settle.
-pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') {
-        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown {0} {1:?}")]
 struct UnknownName(&'static str, String);
 
-pub(crate) fn account(row: &PgRow) -> DbResult<Account> {
+/// An account.
+pub fn account(row: &Row) -> DbResult<Account> {
     Ok(Account {
         id: parsed(row, "id", AccountId::parse)?,
         name: get(row, "name")?,
@@ -148,7 +119,8 @@ pub(crate) fn account(row: &PgRow) -> DbResult<Account> {
     })
 }
 
-pub(crate) fn site(row: &PgRow) -> DbResult<Site> {
+/// A site.
+pub fn site(row: &Row) -> DbResult<Site> {
     Ok(Site {
         account: parsed(row, "account", AccountId::parse)?,
         id: parsed(row, "id", SiteId::parse)?,
@@ -158,7 +130,8 @@ pub(crate) fn site(row: &PgRow) -> DbResult<Site> {
     })
 }
 
-pub(crate) fn event_type(row: &PgRow) -> DbResult<EventType> {
+/// An event type.
+pub fn event_type(row: &Row) -> DbResult<EventType> {
     Ok(EventType {
         name: parsed(row, "name", EventTypeName::parse)?,
         description: get(row, "description")?,
@@ -171,7 +144,8 @@ pub(crate) fn event_type(row: &PgRow) -> DbResult<EventType> {
     })
 }
 
-pub(crate) fn api_key(row: &PgRow) -> DbResult<ApiKey> {
+/// An API key (no account: the admin's).
+pub fn api_key(row: &Row) -> DbResult<ApiKey> {
     Ok(ApiKey {
         hash: get(row, "hash")?,
         prefix: get(row, "prefix")?,
@@ -183,7 +157,8 @@ pub(crate) fn api_key(row: &PgRow) -> DbResult<ApiKey> {
     })
 }
 
-pub(crate) fn endpoint(row: &PgRow) -> DbResult<Endpoint> {
+/// An endpoint (selected with [`ENDPOINT_COLS`]).
+pub fn endpoint(row: &Row) -> DbResult<Endpoint> {
     let mut ep = Endpoint::new(
         parsed(row, "id", EndpointId::parse)?,
         parsed(row, "account", AccountId::parse)?,
@@ -192,8 +167,8 @@ pub(crate) fn endpoint(row: &PgRow) -> DbResult<Endpoint> {
         ts(row, "created_at")?,
     );
     ep.description = get(row, "description")?;
-    ep.event_types = parsed_list(row, "event_types", EventTypeName::parse)?;
-    ep.sites = parsed_list(row, "sites", SiteId::parse)?;
+    ep.event_types = dialect::names(row, "event_types", EventTypeName::parse)?;
+    ep.sites = dialect::names(row, "sites", SiteId::parse)?;
     ep.headers = json(row, "headers")?;
     ep.rate_limit = opt_uint::<_, i64>(row, "rate_limit")?;
     ep.max_concurrency = opt_uint::<_, i64>(row, "max_concurrency")?;
@@ -204,17 +179,15 @@ pub(crate) fn endpoint(row: &PgRow) -> DbResult<Endpoint> {
     Ok(ep.with_failing_since(opt_ts(row, "failing_since")?))
 }
 
-pub(crate) fn event(row: &PgRow) -> DbResult<Event> {
+/// An event.
+pub fn event(row: &Row) -> DbResult<Event> {
     Ok(Event {
         id: parsed(row, "id", EventId::parse)?,
         account: parsed(row, "account", AccountId::parse)?,
         site: opt_parsed(row, "site", SiteId::parse)?,
         event_type: parsed(row, "event_type", EventTypeName::parse)?,
         queue_id: get(row, "queue_id")?,
-        data: {
-            let s: String = get(row, "data")?;
-            RawValue::from_string(s).map_err(|e| DbError::corrupt("data", e))?
-        },
+        data: RawValue::from_string(get(row, "data")?).map_err(|e| DbError::corrupt("data", e))?,
         idempotency_key: get(row, "idempotency_key")?,
         timestamp: ts(row, "fired_at")?,
     })
@@ -228,7 +201,11 @@ fn trigger(s: &str) -> Result<Trigger, BoxError> {
     Trigger::parse(s).ok_or_else(|| UnknownName("trigger", s.to_owned()).into())
 }
 
-pub(crate) fn delivery(row: &PgRow) -> DbResult<Delivery> {
+/// A delivery (selected with [`DELIVERY_COLS`]). Where a claim keeps the lease's end apart
+/// (`dialect::LEASE_UNTIL`), a claimed delivery shows it as its next attempt: the moment it is
+/// due again unless it is settled first.
+pub fn delivery(row: &Row) -> DbResult<Delivery> {
+    let due = opt_ts(row, "next_attempt_at")?;
     Ok(Delivery {
         id: parsed(row, "id", DeliveryId::parse)?,
         account: parsed(row, "account", AccountId::parse)?,
@@ -236,8 +213,8 @@ pub(crate) fn delivery(row: &PgRow) -> DbResult<Delivery> {
         endpoint_id: parsed(row, "endpoint_id", EndpointId::parse)?,
         status: parsed(row, "status", status)?,
         attempts: uint::<_, i32>(row, "attempts")?,
-        next_attempt_at: match (opt_ts(row, "next_attempt_at")?, opt_ts(row, "lease_until")?) {
-            (Some(due), Some(lease_end)) => Some(due.max(lease_end)),
+        next_attempt_at: match (due, dialect::LEASE_UNTIL) {
+            (Some(due), true) => Some(opt_ts(row, "lease_until")?.map_or(due, |end| due.max(end))),
             (due, _) => due,
         },
         last_attempt_at: opt_ts(row, "last_attempt_at")?,
@@ -245,14 +222,19 @@ pub(crate) fn delivery(row: &PgRow) -> DbResult<Delivery> {
     })
 }
 
-/// The claim-only columns of a delivery row returned by the claim UPDATE.
-pub(crate) struct ClaimColumns {
-    pub(crate) lease_id: String,
-    pub(crate) due_at: Timestamp,
-    pub(crate) trigger: Trigger,
+/// The claim-only columns of a delivery row returned by a claim.
+#[derive(Debug)]
+pub struct ClaimColumns {
+    /// The new lease.
+    pub lease_id: String,
+    /// The due time the claim found.
+    pub due_at: Timestamp,
+    /// Why the delivery is sent.
+    pub trigger: Trigger,
 }
 
-pub(crate) fn claim_columns(row: &PgRow) -> DbResult<ClaimColumns> {
+/// The columns `lease_id`, `claimed_due_at` and `next_trigger` of a claimed delivery.
+pub fn claim_columns(row: &Row) -> DbResult<ClaimColumns> {
     Ok(ClaimColumns {
         lease_id: get(row, "lease_id")?,
         due_at: ts(row, "claimed_due_at")?,
@@ -260,7 +242,8 @@ pub(crate) fn claim_columns(row: &PgRow) -> DbResult<ClaimColumns> {
     })
 }
 
-pub(crate) fn attempt(row: &PgRow) -> DbResult<Attempt> {
+/// An attempt.
+pub fn attempt(row: &Row) -> DbResult<Attempt> {
     Ok(Attempt {
         id: parsed(row, "id", AttemptId::parse)?,
         delivery_id: parsed(row, "delivery_id", DeliveryId::parse)?,
@@ -272,20 +255,4 @@ pub(crate) fn attempt(row: &PgRow) -> DbResult<Attempt> {
         error: get(row, "error")?,
         response_body: get(row, "response_body")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qualifies_column_lists() {
-        assert_eq!(qualified("d", "id, a,\n b"), "d.id, d.a, d.b");
-    }
-
-    #[test]
-    fn nul_characters_are_replaced() {
-        assert_eq!(pg_text("a\0b"), "a\u{FFFD}b");
-        assert!(matches!(pg_text("ab"), std::borrow::Cow::Borrowed(_)));
-    }
 }
