@@ -487,8 +487,15 @@ impl QueueStore for MemoryStore {
             let original = original.clone();
             return Ok(s.receipt(&original));
         }
-        // A target that does not exist still gets its delivery (the contract allows either);
-        // it is never claimed, as its endpoint is not there.
+        // Every target must be an endpoint of the event's account (disabled ones included).
+        let known = |t: &EndpointId| {
+            s.endpoints
+                .get(t)
+                .is_some_and(|e| e.endpoint.account == event.account)
+        };
+        if !targets.iter().all(known) {
+            return Err(StoreError::NotFound("endpoint"));
+        }
         let mut deliveries = Vec::with_capacity(targets.len());
         for target in targets {
             let ordering_key = s
