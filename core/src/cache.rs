@@ -467,8 +467,8 @@ impl<S: Store + ?Sized> QueueStore for CachedStore<S> {
         self.inner.next_due().await
     }
 
-    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.work_signal()
+    fn listen_for_work(&self) -> Option<crate::store::WorkListener> {
+        self.inner.listen_for_work()
     }
 
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {

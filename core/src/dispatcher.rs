@@ -62,6 +62,11 @@ pub struct DispatcherConfig {
     pub retention: Option<Duration>,
     /// How often the purge runs (default 1 h).
     pub purge_interval: Duration,
+    /// Claims that may fail in a row with an error retrying does not cure (anything but
+    /// [`StoreError::Unavailable`]) before [`Dispatcher::run`] gives up with
+    /// [`DispatchError::Store`] (default 10: about 30 s of retries). `None` retries for ever.
+    /// An unavailable store is always waited for.
+    pub store_failure_limit: Option<u32>,
 }
 
 impl Default for DispatcherConfig {
@@ -82,6 +87,7 @@ impl Default for DispatcherConfig {
             disable_after: Some(Duration::from_secs(5 * 24 * 3600)),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             purge_interval: Duration::from_secs(3600),
+            store_failure_limit: Some(10),
         }
     }
 }
@@ -143,6 +149,12 @@ impl DispatcherConfig {
         self.idle_poll = d;
         self
     }
+
+    /// Sets how many claims in a row may fail with a lasting store error before `run` gives up.
+    pub fn with_store_failure_limit(mut self, n: Option<u32>) -> Self {
+        self.store_failure_limit = n;
+        self
+    }
 }
 
 /// Failures of publishing an event.
@@ -152,6 +164,37 @@ pub enum PublishError {
     /// The store could not find subscribers or store the event.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why [`Dispatcher::run`] stopped before it was told to. Either way it stopped claiming and
+/// gave the requests in flight the grace period first.
+///
+/// What it does not stop for: an unavailable store ([`StoreError::Unavailable`]) is waited for
+/// with backoff for as long as it takes; failures of single operations (settling, deferring,
+/// the failure clock, the purge) are logged, and the delivery is retried when its lease ends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// Claims failed [`DispatcherConfig::store_failure_limit`] times in a row with an error that
+    /// retrying does not cure (the last one is the source).
+    #[error("claiming deliveries failed {failures} times in a row")]
+    Store {
+        /// Failed claims in a row.
+        failures: u32,
+        /// The last failure.
+        #[source]
+        source: StoreError,
+    },
+    /// A task of the dispatcher (a delivery attempt, or the purge) panicked: a bug. Its
+    /// delivery is retried when its lease ends.
+    #[error("a {task} task of the dispatcher panicked")]
+    Panicked {
+        /// `delivery` or `purge`.
+        task: &'static str,
+        /// The task's end.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// Builds a [`Dispatcher`]; signer, retry policy, clock and config have defaults.
@@ -328,20 +371,33 @@ impl Dispatcher {
     /// Runs the claim → sign → send → settle loop until `shutdown` is cancelled, then stops
     /// claiming and waits up to the grace period for requests in flight. Deliveries still in
     /// flight after that keep their lease and are retried when it ends.
-    pub async fn run(&self, shutdown: CancellationToken) {
+    ///
+    /// Returns `Ok` after a shutdown, or an error if it had to stop on its own (see
+    /// [`DispatchError`]). Everything it starts (the store's work listener, the purge, the
+    /// requests) stops with it, also when this future is dropped.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), DispatchError> {
         let cfg = &self.inner.config;
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
         let mut tasks = JoinSet::new();
         let mut store_backoff = Duration::from_millis(100);
+        let mut store_failures = 0u32;
+        let mut failure = None;
         tracing::info!(concurrency = cfg.concurrency, "dispatcher started");
-        let remote = self.inner.store.work_signal();
-        let purge = cfg
-            .retention
-            .map(|keep| tokio::spawn(self.clone().purge_loop(keep, shutdown.clone())));
+        // Dropped (and so stopped) when this function returns or its future is dropped.
+        let remote = self.inner.store.listen_for_work();
+        let mut background = JoinSet::new();
+        if let Some(keep) = cfg.retention {
+            background.spawn(self.clone().purge_loop(keep, shutdown.clone()));
+        }
         loop {
-            while tasks.try_join_next().is_some() {}
+            if let Some(e) = reap(&mut tasks, "delivery").or_else(|| reap(&mut background, "purge"))
+            {
+                failure = Some(e);
+                break;
+            }
             // Wait for at least one free slot.
             let first = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
@@ -356,6 +412,7 @@ impl Dispatcher {
             {
                 Ok(claims) if !claims.is_empty() => {
                     store_backoff = Duration::from_millis(100);
+                    store_failures = 0;
                     let mut first = Some(first);
                     for c in claims {
                         if let Admit::Wait(until) =
@@ -407,6 +464,7 @@ impl Dispatcher {
                 Ok(_) => {
                     drop(first);
                     store_backoff = Duration::from_millis(100);
+                    store_failures = 0;
                     let now = self.inner.clock.now();
                     // Due work that could not be claimed (blocked by a limit, a circuit or an
                     // ordered head in flight) is picked up when something wakes the loop.
@@ -423,11 +481,12 @@ impl Dispatcher {
                     }
                     let remote_wake = async {
                         match &remote {
-                            Some(n) => n.notified().await,
+                            Some(l) => l.notified().await,
                             None => std::future::pending().await,
                         }
                     };
                     tokio::select! {
+                        biased;
                         _ = shutdown.cancelled() => break,
                         _ = self.inner.wake.notified() => {}
                         _ = remote_wake => {}
@@ -436,8 +495,20 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     drop(first);
-                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), "claiming deliveries failed");
+                    let lasting = !matches!(e, StoreError::Unavailable(_));
+                    if lasting {
+                        store_failures += 1;
+                    }
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), failures = store_failures, "claiming deliveries failed");
+                    if lasting && cfg.store_failure_limit.is_some_and(|n| store_failures >= n) {
+                        failure = Some(DispatchError::Store {
+                            failures: store_failures,
+                            source: e,
+                        });
+                        break;
+                    }
                     tokio::select! {
+                        biased;
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(store_backoff) => {}
                     }
@@ -445,12 +516,20 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some(p) = purge {
-            p.abort();
-        }
+        background.abort_all();
         tracing::info!(in_flight = tasks.len(), "dispatcher stopping");
         let drained = tokio::time::timeout(cfg.shutdown_grace, async {
-            while tasks.join_next().await.is_some() {}
+            while let Some(done) = tasks.join_next().await {
+                if let Err(e) = done
+                    && e.is_panic()
+                    && failure.is_none()
+                {
+                    failure = Some(DispatchError::Panicked {
+                        task: "delivery",
+                        source: e,
+                    });
+                }
+            }
         })
         .await;
         if drained.is_err() {
@@ -460,7 +539,16 @@ impl Dispatcher {
             );
             tasks.abort_all();
         }
-        tracing::info!("dispatcher stopped");
+        match failure {
+            None => {
+                tracing::info!("dispatcher stopped");
+                Ok(())
+            }
+            Some(e) => {
+                tracing::error!(error = %e, "dispatcher stopped on a failure");
+                Err(e)
+            }
+        }
     }
 
     /// Makes one attempt of a claimed delivery and settles it.
@@ -728,3 +816,18 @@ impl Dispatcher {
         }
     }
 }
+
+/// The first panic among the tasks of `set` that have finished (dropping the others' results).
+fn reap(set: &mut JoinSet<()>, task: &'static str) -> Option<DispatchError> {
+    while let Some(done) = set.try_join_next() {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            return Some(DispatchError::Panicked { task, source: e });
+        }
+    }
+    None
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests;

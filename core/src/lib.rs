@@ -41,7 +41,7 @@
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs |
+//! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs, an in-memory store and a clock for tests with paused tokio time |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 

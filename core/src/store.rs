@@ -21,6 +21,11 @@
 //! * [`QueueStore::settle`] records the attempt and the next state in one step, only if the
 //!   lease is still the caller's. Otherwise it changes nothing and returns
 //!   [`StoreError::LeaseLost`]: a late report can never undo another worker's result.
+//!
+//! Background work: a store starts no long-lived task by itself. The one it may run, a listener
+//! for other processes' work, starts only from [`QueueStore::listen_for_work`] and stops when the
+//! [`WorkListener`] it returns is dropped. (Short tasks that finish a write already under way,
+//! such as sending a notification after a commit, end on their own.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +158,41 @@ pub enum Next {
     RetryAt(Timestamp),
     /// Retries are exhausted: failed, terminal.
     Exhausted,
+}
+
+/// A subscription to a store's cross-process work notifications, made by
+/// [`QueueStore::listen_for_work`]. It owns the task that listens: dropping the listener stops
+/// the task.
+#[derive(Debug)]
+pub struct WorkListener {
+    signal: Arc<tokio::sync::Notify>,
+    task: tokio::task::AbortHandle,
+}
+
+impl WorkListener {
+    /// For store implementations: spawns `listen` on the current tokio runtime with the signal
+    /// it raises ([`Notify::notify_one`](tokio::sync::Notify::notify_one)) whenever work was
+    /// made due. The task may run until it is stopped: it ends when the listener is dropped.
+    pub fn spawn<F>(listen: impl FnOnce(Arc<tokio::sync::Notify>) -> F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let signal = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(listen(signal.clone())).abort_handle();
+        Self { signal, task }
+    }
+
+    /// Waits for the next notification. One raised while nobody waited is kept, so a
+    /// notification between two waits is not lost.
+    pub async fn notified(&self) {
+        self.signal.notified().await;
+    }
+}
+
+impl Drop for WorkListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Accounts, sites, the event-type catalog and API keys.
@@ -307,11 +347,15 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The earliest instant a pending delivery becomes due (leased ones count at lease end).
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
-    /// A signal the store raises when another process makes work due (for example PostgreSQL
+    /// Starts listening for work that other processes make due (for example PostgreSQL
     /// `LISTEN/NOTIFY` or Redis pub/sub), so idle dispatchers wake at once instead of at their
-    /// next poll. `None` (the default) when the store has no such channel; a store may start its
-    /// listener on the first call, which the dispatcher makes from `run`.
-    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+    /// next poll; `None` (the default) when the store has no such channel. Call it inside a
+    /// tokio runtime.
+    ///
+    /// This is the only way a store starts a long-lived task: the returned [`WorkListener`] owns
+    /// it, and dropping the listener stops it. [`Dispatcher::run`](crate::dispatcher::Dispatcher::run)
+    /// holds one while it runs. Each call starts a listener of its own.
+    fn listen_for_work(&self) -> Option<WorkListener> {
         None
     }
     /// Deletes up to `max` events that fired before `before`, with their deliveries and attempts;
@@ -393,3 +437,43 @@ impl<T: CatalogStore + EndpointStore + QueueStore + HistoryStore> Store for T {}
 
 // `Store` must stay object safe: the server and embedders hold `Arc<dyn Store>`.
 const _: Option<&dyn Store> = None;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets its flag when dropped (when the task holding it ends, or is stopped).
+    struct Dropped(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_work_listener_relays_signals_and_stops_its_task_when_dropped() {
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Dropped(stopped.clone());
+        let listener = WorkListener::spawn(|signal| async move {
+            let _guard = guard;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                signal.notify_one();
+            }
+        });
+        tokio::time::timeout(Duration::from_millis(1500), listener.notified())
+            .await
+            .expect("the task raised the signal");
+        assert!(!stopped.load(std::sync::atomic::Ordering::SeqCst));
+        drop(listener);
+        // Let the runtime act on the abort.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            stopped.load(std::sync::atomic::Ordering::SeqCst),
+            "dropping the listener stopped its task"
+        );
+    }
+}

@@ -188,14 +188,15 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let workers = tokio::spawn({
         let d = dispatcher.clone();
         let token = shutdown.clone();
-        async move { d.run(token).await }
+        // A dispatcher that stops on a failure stops the server too.
+        async move { d.run(token.clone()).await.inspect_err(|_| token.cancel()) }
     });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("serving HTTP")?;
     shutdown.cancel();
-    workers.await.context("dispatcher task")?;
+    workers.await.context("dispatcher task")??;
     Ok(())
 }
 

@@ -245,7 +245,7 @@ impl SqlQueue for PgStore {
                 }
             }
             if !targets.is_empty() {
-                // Wakes every process listening (see `work_signal`), after the commit.
+                // Wakes every process listening (see `listen_for_work`), after the commit.
                 self.announcer.announce(&self.pool);
             }
             return Ok(Receipt::new(event.id.clone(), deliveries, false));
@@ -253,8 +253,8 @@ impl SqlQueue for PgStore {
         Err(StoreError::Conflict("event"))
     }
 
-    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        Some(self.listen_for_work())
+    fn listen_for_work(&self) -> Option<hookline_core::store::WorkListener> {
+        Some(self.work_listener())
     }
 
     async fn claim(

@@ -169,6 +169,8 @@ mod error;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use hookline_core::store::WorkListener;
+
 /// Announces new work on the `LISTEN/NOTIFY` channel `hookline_work_<schema>` (per schema, so
 /// stores sharing a database in different schemas do not wake each other).
 pub(crate) const NOTIFY_WORK: &str = "SELECT pg_notify('hookline_work_' || current_schema(), '')";
@@ -310,8 +312,6 @@ fn valid_schema(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Raised when another process enqueues (`LISTEN hookline_work_<schema>`); started on first use.
-    signal: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>>,
     /// Whether any endpoint has limits (claims skip the limited path while none has).
     limited: std::sync::Arc<hookline_core::backend::LimitedHint>,
     /// Sends the work notifications of enqueues.
@@ -374,7 +374,6 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
-            signal: Default::default(),
             limited: Default::default(),
             announcer: Default::default(),
             enqueues: std::sync::Arc::new(deliveries::EnqueueGroup::new(
@@ -388,53 +387,43 @@ impl PgStore {
 
     /// The cross-process wake-up: a task that `LISTEN`s on the `hookline_work_<schema>` channel,
     /// which enqueues `NOTIFY` once they have committed (see [`Announcer`]), and raises the
-    /// returned signal. The task ends when nobody holds the signal any more; it reconnects by
-    /// itself after connection losses.
-    pub(crate) fn listen_for_work(&self) -> std::sync::Arc<tokio::sync::Notify> {
-        self.signal
-            .get_or_init(|| {
-                let notify = std::sync::Arc::new(tokio::sync::Notify::new());
-                let weak = std::sync::Arc::downgrade(&notify);
-                let pool = self.pool.clone();
-                tokio::spawn(async move {
-                    let mut backoff = Duration::from_millis(100);
-                    while weak.strong_count() > 0 {
-                        let listener = async {
-                            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                            let schema: String =
-                                sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
-                            l.listen(&format!("hookline_work_{schema}")).await?;
-                            Ok::<_, sqlx::Error>(l)
-                        };
-                        match listener.await {
-                            Ok(mut l) => {
-                                backoff = Duration::from_millis(100);
-                                loop {
-                                    // Wake at least every few seconds to notice the last holder
-                                    // of the signal going away.
-                                    match tokio::time::timeout(Duration::from_secs(5), l.recv()).await {
-                                        Ok(Ok(_)) => match weak.upgrade() {
-                                            Some(n) => n.notify_one(),
-                                            None => return,
-                                        },
-                                        Ok(Err(e)) => {
-                                            tracing::warn!(error = %e, "work notifications interrupted; reconnecting");
-                                            break;
-                                        }
-                                        Err(_) if weak.strong_count() == 0 => return,
-                                        Err(_) => {}
-                                    }
+    /// listener's signal. It holds one connection of the pool while it runs, reconnects by
+    /// itself after connection losses, and stops when the listener is dropped.
+    pub(crate) fn work_listener(&self) -> WorkListener {
+        let pool = self.pool.clone();
+        WorkListener::spawn(move |signal| async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let listener = async {
+                    let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                        .fetch_one(&pool)
+                        .await?;
+                    l.listen(&format!("hookline_work_{schema}")).await?;
+                    Ok::<_, sqlx::Error>(l)
+                };
+                match listener.await {
+                    Ok(mut l) => {
+                        backoff = Duration::from_millis(100);
+                        // `recv` reconnects by itself; an error means it could not.
+                        loop {
+                            match l.recv().await {
+                                Ok(_) => signal.notify_one(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "work notifications interrupted; reconnecting");
+                                    break;
                                 }
                             }
-                            Err(e) => tracing::warn!(error = %e, "listening for work notifications failed; retrying"),
                         }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
-                });
-                notify
-            })
-            .clone()
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for work notifications failed; retrying")
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        })
     }
 
     /// Applies the embedded migrations (idempotent, safe to run from several processes at once;

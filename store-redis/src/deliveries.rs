@@ -121,7 +121,7 @@ impl RedisStore {
         }
         async move {
             // The script also wakes idle processes (it publishes on the work channel, see
-            // `work_signal`).
+            // `listen_for_work`).
             let answers: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
             answers
                 .into_iter()
@@ -445,8 +445,8 @@ fn keeps(filter: &DeliveryFilter, d: &Delivery) -> bool {
 
 #[async_trait::async_trait]
 impl QueueStore for RedisStore {
-    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        self.listen_for_work()
+    fn listen_for_work(&self) -> Option<hookline_core::store::WorkListener> {
+        self.work_listener()
     }
 
     async fn enqueue_with(

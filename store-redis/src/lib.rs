@@ -171,7 +171,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_core::store::StoreError;
+use hookline_core::store::{StoreError, WorkListener};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use error::RedisError;
@@ -252,8 +252,6 @@ pub struct RedisStore {
     operation_timeout: Duration,
     /// For the pub/sub connection of the work signal (absent with `from_connection_manager`).
     client: Option<redis::Client>,
-    /// Raised when another process enqueues; started on first use.
-    signal: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
     /// Concurrent enqueues and settles share script calls.
     groups: Arc<Groups>,
 }
@@ -328,7 +326,6 @@ impl RedisStore {
                 .max(1),
             operation_timeout: cfg.operation_timeout,
             client: None,
-            signal: Default::default(),
             groups: Default::default(),
         })
     }
@@ -339,55 +336,39 @@ impl RedisStore {
         format!("{}work", self.keys.q())
     }
 
-    /// The cross-process wake-up: a task subscribed to the work channel raises the returned
-    /// signal on every message. It reconnects by itself and ends once nobody holds the signal.
-    pub(crate) fn listen_for_work(&self) -> Option<Arc<tokio::sync::Notify>> {
+    /// The cross-process wake-up: a task subscribed to the work channel raises the listener's
+    /// signal on every message. It holds a connection of its own, resubscribes by itself after
+    /// connection losses, and stops when the listener is dropped. `None` without a client to
+    /// open that connection (a store made with `from_connection_manager`).
+    pub(crate) fn work_listener(&self) -> Option<WorkListener> {
         let client = self.client.clone()?;
         let channel = self.work_channel();
-        Some(
-            self.signal
-                .get_or_init(|| {
-                    let notify = Arc::new(tokio::sync::Notify::new());
-                    let weak = Arc::downgrade(&notify);
-                    tokio::spawn(async move {
-                        use futures_util::StreamExt as _;
-                        let mut backoff = Duration::from_millis(100);
-                        while weak.strong_count() > 0 {
-                            let sub = async {
-                                let mut ps = client.get_async_pubsub().await?;
-                                ps.subscribe(&channel).await?;
-                                Ok::<_, redis::RedisError>(ps)
-                            };
-                            match sub.await {
-                                Ok(ps) => {
-                                    backoff = Duration::from_millis(100);
-                                    let mut messages = ps.into_on_message();
-                                    loop {
-                                        let next = tokio::time::timeout(Duration::from_secs(5), messages.next());
-                                        match next.await {
-                                            Ok(Some(_)) => match weak.upgrade() {
-                                                Some(n) => n.notify_one(),
-                                                None => return,
-                                            },
-                                            Ok(None) => break,
-                                            Err(_) if weak.strong_count() == 0 => return,
-                                            Err(_) => {}
-                                        }
-                                    }
-                                    tracing::warn!("work notifications interrupted; resubscribing");
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "subscribing to work notifications failed; retrying");
-                                }
-                            }
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+        Some(WorkListener::spawn(move |signal| async move {
+            use futures_util::StreamExt as _;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let sub = async {
+                    let mut ps = client.get_async_pubsub().await?;
+                    ps.subscribe(&channel).await?;
+                    Ok::<_, redis::RedisError>(ps)
+                };
+                match sub.await {
+                    Ok(ps) => {
+                        backoff = Duration::from_millis(100);
+                        let mut messages = ps.into_on_message();
+                        while messages.next().await.is_some() {
+                            signal.notify_one();
                         }
-                    });
-                    notify
-                })
-                .clone(),
-        )
+                        tracing::warn!("work notifications interrupted; resubscribing");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "subscribing to work notifications failed; retrying");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }))
     }
 
     /// Runs one store operation under the operation timeout and classifies its error.

@@ -41,12 +41,10 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use hookline_core::model::{Attempt, Event, Trigger};
-use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError};
+use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError, WorkListener};
 use hookline_core::{EndpointId, Timestamp};
-use tokio::sync::Notify;
 
 pub use error::{DbError, DbResult, is_unavailable};
 
@@ -115,8 +113,8 @@ pub trait SqlQueue: SqlStore {
         max: usize,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// `QueueStore::work_signal` (none by default).
-    fn work_signal(&self) -> Option<Arc<Notify>> {
+    /// `QueueStore::listen_for_work` (none by default).
+    fn listen_for_work(&self) -> Option<WorkListener> {
         None
     }
 }
@@ -143,14 +141,12 @@ pub mod __private {
     };
     pub use hookline_core::store::{
         CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, Receipt,
-        StoreError,
+        StoreError, WorkListener,
     };
     pub use hookline_core::{
         AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
     };
-    pub use std::sync::Arc;
     pub use std::time::Duration;
-    pub use tokio::sync::Notify;
 }
 
 /// Implements `hookline_core::store::CatalogStore` for a [`SqlStore`] with the shared queries
@@ -478,8 +474,8 @@ macro_rules! impl_queue_store {
                 <Self as $crate::SqlQueue>::next_due(self).await
             }
 
-            fn work_signal(&self) -> Option<$crate::__private::Arc<$crate::__private::Notify>> {
-                <Self as $crate::SqlQueue>::work_signal(self)
+            fn listen_for_work(&self) -> Option<$crate::__private::WorkListener> {
+                <Self as $crate::SqlQueue>::listen_for_work(self)
             }
 
             async fn purge(

@@ -276,7 +276,9 @@ async fn an_enqueue_wakes_other_processes() {
         .max_connections(2)
         .schema(schema.name.clone());
     let idle = PgStore::connect(&url(), cfg).await.unwrap();
-    let signal = idle.work_signal().expect("PostgreSQL offers a work signal");
+    let signal = idle
+        .listen_for_work()
+        .expect("PostgreSQL offers a work listener");
     // Give the listener a moment to subscribe; nothing has been enqueued yet.
     let early = tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
     assert!(early.is_err(), "no work, no signal");

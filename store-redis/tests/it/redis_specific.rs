@@ -153,7 +153,9 @@ async fn an_enqueue_wakes_other_processes() {
     )
     .await
     .unwrap();
-    let signal = idle.work_signal().expect("Redis offers a work signal");
+    let signal = idle
+        .listen_for_work()
+        .expect("Redis offers a work listener");
     let early = tokio::time::timeout(Duration::from_millis(500), signal.notified()).await;
     assert!(early.is_err(), "no work, no signal");
     let (a, ep) = seed(&producer).await;

@@ -1,0 +1,13 @@
+//! The store conformance suite judges [`MemoryStore`] as it judges every backend.
+#![cfg(feature = "testkit")]
+
+use std::sync::Arc;
+
+use hookline_core::store::Store;
+use hookline_core::testkit::MemoryStore;
+
+async fn fresh() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+hookline_core::store_conformance!(fresh);
