@@ -48,7 +48,7 @@ pub struct ListenArgs {
     /// forwarded.
     #[arg(long, value_delimiter = ',', value_name = "TYPES")]
     pub events: Option<Vec<String>>,
-    /// Print JSON bodies indented instead of byte for byte.
+    /// Print JSON bodies indented (keys in the order received) instead of byte for byte.
     #[arg(long)]
     pub pretty: bool,
     /// Status to answer with when the request verifies (without `--forward-to`).
@@ -203,13 +203,9 @@ async fn receive(
         raw
     )
     .into_bytes();
-    match (&parsed, ctx.pretty) {
-        (Some(v), true) => block.extend(
-            serde_json::to_string_pretty(v)
-                .unwrap_or_default()
-                .into_bytes(),
-        ),
-        _ => block.extend_from_slice(&body),
+    match ctx.pretty.then(|| indented(&body)).flatten() {
+        Some(pretty) => block.extend(pretty),
+        None => block.extend_from_slice(&body),
     }
     say(&block);
     if !verified {
@@ -252,6 +248,15 @@ async fn receive(
         Err(e) => bad_gateway(&method, url, &id, &e),
     };
     answer
+}
+
+/// `body` re-indented with its keys in the order received, if it is one JSON value.
+fn indented(body: &[u8]) -> Option<Vec<u8>> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut out = Vec::with_capacity(body.len() * 2);
+    serde_transcode::transcode(&mut de, &mut serde_json::Serializer::pretty(&mut out)).ok()?;
+    de.end().ok()?;
+    Some(out)
 }
 
 fn bad_gateway(method: &Method, url: &url::Url, id: &str, e: &reqwest::Error) -> Response {
