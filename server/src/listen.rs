@@ -225,7 +225,7 @@ async fn receive(
         .body(body)
         .send()
         .await;
-    let answer = match sent {
+    match sent {
         Ok(res) => {
             let status = res.status();
             let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
@@ -246,8 +246,7 @@ async fn receive(
             }
         }
         Err(e) => bad_gateway(&method, url, &id, &e),
-    };
-    answer
+    }
 }
 
 /// `body` re-indented with its keys in the order received, if it is one JSON value.

@@ -143,5 +143,8 @@ fn logs_to_a_pipe_have_no_colours() {
     assert!(out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("DEBUG"), "no log lines to check:\n{err}");
-    assert!(!err.contains('\u{1b}'), "ANSI escapes in piped logs:\n{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in piped logs:\n{err}"
+    );
 }
