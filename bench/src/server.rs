@@ -253,7 +253,14 @@ impl Server {
             .local_addr()?
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let admin_key = format!("hk_bench_{}", random_suffix());
+        // The server refuses admin keys with fewer than 32 characters after `hk_`.
+        let admin_key = format!(
+            "hk_bench_{}{}{}{}",
+            random_suffix(),
+            random_suffix(),
+            random_suffix(),
+            random_suffix()
+        );
         let log = dir.join("hookline.log");
         let log_file = std::fs::File::create(&log).context("creating the server log")?;
         let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), listen.clone()];

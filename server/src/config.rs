@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -21,8 +22,8 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "HOOKLINE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// The store: `sqlite://hookline.db` (default), or a backend compiled in.
-    #[arg(long, env = "HOOKLINE_STORE")]
+    /// The store URL (the help lists the backends compiled into this build).
+    #[arg(long, env = "HOOKLINE_STORE", help = STORE_HELP.as_str(), value_name = "URL")]
     pub store: Option<String>,
     /// CIDRs exempt from the SSRF guard (comma-separated or repeated), e.g. 127.0.0.1/32.
     #[arg(
@@ -73,9 +74,87 @@ pub struct ServeArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "HOOKLINE_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// The admin API key; when unset, one is generated on first start and shown once.
-    #[arg(long, env = "HOOKLINE_ADMIN_KEY", hide_env_values = true, hide = true)]
+    /// The admin API key (`hk_` and at least 32 random characters, e.g. `hk_$(openssl rand -hex
+    /// 24)`); when unset, one is generated on first start and shown once.
+    #[arg(long, env = "HOOKLINE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+}
+
+/// `hookline migrate` settings: only what it uses.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// A TOML file with the `store` setting (the same file as `serve --config`).
+    #[arg(long, env = "HOOKLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The store URL (the help lists the backends compiled into this build).
+    #[arg(long, env = "HOOKLINE_STORE", help = STORE_HELP.as_str(), value_name = "URL")]
+    pub store: Option<String>,
+}
+
+impl MigrateArgs {
+    /// The store URL: the flag or environment, else the file's `store`, else the default.
+    pub fn store_url(self) -> anyhow::Result<String> {
+        let config = ServerConfig::load(ServeArgs {
+            config: self.config,
+            store: self.store,
+            ..ServeArgs::default()
+        })?;
+        Ok(config.store)
+    }
+}
+
+/// The store backends compiled into this build, by URL scheme.
+pub const BACKENDS: &[&str] = &[
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "redis")]
+    "redis",
+];
+
+/// `--version`: the version and the compiled-in backends, e.g. `0.1.0 (stores: sqlite, redis)`.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (stores: {})",
+        env!("CARGO_PKG_VERSION"),
+        BACKENDS.join(", ")
+    )
+});
+
+static STORE_HELP: LazyLock<String> = LazyLock::new(|| {
+    let example = |b: &str| match b {
+        "sqlite" => "sqlite://hookline.db",
+        "postgres" => "postgres://user:password@host/db",
+        _ => "redis://host:6379/",
+    };
+    let compiled: Vec<&str> = BACKENDS.iter().map(|b| example(b)).collect();
+    format!(
+        "The store [default: sqlite://hookline.db]; this build has: {} (cargo features `sqlite`, \
+         `postgres`, `redis`, or `full` for all)",
+        compiled.join(", ")
+    )
+});
+
+/// Shortest admin key accepted, not counting the `hk_` prefix.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
+/// Refuses admin keys that are easy to guess: fewer than [`MIN_ADMIN_KEY_CHARS`] characters after
+/// an optional `hk_` prefix, or characters a bearer header cannot carry unchanged.
+fn check_admin_key(key: &str) -> anyhow::Result<()> {
+    let random = key.strip_prefix("hk_").unwrap_or(key);
+    if random.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("admin_key: must not contain spaces or control characters");
+    }
+    let n = random.chars().count();
+    if n < MIN_ADMIN_KEY_CHARS {
+        bail!(
+            "admin_key: too short ({n} characters after `hk_`, at least {MIN_ADMIN_KEY_CHARS} \
+             random ones are needed); generate one with `echo hk_$(openssl rand -hex 24)`, or \
+             unset it to have a key generated and shown once"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,14 +353,14 @@ impl ServerConfig {
         if max_event_bytes < 1024 {
             bail!("max_event_bytes must be at least 1024");
         }
+        let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
+        if let Some(key) = &admin_key {
+            check_admin_key(key)?;
+        }
         Ok(Self {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             store: args.store.or(file.store).unwrap_or(d.store),
-            admin_key: args
-                .admin_key
-                .or(file.admin_key)
-                .filter(|k| !k.is_empty())
-                .map(Redacted),
+            admin_key: admin_key.map(Redacted),
             allow_networks: args
                 .allow_networks
                 .or(file.allow_networks)
@@ -349,8 +428,46 @@ mod tests {
                 log_format: Some("xml".into()),
                 ..ServeArgs::default()
             },
+            ServeArgs {
+                admin_key: Some("hk_my_admin_key".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                admin_key: Some(format!("hk_{}", "x".repeat(MIN_ADMIN_KEY_CHARS - 1))),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                admin_key: Some(format!("hk_{} {}", "x".repeat(20), "y".repeat(20))),
+                ..ServeArgs::default()
+            },
         ] {
             assert!(ServerConfig::load(args).is_err());
+        }
+    }
+
+    #[test]
+    fn admin_keys_of_32_random_characters_are_accepted() {
+        for key in [
+            format!("hk_{}", "a".repeat(MIN_ADMIN_KEY_CHARS)),
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ] {
+            let cfg = ServerConfig::load(ServeArgs {
+                admin_key: Some(key.clone()),
+                ..ServeArgs::default()
+            })
+            .unwrap();
+            assert_eq!(cfg.admin_key, Some(Redacted(key)));
+        }
+    }
+
+    #[test]
+    fn version_and_store_help_name_the_compiled_backends() {
+        assert!(BACKENDS.contains(&"sqlite") == cfg!(feature = "sqlite"));
+        assert!(BACKENDS.contains(&"postgres") == cfg!(feature = "postgres"));
+        assert!(BACKENDS.contains(&"redis") == cfg!(feature = "redis"));
+        assert!(VERSION.ends_with(&format!("(stores: {})", BACKENDS.join(", "))));
+        for b in BACKENDS {
+            assert!(STORE_HELP.contains(&format!("{b}://")), "{}", *STORE_HELP);
         }
     }
 }

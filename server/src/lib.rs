@@ -18,6 +18,7 @@
 //! | `sqlite` | yes | the embedded SQLite store (`sqlite://path`) |
 //! | `postgres` | no | the PostgreSQL store (`postgres://…`) |
 //! | `redis` | no | the Redis store (`redis://…`) |
+//! | `full` | no | every store above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "redis")))]

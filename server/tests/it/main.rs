@@ -1,7 +1,9 @@
 //! End-to-end tests of the `hookline` binary: real HTTP on 127.0.0.1, real SQLite files.
 
+mod cli;
 mod engine;
 mod faults;
+mod listen;
 mod multiprocess;
 #[cfg(feature = "postgres")]
 mod postgres;

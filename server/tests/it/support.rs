@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-pub(crate) const ADMIN_KEY: &str = "hk_test_admin_key_0123456789";
+pub(crate) const ADMIN_KEY: &str = "hk_test_admin_key_0123456789abcdefghijklmnopqrstuv";
 
 /// A free port on 127.0.0.1 (bound, then released).
 pub(crate) fn free_port() -> u16 {
