@@ -274,13 +274,22 @@ impl Dispatcher {
     /// Stores `event` with one delivery per subscribed endpoint, durably, then wakes the
     /// workers. When this returns `Ok`, the event and its deliveries survive a crash.
     pub async fn publish(&self, event: &Event) -> Result<Receipt, PublishError> {
-        let subs = self
-            .inner
-            .store
-            .subscribers(&event.account, event.site.as_ref(), &event.event_type)
-            .await?;
-        let targets: Vec<EndpointId> = subs.into_iter().map(|e| e.id).collect();
-        self.publish_to(event, &targets).await
+        // An endpoint removed (by another process, or behind a cache) between reading the
+        // subscribers and the enqueue makes the store refuse the whole enqueue, writing nothing:
+        // read the subscribers again and retry.
+        let mut tries = 0;
+        loop {
+            let subs = self
+                .inner
+                .store
+                .subscribers(&event.account, event.site.as_ref(), &event.event_type)
+                .await?;
+            let targets: Vec<EndpointId> = subs.into_iter().map(|e| e.id).collect();
+            match self.publish_to(event, &targets).await {
+                Err(PublishError::Store(StoreError::NotFound(_))) if tries < 2 => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Stores `event` with one delivery to each of `targets` (no fan-out), then wakes the

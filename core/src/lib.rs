@@ -2,19 +2,37 @@
 //!
 //! The heart of Hookline, a webhook delivery platform: the domain model, the envelope a
 //! receiver gets, the signing schemes and their verifiers, the retry policy, the store and
-//! transport boundaries, and the [`Dispatcher`](dispatcher::Dispatcher) that drives deliveries.
+//! transport boundaries, the [`Dispatcher`](dispatcher::Dispatcher) that drives deliveries, and
+//! the [service façade](service) that every front end calls.
 //! It depends on no database, HTTP client or web framework; pick a store crate
 //! (`hookline-store-sqlite`, …) and a transport (`hookline-transport-http`).
 //!
-//! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn hookline_core::store::Store>, transport: hookline_core::transport::BoxTransport) {
-//! use hookline_core::dispatcher::Dispatcher;
-//! use hookline_core::retry::Schedule;
+//! ## Embedding
+//! A Rust service embeds Hookline through [`service::Hookline`]: the same operations, checks and
+//! error codes as the JSON API, with the caller given as an [`service::Actor`].
 //!
-//! let dispatcher = Dispatcher::builder(store, transport).retry_policy(Schedule::default()).build();
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn hookline_core::store::Store>, transport: hookline_core::transport::BoxTransport) -> Result<(), Box<dyn std::error::Error>> {
+//! use hookline_core::service::{Actor, Hookline, NewAccount, NewEndpoint, NewEvent, NewEventType};
+//!
+//! let hookline = Hookline::builder(store, transport).build();
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! dispatcher.run(shutdown).await;
-//! # }
+//! let engine = hookline.dispatcher().clone();
+//! tokio::spawn({
+//!     let shutdown = shutdown.clone();
+//!     async move { engine.run(shutdown).await }
+//! });
+//!
+//! let admin = &Actor::Admin;
+//! hookline.create_event_type(admin, NewEventType::new("order.paid")).await?;
+//! hookline.create_account(admin, NewAccount::new("acme")).await?;
+//! let endpoint = NewEndpoint::new("https://acme.example/hooks").event_types(["order.paid"]);
+//! hookline.create_endpoint(admin, "acme", endpoint).await?;
+//! let event = NewEvent::json("order.paid", &serde_json::json!({ "order": 42 }))?;
+//! let receipt = hookline.publish(admin, "acme", event).await?;
+//! println!("event {} → {} deliveries", receipt.event_id, receipt.deliveries.len());
+//! shutdown.cancel();
+//! # Ok(()) }
 //! ```
 //!
 //! Receivers written in Rust verify requests with [`signing::verify_standard`] and
@@ -35,6 +53,7 @@ mod gate;
 pub mod id;
 pub mod model;
 pub mod retry;
+pub mod service;
 pub mod signing;
 pub mod store;
 pub mod time;

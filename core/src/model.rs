@@ -12,6 +12,7 @@ use crate::time::Timestamp;
 /// A tenant: one customer of the producer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Account {
     /// Producer-chosen id.
     pub id: AccountId,
@@ -38,6 +39,7 @@ impl Account {
 /// A location inside an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Site {
     /// The account it belongs to.
     pub account: AccountId,
@@ -67,6 +69,7 @@ impl Site {
 /// An entry of the deployment's event catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EventType {
     /// The name, e.g. `rx.completed`.
     pub name: EventTypeName,
@@ -107,6 +110,7 @@ pub enum Role {
 
 /// An API key as stored: only its SHA-256 hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key.
     pub hash: String,
@@ -133,6 +137,7 @@ impl ApiKey {
 /// One signing secret of an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EndpointSecret {
     /// The secret (`whsec_…`).
     pub key: Secret,
@@ -156,6 +161,7 @@ impl EndpointSecret {
 /// An HTTPS URL owned by an account, with its filters and settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Endpoint {
     /// Generated id.
     pub id: EndpointId,
@@ -264,6 +270,7 @@ impl Endpoint {
 /// An event as the producer sent it. Immutable once accepted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Event {
     /// `evt_…`; the same on every retry.
     pub id: EventId,
@@ -389,6 +396,7 @@ impl Trigger {
 /// One event bound for one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Delivery {
     /// `dlv_…`.
     pub id: DeliveryId,
@@ -439,6 +447,7 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
 /// One HTTP try of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Attempt {
     /// `atm_…`.
     pub id: AttemptId,

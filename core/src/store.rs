@@ -56,6 +56,7 @@ pub enum StoreError {
 
 /// What enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Receipt {
     /// The event's id (the original's, for a duplicate).
     pub event_id: EventId,
@@ -81,6 +82,7 @@ pub const RATE_HORIZON: Duration = Duration::from_secs(1);
 
 /// Proof of a claim: which delivery, and which lease on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaseToken {
     /// The claimed delivery.
     pub delivery: DeliveryId,
@@ -100,6 +102,7 @@ impl LeaseToken {
 
 /// A delivery leased to a worker, with everything needed to send it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Claimed {
     /// The delivery as claimed.
     pub delivery: Delivery,

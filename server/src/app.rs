@@ -9,7 +9,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hookline_core::cache::CachedStore;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
+use hookline_core::service::{Hookline, ServiceConfig};
 use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
 use hookline_core::store::Store;
 use hookline_transport_http::{HttpConfig, HttpTransport};
@@ -23,11 +25,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::state::{ApiConfig, AppState};
+use crate::state::AppState;
 
 /// The router with every route and middleware, over `state`.
 pub fn app(state: AppState) -> Router {
-    let max_body = state.api.max_event_bytes;
+    let max_body = state.hookline.config().max_event_bytes;
     Router::new()
         .merge(crate::api::routes(max_body))
         .route("/healthz", get(|| async { "ok" }))
@@ -160,16 +162,15 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
 /// When no admin key is configured and the store has none, one is generated once the listener
 /// is bound and shown on standard output (never through `tracing`): it is shown only this once.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = open_store(&config.store).await?;
+    // One cached store for the API and the dispatcher alike (see `hookline_core::cache`).
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(open_store(&config.store).await?));
     let dispatcher = dispatcher(&config, store.clone())?;
-    let state = AppState::new(
+    let state = AppState::new(Hookline::new(
         dispatcher.clone(),
-        ApiConfig {
-            max_event_bytes: config.max_event_bytes,
-            allow_http: config.allow_http,
-            ..ApiConfig::default()
-        },
-    );
+        ServiceConfig::default()
+            .with_max_event_bytes(config.max_event_bytes)
+            .with_allow_http(config.allow_http),
+    ));
     // Bound before the admin key is generated: a start that fails here has not used up the one
     // showing of the key.
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -3,6 +3,7 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hookline_core::service::ServiceError;
 use hookline_core::store::StoreError;
 use serde::Serialize;
 
@@ -98,30 +99,34 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The HTTP status of a façade error.
+fn status_of(e: &ServiceError) -> StatusCode {
+    match e {
+        ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ServiceError::Conflict { .. } => StatusCode::CONFLICT,
+        ServiceError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::InBatch { error, .. } => status_of(error),
+        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let status = status_of(&e);
+        if status.is_server_error() {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
+        }
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => Self::not_found("not_found", format!("{what} not found")),
-            StoreError::Conflict(what) => {
-                Self::conflict("already_exists", format!("{what} already exists"))
-            }
-            StoreError::Unavailable(_) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the store is unavailable; nothing was changed, try again",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, source = ?std::error::Error::source(&other), "store failure");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            }
-        }
+        ServiceError::from(e).into()
     }
 }
 

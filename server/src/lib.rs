@@ -28,7 +28,6 @@ compile_error!(
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod cache;
 pub mod config;
 pub mod error;
 pub mod listen;
@@ -36,4 +35,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use app::{app, open_store, run};
-pub use state::{ApiConfig, AppState};
+pub use state::AppState;

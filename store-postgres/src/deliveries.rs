@@ -248,11 +248,7 @@ impl SqlQueue for PgStore {
                 // Wakes every process listening (see `work_signal`), after the commit.
                 self.announcer.announce(&self.pool);
             }
-            return Ok(Receipt {
-                event_id: event.id.clone(),
-                deliveries,
-                duplicate: false,
-            });
+            return Ok(Receipt::new(event.id.clone(), deliveries, false));
         }
         Err(StoreError::Conflict("event"))
     }

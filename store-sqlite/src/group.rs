@@ -274,11 +274,11 @@ pub(crate) async fn run_batched(
         for (id, target) in ids.iter().zip(targets) {
             rows.push((id.as_str().to_owned(), event, target, now, trigger));
         }
-        results[i] = Some(Ok(Done::Enqueued(Receipt {
-            event_id: event.id.clone(),
-            deliveries: ids,
-            duplicate: false,
-        })));
+        results[i] = Some(Ok(Done::Enqueued(Receipt::new(
+            event.id.clone(),
+            ids,
+            false,
+        ))));
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         // Only to endpoints of the event's account: a row left out is an unknown target, which
@@ -459,11 +459,7 @@ pub(crate) async fn enqueue_in(
         }
         deliveries.push(id);
     }
-    Ok(Receipt {
-        event_id: event.id.clone(),
-        deliveries,
-        duplicate: false,
-    })
+    Ok(Receipt::new(event.id.clone(), deliveries, false))
 }
 
 /// Settle inside the caller's write transaction (see [`crate::group`]).

@@ -1,17 +1,19 @@
-//! The JSON API under `/v1`.
+//! The JSON API under `/v1`. Every handler parses the request, makes one call to the
+//! [`Hookline`](hookline_core::service::Hookline) façade (which holds every rule) and renders
+//! the answer.
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::routing::{get, post};
-use hookline_core::model::{Cursor, PageRequest};
-use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
-use serde::{Deserialize, Serialize};
+use hookline_core::model::Page;
+use serde::Serialize;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 mod accounts;
 mod catalog;
+mod deliveries;
 mod endpoints;
 mod events;
 
@@ -36,37 +38,6 @@ pub(crate) struct Query<T>(pub(crate) T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub(crate) T);
 
-/// Largest page size.
-pub(crate) const MAX_LIMIT: usize = 250;
-const DEFAULT_LIMIT: usize = 50;
-
-/// `limit` and `cursor` of a list request.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Paging {
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-impl Paging {
-    pub(crate) fn request(&self) -> ApiResult<PageRequest> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                format!("limit must be 1 to {MAX_LIMIT}"),
-            ));
-        }
-        let after = match &self.cursor {
-            None => None,
-            Some(c) => Some(
-                Cursor::decode(c)
-                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "unknown cursor"))?,
-            ),
-        };
-        Ok(PageRequest { limit, after })
-    }
-}
-
 /// A page of a list: `{"data": [...], "nextCursor": "..."}`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,52 +47,12 @@ pub(crate) struct ListOut<T> {
 }
 
 impl<T> ListOut<T> {
-    pub(crate) fn new<U>(page: hookline_core::model::Page<U>, map: impl FnMut(U) -> T) -> Self {
+    pub(crate) fn new<U>(page: Page<U>, map: impl FnMut(U) -> T) -> Self {
         Self {
             data: page.items.into_iter().map(map).collect(),
             next_cursor: page.next.map(|c| c.encode()),
         }
     }
-}
-
-fn invalid_id(e: hookline_core::id::InvalidId) -> ApiError {
-    ApiError::bad_request("invalid_id", e.to_string())
-}
-
-pub(crate) fn account_id(s: &str) -> ApiResult<AccountId> {
-    AccountId::parse(s).map_err(invalid_id)
-}
-pub(crate) fn site_id(s: &str) -> ApiResult<SiteId> {
-    SiteId::parse(s).map_err(invalid_id)
-}
-pub(crate) fn event_type_name(s: &str) -> ApiResult<EventTypeName> {
-    EventTypeName::parse(s).map_err(invalid_id)
-}
-pub(crate) fn endpoint_id(s: &str) -> ApiResult<EndpointId> {
-    EndpointId::parse(s).map_err(invalid_id)
-}
-pub(crate) fn event_id(s: &str) -> ApiResult<EventId> {
-    EventId::parse(s).map_err(invalid_id)
-}
-pub(crate) fn delivery_id(s: &str) -> ApiResult<DeliveryId> {
-    DeliveryId::parse(s).map_err(invalid_id)
-}
-
-/// Checks a free-text field: its length, and no NUL characters (no store can keep them).
-pub(crate) fn check_len(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.contains('\0') {
-        return Err(ApiError::unprocessable(
-            "invalid_text",
-            format!("`{field}` contains a NUL character"),
-        ));
-    }
-    if value.chars().count() > max {
-        return Err(ApiError::unprocessable(
-            "field_too_long",
-            format!("`{field}` is longer than {max} characters"),
-        ));
-    }
-    Ok(())
 }
 
 /// The `/v1` routes.
@@ -189,7 +120,7 @@ pub fn routes(max_event_bytes: usize) -> Router<AppState> {
         )
         .route(
             &format!("{acct}/endpoints/{{endpoint}}/deliveries"),
-            get(events::endpoint_deliveries),
+            get(deliveries::endpoint_deliveries),
         )
         .route(
             &format!("{acct}/events"),
@@ -204,18 +135,18 @@ pub fn routes(max_event_bytes: usize) -> Router<AppState> {
         .route(&format!("{acct}/events/{{event}}"), get(events::get))
         .route(
             &format!("{acct}/events/{{event}}/deliveries"),
-            get(events::event_deliveries),
+            get(deliveries::event_deliveries),
         )
         .route(
             &format!("{acct}/deliveries/{{delivery}}"),
-            get(events::get_delivery),
+            get(deliveries::get),
         )
         .route(
             &format!("{acct}/deliveries/{{delivery}}/attempts"),
-            get(events::attempts),
+            get(deliveries::attempts),
         )
         .route(
             &format!("{acct}/deliveries/{{delivery}}/retry"),
-            post(events::retry),
+            post(deliveries::retry),
         )
 }

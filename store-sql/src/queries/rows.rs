@@ -111,50 +111,54 @@ struct UnknownName(&'static str, String);
 
 /// An account.
 pub fn account(row: &Row) -> DbResult<Account> {
-    Ok(Account {
-        id: parsed(row, "id", AccountId::parse)?,
-        name: get(row, "name")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
+    let mut a = Account::new(
+        parsed(row, "id", AccountId::parse)?,
+        get::<String>(row, "name")?,
+        ts(row, "created_at")?,
+    );
+    a.updated_at = ts(row, "updated_at")?;
+    Ok(a)
 }
 
 /// A site.
 pub fn site(row: &Row) -> DbResult<Site> {
-    Ok(Site {
-        account: parsed(row, "account", AccountId::parse)?,
-        id: parsed(row, "id", SiteId::parse)?,
-        name: get(row, "name")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
+    let mut site = Site::new(
+        parsed(row, "account", AccountId::parse)?,
+        parsed(row, "id", SiteId::parse)?,
+        get::<String>(row, "name")?,
+        ts(row, "created_at")?,
+    );
+    site.updated_at = ts(row, "updated_at")?;
+    Ok(site)
 }
 
 /// An event type.
 pub fn event_type(row: &Row) -> DbResult<EventType> {
-    Ok(EventType {
-        name: parsed(row, "name", EventTypeName::parse)?,
-        description: get(row, "description")?,
-        schema: opt_parsed(row, "json_schema", |s| {
-            serde_json::from_str::<serde_json::Value>(s)
-        })?,
-        archived: get(row, "archived")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
+    let mut et = EventType::new(
+        parsed(row, "name", EventTypeName::parse)?,
+        get::<String>(row, "description")?,
+        ts(row, "created_at")?,
+    );
+    et.schema = opt_parsed(row, "json_schema", |s| {
+        serde_json::from_str::<serde_json::Value>(s)
+    })?;
+    et.archived = get(row, "archived")?;
+    et.updated_at = ts(row, "updated_at")?;
+    Ok(et)
 }
 
 /// An API key (no account: the admin's).
 pub fn api_key(row: &Row) -> DbResult<ApiKey> {
-    Ok(ApiKey {
-        hash: get(row, "hash")?,
-        prefix: get(row, "prefix")?,
-        role: match opt_parsed(row, "account", AccountId::parse)? {
-            Some(a) => Role::Account(a),
-            None => Role::Admin,
-        },
-        created_at: ts(row, "created_at")?,
-    })
+    let role = match opt_parsed(row, "account", AccountId::parse)? {
+        Some(a) => Role::Account(a),
+        None => Role::Admin,
+    };
+    Ok(ApiKey::new(
+        get(row, "hash")?,
+        get(row, "prefix")?,
+        role,
+        ts(row, "created_at")?,
+    ))
 }
 
 /// An endpoint (selected with [`ENDPOINT_COLS`]).
@@ -181,16 +185,17 @@ pub fn endpoint(row: &Row) -> DbResult<Endpoint> {
 
 /// An event.
 pub fn event(row: &Row) -> DbResult<Event> {
-    Ok(Event {
-        id: parsed(row, "id", EventId::parse)?,
-        account: parsed(row, "account", AccountId::parse)?,
-        site: opt_parsed(row, "site", SiteId::parse)?,
-        event_type: parsed(row, "event_type", EventTypeName::parse)?,
-        queue_id: get(row, "queue_id")?,
-        data: RawValue::from_string(get(row, "data")?).map_err(|e| DbError::corrupt("data", e))?,
-        idempotency_key: get(row, "idempotency_key")?,
-        timestamp: ts(row, "fired_at")?,
-    })
+    let mut ev = Event::new(
+        parsed(row, "id", EventId::parse)?,
+        parsed(row, "account", AccountId::parse)?,
+        parsed(row, "event_type", EventTypeName::parse)?,
+        RawValue::from_string(get(row, "data")?).map_err(|e| DbError::corrupt("data", e))?,
+        ts(row, "fired_at")?,
+    );
+    ev.site = opt_parsed(row, "site", SiteId::parse)?;
+    ev.queue_id = get(row, "queue_id")?;
+    ev.idempotency_key = get(row, "idempotency_key")?;
+    Ok(ev)
 }
 
 fn status(s: &str) -> Result<DeliveryStatus, BoxError> {
@@ -206,20 +211,21 @@ fn trigger(s: &str) -> Result<Trigger, BoxError> {
 /// due again unless it is settled first.
 pub fn delivery(row: &Row) -> DbResult<Delivery> {
     let due = opt_ts(row, "next_attempt_at")?;
-    Ok(Delivery {
-        id: parsed(row, "id", DeliveryId::parse)?,
-        account: parsed(row, "account", AccountId::parse)?,
-        event_id: parsed(row, "event_id", EventId::parse)?,
-        endpoint_id: parsed(row, "endpoint_id", EndpointId::parse)?,
-        status: parsed(row, "status", status)?,
-        attempts: uint::<_, i32>(row, "attempts")?,
-        next_attempt_at: match (due, dialect::LEASE_UNTIL) {
-            (Some(due), true) => Some(opt_ts(row, "lease_until")?.map_or(due, |end| due.max(end))),
-            (due, _) => due,
-        },
-        last_attempt_at: opt_ts(row, "last_attempt_at")?,
-        created_at: ts(row, "created_at")?,
-    })
+    let mut d = Delivery::new(
+        parsed(row, "id", DeliveryId::parse)?,
+        parsed(row, "account", AccountId::parse)?,
+        parsed(row, "event_id", EventId::parse)?,
+        parsed(row, "endpoint_id", EndpointId::parse)?,
+        ts(row, "created_at")?,
+    );
+    d.status = parsed(row, "status", status)?;
+    d.attempts = uint::<_, i32>(row, "attempts")?;
+    d.next_attempt_at = match (due, dialect::LEASE_UNTIL) {
+        (Some(due), true) => Some(opt_ts(row, "lease_until")?.map_or(due, |end| due.max(end))),
+        (due, _) => due,
+    };
+    d.last_attempt_at = opt_ts(row, "last_attempt_at")?;
+    Ok(d)
 }
 
 /// The claim-only columns of a delivery row returned by a claim.
@@ -244,15 +250,16 @@ pub fn claim_columns(row: &Row) -> DbResult<ClaimColumns> {
 
 /// An attempt.
 pub fn attempt(row: &Row) -> DbResult<Attempt> {
-    Ok(Attempt {
-        id: parsed(row, "id", AttemptId::parse)?,
-        delivery_id: parsed(row, "delivery_id", DeliveryId::parse)?,
-        number: uint::<_, i32>(row, "number")?,
-        trigger: parsed(row, "trigger_kind", trigger)?,
-        started_at: ts(row, "started_at")?,
-        duration_ms: uint::<_, i64>(row, "duration_ms")?,
-        status_code: opt_uint::<_, i32>(row, "status_code")?,
-        error: get(row, "error")?,
-        response_body: get(row, "response_body")?,
-    })
+    let mut a = Attempt::new(
+        parsed(row, "id", AttemptId::parse)?,
+        parsed(row, "delivery_id", DeliveryId::parse)?,
+        uint::<_, i32>(row, "number")?,
+        parsed(row, "trigger_kind", trigger)?,
+        ts(row, "started_at")?,
+    );
+    a.duration_ms = uint::<_, i64>(row, "duration_ms")?;
+    a.status_code = opt_uint::<_, i32>(row, "status_code")?;
+    a.error = get(row, "error")?;
+    a.response_body = get(row, "response_body")?;
+    Ok(a)
 }

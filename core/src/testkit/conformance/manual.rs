@@ -1,14 +1,18 @@
-//! Manual sends: retrying a delivery and recovering failed ones.
+//! Manual sends: a manual enqueue (a test event), retrying a delivery and recovering failed ones.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::task::JoinSet;
 
 use crate::id::DeliveryId;
 use crate::model::{DeliveryStatus, Trigger};
 use crate::store::{Next, Store, StoreError};
 
 use super::support::{
-    assert_lease_lost, at, attempt_for, claim, claim_one, delivery, enqueue_new, new_account,
-    new_endpoint, settle, try_settle,
+    LEASE, assert_lease_lost, at, attempt_for, claim, claim_one, delivery, enqueue_new, event,
+    new_account, new_endpoint, settle, try_settle,
 };
 
 /// A retried delivery is due at once; its next attempt is manual, the one after is scheduled.
@@ -150,5 +154,85 @@ pub async fn recover_failed_requeues_since(store: Arc<dyn Store>) {
             .expect("recover_failed"),
         1,
         "only the oldest is still failed"
+    );
+}
+
+/// A manual enqueue (a test event) is written in one operation: claims racing it from several
+/// tasks take each of its deliveries exactly once, as a manual first attempt, and the attempt
+/// is recorded as manual.
+pub async fn manual_enqueue_is_claimed_once_with_trigger_manual(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let eps = [
+        new_endpoint(s, &a, &[], &[]).await,
+        new_endpoint(s, &a, &[], &[]).await,
+    ];
+    let targets: Vec<_> = eps.iter().map(|e| e.id.clone()).collect();
+    for round in 0..4 {
+        let now = at(round * 1_000);
+        let enqueued = Arc::new(AtomicBool::new(false));
+        let mut claimers = JoinSet::new();
+        for _ in 0..4 {
+            let (store, enqueued) = (store.clone(), enqueued.clone());
+            claimers.spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    // Read before claiming: the last claim starts after the enqueue returned.
+                    let last = enqueued.load(Ordering::SeqCst);
+                    got.extend(store.claim_due(now, 10, LEASE).await.expect("claim_due"));
+                    if last {
+                        return got;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        tokio::task::yield_now().await;
+        let ev = event(&a, "rx.completed", None, now);
+        let r = s
+            .enqueue_with(&ev, &targets, now, Trigger::Manual)
+            .await
+            .expect("enqueue_with");
+        enqueued.store(true, Ordering::SeqCst);
+        assert!(!r.duplicate);
+
+        let mut claims = BTreeMap::new();
+        while let Some(got) = claimers.join_next().await {
+            for c in got.expect("claim task") {
+                let id = c.delivery.id.clone();
+                assert!(
+                    claims.insert(id.clone(), c).is_none(),
+                    "round {round}: delivery {id} was claimed twice"
+                );
+            }
+        }
+        let claimed: Vec<DeliveryId> = claims.keys().cloned().collect();
+        let mut want = r.deliveries.clone();
+        want.sort();
+        assert_eq!(claimed, want, "round {round}: each delivery claimed once");
+        for c in claims.values() {
+            assert_eq!(
+                c.trigger,
+                Trigger::Manual,
+                "round {round}: claimed as manual"
+            );
+            assert_eq!(c.attempt_number, 1);
+            assert_eq!(c.event.id, ev.id);
+            settle(s, c, now, Some(200), Next::Delivered).await;
+            let history = s.attempts(&a, &c.delivery.id).await.expect("attempts");
+            assert_eq!(
+                history.iter().map(|x| x.trigger).collect::<Vec<_>>(),
+                vec![Trigger::Manual],
+                "round {round}: the attempt is recorded as manual"
+            );
+            assert_eq!(
+                delivery(s, &a, &c.delivery.id).await.status,
+                DeliveryStatus::Succeeded
+            );
+        }
+    }
+    assert!(
+        claim(s, at(1_000_000), 10).await.is_empty(),
+        "nothing is left"
     );
 }

@@ -146,6 +146,7 @@ macro_rules! store_conformance {
             cursor_pagination_returns_every_row_once,
             list_deliveries_filter_by_event_endpoint_status,
             retry_delivery_makes_failed_pending_with_manual_trigger,
+            manual_enqueue_is_claimed_once_with_trigger_manual,
             recover_failed_requeues_since,
             next_due_reports_earliest,
             ordered_endpoint_claims_only_the_head_of_each_queue_id,

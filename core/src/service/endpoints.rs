@@ -1,0 +1,662 @@
+//! Endpoints: their settings, secrets, state, test events and recovery.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::validate::{self, MAX_DESCRIPTION, MAX_FILTER};
+use super::{Actor, Hookline, Paging, ServiceError};
+use crate::id::{AccountId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::model::{Endpoint, EndpointSecret, Event, Page};
+use crate::signing::Secret;
+use crate::store::Receipt;
+use crate::time::Timestamp;
+
+/// The event type of test events; it need not be in the catalog.
+pub const TEST_EVENT_TYPE: &str = "hookline.test";
+
+/// Why an endpoint disabled by a caller is disabled.
+const DISABLED_BY_CALLER: &str = "disabled through the API";
+
+/// A new endpoint. Only the URL is required; filters empty means every event type and every
+/// site, and a signing secret is generated unless one is given.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct NewEndpoint {
+    /// The target URL (`https`, or `http` where allowed).
+    pub url: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Event types it takes (names in the catalog); empty takes every type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Sites it takes (ids in the account); empty makes it shared by all sites.
+    #[serde(default)]
+    pub sites: Vec<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Requests per second, if limited.
+    pub rate_limit: Option<u32>,
+    /// Requests in flight at once, if limited.
+    pub max_concurrency: Option<u32>,
+    /// Deliver events that share a `queueId` in order.
+    #[serde(default)]
+    pub ordered: bool,
+    /// The signing secret (`whsec_…`); generated when absent.
+    pub secret: Option<String>,
+    /// Whether deliveries are sent (default yes).
+    pub enabled: Option<bool>,
+}
+
+impl NewEndpoint {
+    /// An endpoint for `url` taking every event.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            description: None,
+            event_types: Vec::new(),
+            sites: Vec::new(),
+            headers: BTreeMap::new(),
+            rate_limit: None,
+            max_concurrency: None,
+            ordered: false,
+            secret: None,
+            enabled: None,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.description = Some(d.into());
+        self
+    }
+
+    /// Takes only these event types.
+    pub fn event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Takes only events of these sites.
+    pub fn sites<S: Into<String>>(mut self, sites: impl IntoIterator<Item = S>) -> Self {
+        self.sites = sites.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds an extra request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Limits requests per second.
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Limits requests in flight at once.
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.max_concurrency = Some(n);
+        self
+    }
+
+    /// Delivers events that share a `queueId` in order.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Uses this signing secret (`whsec_…`) instead of a generated one.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Creates it enabled (the default) or disabled.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = Some(enabled);
+        self
+    }
+}
+
+/// Changes to an endpoint; absent fields stay. For clearable fields `Some(None)` clears.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct EndpointPatch {
+    /// A new URL.
+    pub url: Option<String>,
+    /// A new description, or `Some(None)` to clear it.
+    #[serde(default, deserialize_with = "super::present")]
+    pub description: Option<Option<String>>,
+    /// A new event-type filter.
+    pub event_types: Option<Vec<String>>,
+    /// A new site filter.
+    pub sites: Option<Vec<String>>,
+    /// New extra headers (replacing all).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// A new rate limit, or `Some(None)` to remove it.
+    #[serde(default, deserialize_with = "super::present")]
+    pub rate_limit: Option<Option<u32>>,
+    /// A new concurrency limit, or `Some(None)` to remove it.
+    #[serde(default, deserialize_with = "super::present")]
+    pub max_concurrency: Option<Option<u32>>,
+    /// Ordered delivery on or off.
+    pub ordered: Option<bool>,
+    /// Enable or disable (see [`Hookline::enable_endpoint`]).
+    pub enabled: Option<bool>,
+}
+
+impl EndpointPatch {
+    /// No change.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Sets or clears the description.
+    pub fn description(mut self, d: Option<String>) -> Self {
+        self.description = Some(d);
+        self
+    }
+
+    /// Replaces the event-type filter.
+    pub fn event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
+        self.event_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Replaces the site filter.
+    pub fn sites<S: Into<String>>(mut self, sites: impl IntoIterator<Item = S>) -> Self {
+        self.sites = Some(sites.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Replaces the extra headers.
+    pub fn headers(mut self, headers: BTreeMap<String, String>) -> Self {
+        self.headers = Some(headers);
+        self
+    }
+
+    /// Sets or removes the rate limit.
+    pub fn rate_limit(mut self, per_second: Option<u32>) -> Self {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Sets or removes the concurrency limit.
+    pub fn max_concurrency(mut self, n: Option<u32>) -> Self {
+        self.max_concurrency = Some(n);
+        self
+    }
+
+    /// Turns ordered delivery on or off.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = Some(ordered);
+        self
+    }
+
+    /// Enables or disables.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = Some(enabled);
+        self
+    }
+}
+
+/// A secret rotation: the new secret, or `None` to generate one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SecretRotation {
+    /// The new signing secret (`whsec_…`).
+    pub secret: Option<String>,
+}
+
+impl SecretRotation {
+    /// Rotates to a generated secret.
+    pub fn generated() -> Self {
+        Self::default()
+    }
+
+    /// Rotates to `secret`.
+    pub fn to(secret: impl Into<String>) -> Self {
+        Self {
+            secret: Some(secret.into()),
+        }
+    }
+}
+
+/// Sets the enabled flag and the reason; true if it changed.
+fn set_enabled(ep: &mut Endpoint, enabled: bool) -> bool {
+    if ep.enabled == enabled {
+        return false;
+    }
+    ep.enabled = enabled;
+    ep.disabled_reason = (!enabled).then(|| DISABLED_BY_CALLER.to_owned());
+    true
+}
+
+/// Makes `new` the current secret at `now`: every older secret stops signing at the end of the
+/// overlap (or sooner, if it was due to), and those already stopped are dropped.
+fn rotate(secrets: &mut Vec<EndpointSecret>, new: Secret, now: Timestamp, overlap: Duration) {
+    let overlap_end = now.add(overlap);
+    for s in secrets.iter_mut() {
+        if s.expires_at.is_none_or(|t| t > overlap_end) {
+            s.expires_at = Some(overlap_end);
+        }
+    }
+    secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
+    secrets.insert(0, EndpointSecret::new(new, now));
+}
+
+/// The secrets of `ep` that still sign at `now`, newest first.
+fn active_secrets(ep: Endpoint, now: Timestamp) -> Vec<EndpointSecret> {
+    ep.secrets
+        .into_iter()
+        .filter(|s| s.expires_at.is_none_or(|t| t > now))
+        .collect()
+}
+
+impl Hookline {
+    async fn event_type_filter(&self, raw: &[String]) -> Result<Vec<EventTypeName>, ServiceError> {
+        if raw.len() > MAX_FILTER {
+            return Err(ServiceError::invalid(
+                "too_many_items",
+                format!("at most {MAX_FILTER} event types"),
+            ));
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for r in raw {
+            let name = EventTypeName::parse(r)?;
+            if self.store().event_type(&name).await?.is_none() {
+                return Err(ServiceError::invalid(
+                    "unknown_event_type",
+                    format!("no event type `{name}` in the catalog"),
+                ));
+            }
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn site_filter(
+        &self,
+        account: &AccountId,
+        raw: &[String],
+    ) -> Result<Vec<SiteId>, ServiceError> {
+        if raw.len() > MAX_FILTER {
+            return Err(ServiceError::invalid(
+                "too_many_items",
+                format!("at most {MAX_FILTER} sites"),
+            ));
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for r in raw {
+            let id = SiteId::parse(r)?;
+            if self.store().site(account, &id).await?.is_none() {
+                return Err(ServiceError::invalid(
+                    "unknown_site",
+                    format!("no site `{id}` in account `{account}`"),
+                ));
+            }
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates an endpoint in an account: `invalid_url`, `insecure_url`, `field_too_long`,
+    /// `unknown_event_type`, `unknown_site`, `too_many_items`, `reserved_header`,
+    /// `invalid_header`, `invalid_secret`, `invalid_limit`, …
+    pub async fn create_endpoint(
+        &self,
+        by: &Actor,
+        account: &str,
+        input: NewEndpoint,
+    ) -> Result<Endpoint, ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        let url = validate::endpoint_url(&input.url, self.config().allow_http)?;
+        if let Some(d) = &input.description {
+            validate::text("description", d, MAX_DESCRIPTION)?;
+        }
+        let event_types = self.event_type_filter(&input.event_types).await?;
+        let sites = self.site_filter(&a.id, &input.sites).await?;
+        let headers = validate::endpoint_headers(input.headers)?;
+        let secret = match &input.secret {
+            Some(s) => validate::secret(s)?,
+            None => Secret::generate(),
+        };
+        let rate_limit = validate::positive("rateLimit", input.rate_limit)?;
+        let max_concurrency = validate::positive("maxConcurrency", input.max_concurrency)?;
+        let now = self.now();
+        let secrets = vec![EndpointSecret::new(secret, now)];
+        let mut ep = Endpoint::new(EndpointId::generate(), a.id, url, secrets, now);
+        ep.description = input.description;
+        ep.event_types = event_types;
+        ep.sites = sites;
+        ep.headers = headers;
+        ep.rate_limit = rate_limit;
+        ep.max_concurrency = max_concurrency;
+        ep.ordered = input.ordered;
+        ep.enabled = input.enabled.unwrap_or(true);
+        self.store().create_endpoint(&ep).await?;
+        Ok(ep)
+    }
+
+    /// Lists an account's endpoints, newest first.
+    pub async fn list_endpoints(
+        &self,
+        by: &Actor,
+        account: &str,
+        paging: &Paging,
+    ) -> Result<Page<Endpoint>, ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        Ok(self
+            .store()
+            .list_endpoints(&a.id, &paging.request()?)
+            .await?)
+    }
+
+    /// One endpoint of an account: `endpoint_not_found`.
+    pub async fn endpoint(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<Endpoint, ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        let id = EndpointId::parse(endpoint)?;
+        self.store().endpoint(&a.id, &id).await?.ok_or_else(|| {
+            ServiceError::not_found(
+                "endpoint_not_found",
+                format!("no endpoint `{id}` in account `{}`", a.id),
+            )
+        })
+    }
+
+    /// Changes an endpoint, with the checks of [`create_endpoint`](Self::create_endpoint).
+    /// Enabling it this way restarts its failure clock as
+    /// [`enable_endpoint`](Self::enable_endpoint) does.
+    pub async fn update_endpoint(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+        patch: EndpointPatch,
+    ) -> Result<Endpoint, ServiceError> {
+        let mut ep = self.endpoint(by, account, endpoint).await?;
+        if let Some(u) = &patch.url {
+            ep.url = validate::endpoint_url(u, self.config().allow_http)?;
+        }
+        if let Some(d) = patch.description {
+            if let Some(d) = &d {
+                validate::text("description", d, MAX_DESCRIPTION)?;
+            }
+            ep.description = d;
+        }
+        if let Some(t) = &patch.event_types {
+            ep.event_types = self.event_type_filter(t).await?;
+        }
+        if let Some(s) = &patch.sites {
+            ep.sites = self.site_filter(&ep.account, s).await?;
+        }
+        if let Some(h) = patch.headers {
+            ep.headers = validate::endpoint_headers(h)?;
+        }
+        if let Some(r) = patch.rate_limit {
+            ep.rate_limit = validate::positive("rateLimit", r)?;
+        }
+        if let Some(c) = patch.max_concurrency {
+            ep.max_concurrency = validate::positive("maxConcurrency", c)?;
+        }
+        if let Some(o) = patch.ordered {
+            ep.ordered = o;
+        }
+        let enabled_now = patch
+            .enabled
+            .is_some_and(|en| set_enabled(&mut ep, en) && en);
+        ep.updated_at = self.now();
+        self.store().update_endpoint(&ep).await?;
+        if enabled_now {
+            self.restart_failure_clock(&mut ep).await?;
+        }
+        Ok(ep)
+    }
+
+    /// An endpoint enabled again starts with a clean failure clock, and its deliveries go at
+    /// once.
+    async fn restart_failure_clock(&self, ep: &mut Endpoint) -> Result<(), ServiceError> {
+        self.store().record_healthy(&ep.id).await?;
+        ep.failing_since = None;
+        self.dispatcher().wake();
+        Ok(())
+    }
+
+    /// Enables an endpoint (also one the dispatcher disabled): its failure clock starts over
+    /// and its pending deliveries go at once.
+    pub async fn enable_endpoint(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<Endpoint, ServiceError> {
+        let mut ep = self.endpoint(by, account, endpoint).await?;
+        set_enabled(&mut ep, true);
+        ep.updated_at = self.now();
+        self.store().update_endpoint(&ep).await?;
+        self.restart_failure_clock(&mut ep).await?;
+        Ok(ep)
+    }
+
+    /// Disables an endpoint: its deliveries stay pending until it is enabled again.
+    pub async fn disable_endpoint(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<Endpoint, ServiceError> {
+        let mut ep = self.endpoint(by, account, endpoint).await?;
+        set_enabled(&mut ep, false);
+        ep.updated_at = self.now();
+        self.store().update_endpoint(&ep).await?;
+        Ok(ep)
+    }
+
+    /// Removes an endpoint; its unfinished deliveries are cancelled.
+    pub async fn delete_endpoint(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<(), ServiceError> {
+        let ep = self.endpoint(by, account, endpoint).await?;
+        self.store().remove_endpoint(&ep.account, &ep.id).await?;
+        Ok(())
+    }
+
+    /// The secrets that sign an endpoint's requests now, newest (current) first.
+    pub async fn endpoint_secrets(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<Vec<EndpointSecret>, ServiceError> {
+        let ep = self.endpoint(by, account, endpoint).await?;
+        Ok(active_secrets(ep, self.now()))
+    }
+
+    /// Rotates an endpoint's signing secret: the new one signs from now on, and every older
+    /// one keeps signing for [`rotation_overlap`](super::ServiceConfig::rotation_overlap) (or
+    /// less, if it was due to stop sooner). Returns the secrets that sign now, newest first.
+    pub async fn rotate_secret(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+        rotation: SecretRotation,
+    ) -> Result<Vec<EndpointSecret>, ServiceError> {
+        let mut ep = self.endpoint(by, account, endpoint).await?;
+        let new = match &rotation.secret {
+            Some(s) => validate::secret(s)?,
+            None => Secret::generate(),
+        };
+        let now = self.now();
+        rotate(&mut ep.secrets, new, now, self.config().rotation_overlap);
+        ep.updated_at = now;
+        self.store().update_endpoint(&ep).await?;
+        Ok(active_secrets(ep, now))
+    }
+
+    /// Sends a test event (type [`TEST_EVENT_TYPE`]) to one endpoint, as a manual attempt,
+    /// whatever its filters.
+    pub async fn send_test(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+    ) -> Result<Receipt, ServiceError> {
+        let ep = self.endpoint(by, account, endpoint).await?;
+        let data =
+            serde_json::json!({ "message": "test event from Hookline", "endpointId": ep.id });
+        let data = serde_json::value::to_raw_value(&data)
+            .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+        let event = Event::new(
+            EventId::generate(),
+            ep.account.clone(),
+            EventTypeName::parse(TEST_EVENT_TYPE)?,
+            data,
+            self.now(),
+        );
+        Ok(self
+            .dispatcher()
+            .publish_manual(&event, std::slice::from_ref(&ep.id))
+            .await?)
+    }
+
+    /// Re-queues every failed delivery to an endpoint created at or after `since`, as manual
+    /// attempts; returns how many.
+    pub async fn recover(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+        since: Timestamp,
+    ) -> Result<u64, ServiceError> {
+        let ep = self.endpoint(by, account, endpoint).await?;
+        let n = self
+            .store()
+            .recover_failed(&ep.account, &ep.id, since, self.now())
+            .await?;
+        if n > 0 {
+            self.dispatcher().wake();
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(created: i64, expires: Option<i64>) -> EndpointSecret {
+        EndpointSecret {
+            key: Secret::generate(),
+            created_at: Timestamp::from_millis(created),
+            expires_at: expires.map(Timestamp::from_millis),
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_older_secrets_for_the_overlap_at_most() {
+        let now = Timestamp::from_millis(10_000);
+        let overlap = Duration::from_secs(5);
+        let current = secret(9_000, None);
+        let expiring_soon = secret(1_000, Some(12_000));
+        let expiring_late = secret(2_000, Some(99_000));
+        let expired = secret(500, Some(10_000));
+        let mut secrets = vec![
+            current.clone(),
+            expiring_soon.clone(),
+            expiring_late.clone(),
+            expired,
+        ];
+        let new = Secret::generate();
+        rotate(&mut secrets, new.clone(), now, overlap);
+        let got: Vec<(Secret, Option<i64>)> = secrets
+            .iter()
+            .map(|s| (s.key.clone(), s.expires_at.map(Timestamp::as_millis)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (new, None),
+                (current.key, Some(15_000)),
+                (expiring_soon.key, Some(12_000)),
+                (expiring_late.key, Some(15_000)),
+            ],
+            "new first; older ones stop by the overlap's end; stopped ones dropped"
+        );
+        assert_eq!(secrets[0].created_at, now);
+    }
+
+    #[test]
+    fn inputs_read_the_api_wire_format() {
+        let ep: NewEndpoint = serde_json::from_value(serde_json::json!({
+            "url": "https://example.com/h",
+            "eventTypes": ["a.b"],
+            "maxConcurrency": 2,
+            "headers": {"X-A": "1"}
+        }))
+        .unwrap();
+        assert_eq!(
+            ep,
+            NewEndpoint::new("https://example.com/h")
+                .event_types(["a.b"])
+                .max_concurrency(2)
+                .header("X-A", "1")
+        );
+        let unknown = serde_json::from_value::<NewEndpoint>(
+            serde_json::json!({"url": "https://example.com", "colour": "red"}),
+        );
+        assert!(unknown.is_err(), "unknown fields are refused");
+
+        let patch: EndpointPatch =
+            serde_json::from_value(serde_json::json!({"description": null, "rateLimit": 5}))
+                .unwrap();
+        assert_eq!(patch.description, Some(None), "null clears");
+        assert_eq!(patch.rate_limit, Some(Some(5)));
+        assert_eq!(patch.max_concurrency, None, "absent keeps");
+        assert_eq!(
+            patch,
+            EndpointPatch::new().description(None).rate_limit(Some(5))
+        );
+    }
+
+    #[test]
+    fn enabling_clears_the_reason_and_disabling_sets_it() {
+        let mut ep = Endpoint::new(
+            EndpointId::generate(),
+            AccountId::parse("a").unwrap(),
+            "https://example.com",
+            vec![],
+            Timestamp::EPOCH,
+        );
+        assert!(!set_enabled(&mut ep, true), "no change");
+        assert!(set_enabled(&mut ep, false));
+        assert_eq!(ep.disabled_reason.as_deref(), Some(DISABLED_BY_CALLER));
+        assert!(set_enabled(&mut ep, true));
+        assert_eq!(ep.disabled_reason, None);
+    }
+}

@@ -1,0 +1,367 @@
+//! Events: publishing one or a batch, with every check, and looking them up.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::validate::{self, MAX_QUEUE_ID};
+use super::{Actor, Hookline, ServiceError, page_request};
+use crate::id::{AccountId, EventId, EventTypeName, SiteId};
+use crate::model::{Event, EventFilter, Page};
+use crate::store::Receipt;
+use crate::time::Timestamp;
+
+/// An event to publish, as received: checked by [`Hookline::publish`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct NewEvent {
+    /// The event type, a name in the catalog that is not archived.
+    pub event: String,
+    /// The site it happened at, if any (an id in the account).
+    pub site: Option<String>,
+    /// The producer's reference to the work item.
+    pub queue_id: Option<String>,
+    /// The event's JSON object, kept byte for byte.
+    pub data: Box<RawValue>,
+    /// Makes publishing idempotent: an event with a key already accepted for the account is
+    /// not stored again, and the original's receipt comes back.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewEvent {
+    /// An event of type `event` with `data` (which must be a JSON object).
+    pub fn new(event: impl Into<String>, data: Box<RawValue>) -> Self {
+        Self {
+            event: event.into(),
+            site: None,
+            queue_id: None,
+            data,
+            idempotency_key: None,
+        }
+    }
+
+    /// An event of type `event` with `data` serialized to JSON (which must give an object).
+    pub fn json(
+        event: impl Into<String>,
+        data: &impl serde::Serialize,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self::new(event, serde_json::value::to_raw_value(data)?))
+    }
+
+    /// Sets the site.
+    pub fn site(mut self, site: impl Into<String>) -> Self {
+        self.site = Some(site.into());
+        self
+    }
+
+    /// Sets the queue id.
+    pub fn queue_id(mut self, queue_id: impl Into<String>) -> Self {
+        self.queue_id = Some(queue_id.into());
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Takes the idempotency key from a request header (raw bytes, if the header was sent), for
+    /// front ends where a single event's key travels beside the event rather than in it:
+    /// `invalid_idempotency_key` if it is not text, `invalid_body` if the event carries a key
+    /// too.
+    pub fn with_header_key(mut self, header: Option<&[u8]>) -> Result<Self, ServiceError> {
+        if self.idempotency_key.is_some() {
+            return Err(ServiceError::invalid(
+                "invalid_body",
+                "send the idempotency key in the `Idempotency-Key` header",
+            ));
+        }
+        if let Some(raw) = header {
+            let key = std::str::from_utf8(raw).map_err(|_| {
+                ServiceError::bad_request(
+                    "invalid_idempotency_key",
+                    "the idempotency key is not text",
+                )
+            })?;
+            self.idempotency_key = Some(key.to_owned());
+        }
+        Ok(self)
+    }
+}
+
+/// Filters and paging of an event listing, as received.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct EventQuery {
+    /// Only this event type.
+    pub event: Option<String>,
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only this queue id.
+    pub queue_id: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only events before this instant.
+    pub until: Option<Timestamp>,
+    /// Rows at most (see [`Paging`](super::Paging)).
+    pub limit: Option<usize>,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+}
+
+impl EventQuery {
+    /// Every event, first page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only this event type.
+    pub fn event(mut self, event: impl Into<String>) -> Self {
+        self.event = Some(event.into());
+        self
+    }
+
+    /// Only this site.
+    pub fn site(mut self, site: impl Into<String>) -> Self {
+        self.site = Some(site.into());
+        self
+    }
+
+    /// Only this queue id.
+    pub fn queue_id(mut self, queue_id: impl Into<String>) -> Self {
+        self.queue_id = Some(queue_id.into());
+        self
+    }
+
+    /// Only events in `[since, until)`; either bound may be open.
+    pub fn between(mut self, since: Option<Timestamp>, until: Option<Timestamp>) -> Self {
+        self.since = since;
+        self.until = until;
+        self
+    }
+
+    /// Asks for at most `limit` rows.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Continues after `cursor`.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+}
+
+impl Hookline {
+    /// Checks one event against the catalog and the account, without writing anything.
+    async fn check_event(
+        &self,
+        account: &AccountId,
+        input: NewEvent,
+    ) -> Result<Event, ServiceError> {
+        let kind = EventTypeName::parse(&input.event).map_err(|_| {
+            ServiceError::invalid(
+                "unknown_event_type",
+                format!("`{}` is not a valid event type name", input.event),
+            )
+        })?;
+        match self.store().event_type(&kind).await? {
+            None => {
+                return Err(ServiceError::invalid(
+                    "unknown_event_type",
+                    format!("no event type `{kind}` in the catalog"),
+                ));
+            }
+            Some(et) if et.archived => {
+                return Err(ServiceError::invalid(
+                    "event_type_archived",
+                    format!("event type `{kind}` is archived"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let site = match &input.site {
+            None => None,
+            Some(s) => {
+                let id = SiteId::parse(s)?;
+                if self.store().site(account, &id).await?.is_none() {
+                    return Err(ServiceError::invalid(
+                        "unknown_site",
+                        format!("no site `{id}` in account `{account}`"),
+                    ));
+                }
+                Some(id)
+            }
+        };
+        if let Some(q) = &input.queue_id {
+            validate::text("queueId", q, MAX_QUEUE_ID)?;
+        }
+        validate::event_data(input.data.get(), self.config().max_event_bytes)?;
+        if let Some(k) = &input.idempotency_key {
+            validate::idempotency_key(k)?;
+        }
+        let mut event = Event::new(
+            EventId::generate(),
+            account.clone(),
+            kind,
+            input.data,
+            self.now(),
+        );
+        event.site = site;
+        event.queue_id = input.queue_id;
+        event.idempotency_key = input.idempotency_key;
+        Ok(event)
+    }
+
+    /// Stores a checked event with one delivery per subscribed endpoint.
+    async fn fan_out(&self, event: &Event) -> Result<Receipt, ServiceError> {
+        Ok(self.dispatcher().publish(event).await?)
+    }
+
+    /// Publishes an event to an account (admin only): checks it (`unknown_event_type`,
+    /// `event_type_archived`, `unknown_site`, `invalid_data`, `payload_too_large`,
+    /// `field_too_long`, `invalid_idempotency_key`, …), then stores it durably with one
+    /// delivery per subscribed endpoint. An event whose idempotency key was seen before is not
+    /// stored again: the receipt says `duplicate`.
+    pub async fn publish(
+        &self,
+        by: &Actor,
+        account: &str,
+        event: NewEvent,
+    ) -> Result<Receipt, ServiceError> {
+        by.require_admin()?;
+        let a = self.reach_account(by, account).await?;
+        let event = self.check_event(&a.id, event).await?;
+        self.fan_out(&event).await
+    }
+
+    /// Publishes 1 to [`max_batch`](super::ServiceConfig::max_batch) events (`invalid_batch`
+    /// otherwise) to an account (admin only). Every event is checked first, so a refused item
+    /// ([`ServiceError::InBatch`]) stores nothing; each event may carry its own idempotency
+    /// key. Receipts come back in order.
+    pub async fn publish_batch(
+        &self,
+        by: &Actor,
+        account: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Receipt>, ServiceError> {
+        by.require_admin()?;
+        let a = self.reach_account(by, account).await?;
+        let max = self.config().max_batch;
+        if events.is_empty() || events.len() > max {
+            return Err(ServiceError::invalid(
+                "invalid_batch",
+                format!("a batch holds 1 to {max} events"),
+            ));
+        }
+        let mut checked = Vec::with_capacity(events.len());
+        for (index, input) in events.into_iter().enumerate() {
+            let ev =
+                self.check_event(&a.id, input)
+                    .await
+                    .map_err(|error| ServiceError::InBatch {
+                        index,
+                        error: Box::new(error),
+                    })?;
+            checked.push(ev);
+        }
+        let mut out = Vec::with_capacity(checked.len());
+        for ev in &checked {
+            out.push(self.fan_out(ev).await?);
+        }
+        Ok(out)
+    }
+
+    /// Lists an account's events matching `query`, newest first.
+    pub async fn list_events(
+        &self,
+        by: &Actor,
+        account: &str,
+        query: EventQuery,
+    ) -> Result<Page<Event>, ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        let filter = EventFilter {
+            event_type: query
+                .event
+                .as_deref()
+                .map(EventTypeName::parse)
+                .transpose()?,
+            site: query.site.as_deref().map(SiteId::parse).transpose()?,
+            queue_id: query.queue_id,
+            since: query.since,
+            until: query.until,
+        };
+        let page = page_request(query.limit, query.cursor.as_deref())?;
+        Ok(self.store().list_events(&a.id, &filter, &page).await?)
+    }
+
+    /// One event of an account: `event_not_found`.
+    pub async fn event(
+        &self,
+        by: &Actor,
+        account: &str,
+        event: &str,
+    ) -> Result<Event, ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        let id = EventId::parse(event)?;
+        self.store().event(&a.id, &id).await?.ok_or_else(|| {
+            ServiceError::not_found(
+                "event_not_found",
+                format!("no event `{id}` in account `{}`", a.id),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> NewEvent {
+        NewEvent::json("a.b", &serde_json::json!({"n": 1})).unwrap()
+    }
+
+    #[test]
+    fn the_header_key_is_the_only_key_of_a_single_event() {
+        assert_eq!(event().with_header_key(None).unwrap().idempotency_key, None);
+        let keyed = event().with_header_key(Some(b"order-42")).unwrap();
+        assert_eq!(keyed.idempotency_key.as_deref(), Some("order-42"));
+        let in_body = event().idempotency_key("k");
+        assert_eq!(
+            in_body.clone().with_header_key(None).unwrap_err().code(),
+            "invalid_body"
+        );
+        assert_eq!(
+            in_body.with_header_key(Some(b"k")).unwrap_err().code(),
+            "invalid_body"
+        );
+        assert_eq!(
+            event()
+                .with_header_key(Some(&[0xff, 0xfe]))
+                .unwrap_err()
+                .code(),
+            "invalid_idempotency_key"
+        );
+    }
+
+    #[test]
+    fn events_read_the_api_wire_format_byte_for_byte() {
+        let ev: NewEvent = serde_json::from_str(
+            r#"{"event":"a.b","site":"s1","queueId":"q","data":{"b": 2,"a":1},"idempotencyKey":"k"}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.event, "a.b");
+        assert_eq!(ev.site.as_deref(), Some("s1"));
+        assert_eq!(ev.queue_id.as_deref(), Some("q"));
+        assert_eq!(ev.data.get(), r#"{"b": 2,"a":1}"#, "data kept as sent");
+        assert_eq!(ev.idempotency_key.as_deref(), Some("k"));
+        assert!(serde_json::from_str::<NewEvent>(r#"{"event":"a.b","data":{},"x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<NewEvent>(r#"{"event":"a.b"}"#).is_err(),
+            "data needed"
+        );
+    }
+}

@@ -1,0 +1,606 @@
+//! The service façade: every operation Hookline offers, with its rules, in one place.
+//!
+//! [`Hookline`] is what every front end calls — the JSON API, a dashboard, a command line, or
+//! a Rust service that embeds Hookline. It holds the [`Dispatcher`] (and through it the store,
+//! the transport and the [`Clock`]) plus a [`ServiceConfig`], and offers:
+//!
+//! - accounts, their API keys and their sites ([`create_account`](Hookline::create_account), …);
+//! - the event-type catalog ([`create_event_type`](Hookline::create_event_type), …);
+//! - endpoints: create, update, rotate the secret, enable, disable, send a test event, recover
+//!   failed deliveries ([`create_endpoint`](Hookline::create_endpoint), …);
+//! - events: publish one or a batch, with every check (catalog, archived types, sites, the
+//!   shape and size of `data`, idempotency keys) ([`publish`](Hookline::publish), …);
+//! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
+//!
+//! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
+//! (an account's key reaches only its own account; some operations need the admin). Embedders
+//! acting for themselves pass [`Actor::Admin`]. Inputs are plain structs holding raw text
+//! ([`NewEndpoint`], [`NewEvent`], …) so that every rule answers with a [`ServiceError`] whose
+//! [`code`](ServiceError::code) says what was wrong; they deserialize from the JSON API's
+//! request bodies. Time always comes from the dispatcher's clock.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn hookline_core::store::Store>, transport: hookline_core::transport::BoxTransport) -> Result<(), hookline_core::service::ServiceError> {
+//! use hookline_core::service::{Actor, Hookline, NewAccount, NewEndpoint, NewEvent, NewEventType};
+//!
+//! let hookline = Hookline::builder(store, transport).build();
+//! let admin = &Actor::Admin;
+//! hookline.create_event_type(admin, NewEventType::new("order.paid")).await?;
+//! hookline.create_account(admin, NewAccount::new("acme")).await?;
+//! let endpoint = hookline
+//!     .create_endpoint(admin, "acme", NewEndpoint::new("https://example.com/hook"))
+//!     .await?;
+//! let data = serde_json::json!({ "order": 42 });
+//! let event = NewEvent::json("order.paid", &data).expect("serializable");
+//! let receipt = hookline.publish(admin, "acme", event).await?;
+//! assert_eq!(receipt.deliveries.len(), 1, "one delivery, to {}", endpoint.id);
+//!
+//! // Refusals say what was wrong, with the JSON API's codes.
+//! let unknown = NewEvent::json("order.lost", &data).expect("serializable");
+//! let err = hookline.publish(admin, "acme", unknown).await.unwrap_err();
+//! assert_eq!(err.code(), "unknown_event_type");
+//! # Ok(()) }
+//! ```
+//!
+//! The engine that sends the deliveries runs apart: `hookline.dispatcher().run(shutdown)`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::dispatcher::{Dispatcher, DispatcherBuilder, DispatcherConfig, PublishError};
+use crate::id::{AccountId, InvalidId};
+use crate::model::{Account, Cursor, PageRequest, Role};
+use crate::retry::RetryPolicy;
+use crate::signing::Signer;
+use crate::store::{Store, StoreError};
+use crate::time::{Clock, Timestamp};
+use crate::transport::{BoxError, BoxTransport};
+
+mod accounts;
+mod catalog;
+mod deliveries;
+mod endpoints;
+mod events;
+pub mod keys;
+pub mod validate;
+
+pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
+pub use catalog::{EventTypePatch, NewEventType};
+pub use deliveries::DeliveryQuery;
+pub use endpoints::{EndpointPatch, NewEndpoint, SecretRotation, TEST_EVENT_TYPE};
+pub use events::{EventQuery, NewEvent};
+
+/// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Actor {
+    /// The producer or operator: may do everything.
+    Admin,
+    /// One account: sees and manages only its own endpoints, sites, events and deliveries.
+    Account(AccountId),
+}
+
+impl Actor {
+    /// Refuses anyone but the admin.
+    pub fn require_admin(&self) -> Result<(), ServiceError> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::Account(_) => Err(ServiceError::Forbidden {
+                message: "only the admin key may do this".into(),
+            }),
+        }
+    }
+
+    /// Refuses anyone but the admin and `account` itself.
+    pub fn require_account(&self, account: &AccountId) -> Result<(), ServiceError> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::Account(a) if a == account => Ok(()),
+            Self::Account(_) => Err(ServiceError::Forbidden {
+                message: "this key belongs to another account".into(),
+            }),
+        }
+    }
+}
+
+impl From<Role> for Actor {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => Self::Admin,
+            Role::Account(a) => Self::Account(a),
+        }
+    }
+}
+
+/// Why an operation was refused or failed. Each kind has a stable [`code`](Self::code) (the one
+/// the JSON API answers with) and a message for people.
+///
+/// | kind | JSON API status | codes |
+/// | --- | --- | --- |
+/// | `NotFound` | 404 | `account_not_found`, `site_not_found`, `event_type_not_found`, `endpoint_not_found`, `event_not_found`, `delivery_not_found`, `not_found` |
+/// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `invalid_body` |
+/// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
+/// | `Forbidden` | 403 | `forbidden` |
+/// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
+/// | `PayloadTooLarge` | 413 | `payload_too_large` |
+/// | `InBatch` | the item's | the item's |
+/// | `Unavailable` | 503 | `store_unavailable` |
+/// | `Internal` | 500 | `internal` |
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The thing asked for does not exist (for this caller's account).
+    #[error("{message}")]
+    NotFound {
+        /// Stable code, e.g. `endpoint_not_found`.
+        code: &'static str,
+        /// What was not found.
+        message: String,
+    },
+    /// The input is well formed but not acceptable (an unknown event type, an `http` URL, …).
+    #[error("{message}")]
+    Invalid {
+        /// Stable code, e.g. `unknown_event_type`.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The input is malformed (an id that is not an id, a bad page limit or cursor, …).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code, e.g. `invalid_id`.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The caller may not do this.
+    #[error("{message}")]
+    Forbidden {
+        /// Why.
+        message: String,
+    },
+    /// The thing to create exists already.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code, e.g. `account_exists`.
+        code: &'static str,
+        /// What exists.
+        message: String,
+    },
+    /// An event's `data` is larger than [`ServiceConfig::max_event_bytes`].
+    #[error("{message}")]
+    PayloadTooLarge {
+        /// What was too large.
+        message: String,
+    },
+    /// One item of a batch was refused; nothing of the batch was stored.
+    #[error("item {index}: rejected ({})", error.code())]
+    InBatch {
+        /// The item's position in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        #[source]
+        error: Box<ServiceError>,
+    },
+    /// The store is unreachable or overloaded; nothing was changed, try again.
+    #[error("the store is unavailable; nothing was changed, try again")]
+    Unavailable(#[source] StoreError),
+    /// Any other failure (of the store, or a bug).
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl ServiceError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound { code, .. }
+            | Self::Invalid { code, .. }
+            | Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. } => code,
+            Self::Forbidden { .. } => "forbidden",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InBatch { error, .. } => error.code(),
+            Self::Unavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A store conflict as `code`; any other store error as usual.
+    pub(crate) fn conflict_as(
+        code: &'static str,
+        message: impl FnOnce() -> String,
+    ) -> impl FnOnce(StoreError) -> Self {
+        move |e| match e {
+            StoreError::Conflict(_) => Self::Conflict {
+                code,
+                message: message(),
+            },
+            other => other.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::not_found("not_found", format!("{what} not found")),
+            StoreError::Conflict(what) => Self::Conflict {
+                code: "already_exists",
+                message: format!("{what} already exists"),
+            },
+            StoreError::Unavailable(_) => Self::Unavailable(e),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<PublishError> for ServiceError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<InvalidId> for ServiceError {
+    fn from(e: InvalidId) -> Self {
+        Self::bad_request("invalid_id", e.to_string())
+    }
+}
+
+/// Limits and policies the façade enforces.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceConfig {
+    /// Largest accepted event `data` in bytes (default 256 KiB).
+    pub max_event_bytes: usize,
+    /// Whether endpoint URLs may be plain `http` (default no).
+    pub allow_http: bool,
+    /// How long a rotated-out secret keeps signing (default 24 h).
+    pub rotation_overlap: Duration,
+    /// Most events in one batch (default 100).
+    pub max_batch: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 256 * 1024,
+            allow_http: false,
+            rotation_overlap: Duration::from_secs(24 * 3600),
+            max_batch: 100,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Sets the largest accepted event `data` in bytes.
+    pub fn with_max_event_bytes(mut self, n: usize) -> Self {
+        self.max_event_bytes = n;
+        self
+    }
+
+    /// Allows (or forbids) plain `http` endpoint URLs.
+    pub fn with_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Sets how long a rotated-out secret keeps signing.
+    pub fn with_rotation_overlap(mut self, d: Duration) -> Self {
+        self.rotation_overlap = d;
+        self
+    }
+
+    /// Sets the most events in one batch.
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n;
+        self
+    }
+}
+
+/// `limit` and `cursor` of a list request, as received: checked by the listing operations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Paging {
+    /// Rows at most, 1 to [`MAX_PAGE_LIMIT`] (default [`DEFAULT_PAGE_LIMIT`]).
+    pub limit: Option<usize>,
+    /// Where the previous page ended ([`Cursor::encode`]).
+    pub cursor: Option<String>,
+}
+
+/// Largest page size.
+pub const MAX_PAGE_LIMIT: usize = 250;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE_LIMIT: usize = 50;
+
+impl Paging {
+    /// The first page of the default size.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks for at most `limit` rows.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Continues after `cursor` (a page's `next`, encoded).
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// The checked page request: `invalid_limit` or `invalid_cursor` when it is not one.
+    pub fn request(&self) -> Result<PageRequest, ServiceError> {
+        page_request(self.limit, self.cursor.as_deref())
+    }
+}
+
+pub(crate) fn page_request(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<PageRequest, ServiceError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+    if limit == 0 || limit > MAX_PAGE_LIMIT {
+        return Err(ServiceError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
+        ));
+    }
+    let after = match cursor {
+        None => None,
+        Some(c) => Some(
+            Cursor::decode(c)
+                .ok_or_else(|| ServiceError::bad_request("invalid_cursor", "unknown cursor"))?,
+        ),
+    };
+    Ok(PageRequest { limit, after })
+}
+
+/// The service façade. Cheap to clone; clones share one service.
+#[derive(Debug, Clone)]
+pub struct Hookline {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dispatcher: Dispatcher,
+    config: ServiceConfig,
+}
+
+impl Hookline {
+    /// The façade over `dispatcher` (which holds the store, the transport and the clock).
+    pub fn new(dispatcher: Dispatcher, config: ServiceConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner { dispatcher, config }),
+        }
+    }
+
+    /// Starts building the façade and its dispatcher over `store` and `transport`.
+    pub fn builder(store: Arc<dyn Store>, transport: BoxTransport) -> HooklineBuilder {
+        HooklineBuilder {
+            dispatcher: Dispatcher::builder(store, transport),
+            config: ServiceConfig::default(),
+        }
+    }
+
+    /// The delivery engine: run it with [`Dispatcher::run`].
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.inner.dispatcher
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.inner.dispatcher.store()
+    }
+
+    /// The limits and policies.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// The current instant, from the dispatcher's clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.dispatcher.clock().now()
+    }
+
+    /// Loads an account `by` may reach: `invalid_id`, `forbidden` or `account_not_found`.
+    pub(crate) async fn reach_account(
+        &self,
+        by: &Actor,
+        account: &str,
+    ) -> Result<Account, ServiceError> {
+        let id = AccountId::parse(account)?;
+        by.require_account(&id)?;
+        self.store().account(&id).await?.ok_or_else(|| {
+            ServiceError::not_found("account_not_found", format!("no account `{id}`"))
+        })
+    }
+}
+
+/// Builds a [`Hookline`] and its [`Dispatcher`].
+#[derive(Debug)]
+pub struct HooklineBuilder {
+    dispatcher: DispatcherBuilder,
+    config: ServiceConfig,
+}
+
+impl HooklineBuilder {
+    /// Replaces the limits and policies.
+    pub fn config(mut self, config: ServiceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Allows (or forbids) plain `http` endpoint URLs.
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.config.allow_http = allow;
+        self
+    }
+
+    /// Sets the largest accepted event `data` in bytes.
+    pub fn max_event_bytes(mut self, n: usize) -> Self {
+        self.config.max_event_bytes = n;
+        self
+    }
+
+    /// Replaces the dispatcher's signer.
+    pub fn signer(mut self, s: impl Signer) -> Self {
+        self.dispatcher = self.dispatcher.signer(s);
+        self
+    }
+
+    /// Replaces the dispatcher's retry policy.
+    pub fn retry_policy(mut self, p: impl RetryPolicy) -> Self {
+        self.dispatcher = self.dispatcher.retry_policy(p);
+        self
+    }
+
+    /// Replaces the clock (of the dispatcher and the façade).
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.dispatcher = self.dispatcher.clock(c);
+        self
+    }
+
+    /// Replaces the dispatcher's settings.
+    pub fn dispatcher_config(mut self, c: DispatcherConfig) -> Self {
+        self.dispatcher = self.dispatcher.config(c);
+        self
+    }
+
+    /// The façade.
+    pub fn build(self) -> Hookline {
+        Hookline::new(self.dispatcher.build(), self.config)
+    }
+}
+
+/// Deserializes a field that may be `null`: present (`Some`, possibly `Some(None)`) differs
+/// from absent (`None`, with `#[serde(default)]`), as a PATCH needs.
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_reach_what_they_may() {
+        let a = AccountId::parse("a").unwrap();
+        let b = AccountId::parse("b").unwrap();
+        assert!(Actor::Admin.require_admin().is_ok());
+        assert!(Actor::Admin.require_account(&a).is_ok());
+        let key_a = Actor::from(Role::Account(a.clone()));
+        assert!(key_a.require_account(&a).is_ok());
+        assert_eq!(key_a.require_account(&b).unwrap_err().code(), "forbidden");
+        assert_eq!(key_a.require_admin().unwrap_err().code(), "forbidden");
+    }
+
+    #[test]
+    fn paging_takes_1_to_250_rows_and_known_cursors() {
+        let first = Paging::new().request().unwrap();
+        assert_eq!((first.limit, first.after), (DEFAULT_PAGE_LIMIT, None));
+        assert_eq!(Paging::new().limit(250).request().unwrap().limit, 250);
+        for bad in [0, MAX_PAGE_LIMIT + 1] {
+            let e = Paging::new().limit(bad).request().unwrap_err();
+            assert_eq!(e.code(), "invalid_limit", "{bad}");
+        }
+        let cursor = Cursor {
+            created_at: Timestamp::from_millis(7),
+            id: "evt_x".into(),
+        };
+        let next = Paging::new().cursor(cursor.encode()).request().unwrap();
+        assert_eq!(next.after, Some(cursor));
+        let e = Paging::new().cursor("%%").request().unwrap_err();
+        assert_eq!(e.code(), "invalid_cursor");
+    }
+
+    #[test]
+    fn errors_keep_their_codes() {
+        let e = ServiceError::from(StoreError::NotFound("delivery"));
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("not_found", "delivery not found")
+        );
+        assert_eq!(
+            ServiceError::from(StoreError::Conflict("site")).code(),
+            "already_exists"
+        );
+        assert_eq!(
+            ServiceError::from(StoreError::Unavailable("down".into())).code(),
+            "store_unavailable"
+        );
+        assert_eq!(ServiceError::from(StoreError::LeaseLost).code(), "internal");
+        let conflict = ServiceError::conflict_as("site_exists", || "site `s` exists".into());
+        let e = conflict(StoreError::Conflict("site"));
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("site_exists", "site `s` exists")
+        );
+        let e = ServiceError::InBatch {
+            index: 2,
+            error: Box::new(ServiceError::invalid("unknown_site", "no site")),
+        };
+        assert_eq!(e.code(), "unknown_site");
+        assert_eq!(e.to_string(), "item 2: rejected (unknown_site)");
+        let e = ServiceError::from(AccountId::parse("").unwrap_err());
+        assert_eq!(e.code(), "invalid_id");
+    }
+
+    #[test]
+    fn config_defaults_and_setters() {
+        let c = ServiceConfig::default();
+        assert_eq!(
+            (
+                c.max_event_bytes,
+                c.allow_http,
+                c.rotation_overlap,
+                c.max_batch
+            ),
+            (256 * 1024, false, Duration::from_secs(24 * 3600), 100)
+        );
+        let c = c
+            .with_max_event_bytes(10)
+            .with_allow_http(true)
+            .with_rotation_overlap(Duration::from_secs(1))
+            .with_max_batch(3);
+        assert_eq!(
+            (
+                c.max_event_bytes,
+                c.allow_http,
+                c.rotation_overlap,
+                c.max_batch
+            ),
+            (10, true, Duration::from_secs(1), 3)
+        );
+    }
+}
