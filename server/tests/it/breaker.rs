@@ -23,11 +23,22 @@ async fn random_500s_do_not_pause_a_healthy_endpoint() {
 
 /// An endpoint answers 500 to a random (seeded) 20 % of first attempts and 2xx otherwise; 500
 /// events at 100/s with default settings (`srv`): first-attempt successes keep a p50 from 202
-/// to receipt under 100 ms and none waits a cool-down, and every event is delivered.
+/// to receipt under 100 ms and none waits a cool-down, and every event is delivered. (On this
+/// pattern the former rule, five failures in a row open the circuit, left events undelivered
+/// after a minute on every store: its probes kept meeting first attempts answered 500.)
 pub(crate) async fn random_errors_do_not_pause(srv: &Server) {
     let _heavy = crate::support::HEAVY.lock().await;
-    let mut rng = StdRng::seed_from_u64(20);
-    let fails: Arc<Vec<bool>> = Arc::new((0..EVENTS).map(|_| rng.gen_bool(0.2)).collect());
+    // The first seeded pattern with eight first attempts failing in a row among the events sent
+    // one after another: a streak rule (five failures in a row) opens the circuit on it.
+    let fails: Arc<Vec<bool>> = Arc::new(
+        (0..)
+            .map(|seed| {
+                let mut rng = StdRng::seed_from_u64(seed);
+                (0..EVENTS).map(|_| rng.gen_bool(0.2)).collect::<Vec<_>>()
+            })
+            .find(|f| longest_run(f) >= 8)
+            .unwrap(),
+    );
     let failing = fails.iter().filter(|f| **f).count();
     assert!((70..=130).contains(&failing), "{failing} of {EVENTS}");
     let delivered = Arc::new(Mutex::new(HashSet::new()));
@@ -71,11 +82,14 @@ pub(crate) async fn random_errors_do_not_pause(srv: &Server) {
 
     // Every event is delivered: 80 % at once, the rest on their retry (5 s later by default).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while delivered.lock().unwrap().len() < EVENTS {
+    loop {
+        let done = delivered.lock().unwrap().len();
+        if done == EVENTS {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "{} of {EVENTS} events delivered",
-            delivered.lock().unwrap().len()
+            "{done} of {EVENTS} events delivered"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -115,4 +129,14 @@ pub(crate) async fn random_errors_do_not_pause(srv: &Server) {
         max < Duration::from_secs(4),
         "a first-attempt success waited {max:?}: the circuit opened"
     );
+}
+
+/// The longest run of `true`.
+fn longest_run(xs: &[bool]) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for x in xs {
+        run = if *x { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
 }
