@@ -15,7 +15,7 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use crate::envelope::envelope;
-use crate::gate::{Admit, GateConfig, Gates, Health};
+use crate::gate::{Admit, GateConfig, Gates, Health, Verdict};
 use crate::id::{AttemptId, EndpointId};
 use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES, Trigger};
 use crate::retry::{Outcome, RetryPolicy, Schedule, classify};
@@ -47,9 +47,13 @@ pub struct DispatcherConfig {
     /// Requests in flight at once to one endpoint when it sets no `maxConcurrency`, and the
     /// ceiling when it does (default 16), so one slow endpoint cannot take every slot.
     pub endpoint_concurrency: u32,
-    /// Consecutive failed attempts that open an endpoint's circuit (default 5): its deliveries
-    /// then wait, and after the cool-down a single probe decides whether it closes.
+    /// Attempts an endpoint's circuit judges at least (default 5), out of a window of twice as
+    /// many (at most 64; above 64 the circuit never opens). An open circuit makes the endpoint's
+    /// deliveries wait, and after the cool-down a single probe decides whether it closes.
     pub circuit_threshold: u32,
+    /// Failure rate over the window, in percent, that opens the circuit (default 50); a time-out
+    /// or connection failure counts as a failure, an answered error (5xx, 4xx) as half of one.
+    pub circuit_failure_rate: u32,
     /// First cool-down of an open circuit (default 5 s); doubles after each failed probe.
     pub circuit_cooldown: Duration,
     /// Longest cool-down (default 5 min); also the longest `Retry-After` pause.
@@ -82,6 +86,7 @@ impl Default for DispatcherConfig {
             user_agent: concat!("Hookline/", env!("CARGO_PKG_VERSION")).to_owned(),
             endpoint_concurrency: 16,
             circuit_threshold: 5,
+            circuit_failure_rate: 50,
             circuit_cooldown: Duration::from_secs(5),
             circuit_max_cooldown: Duration::from_secs(300),
             disable_after: Some(Duration::from_secs(5 * 24 * 3600)),
@@ -118,10 +123,16 @@ impl DispatcherConfig {
         self
     }
 
-    /// Sets the circuit breaker: failures that open it, and its first cool-down.
+    /// Sets the circuit breaker: the attempts it judges at least, and its first cool-down.
     pub fn with_circuit(mut self, threshold: u32, cooldown: Duration) -> Self {
         self.circuit_threshold = threshold.max(1);
         self.circuit_cooldown = cooldown;
+        self
+    }
+
+    /// Sets the failure rate, in percent (1 to 100), that opens a circuit.
+    pub fn with_circuit_failure_rate(mut self, percent: u32) -> Self {
+        self.circuit_failure_rate = percent.clamp(1, 100);
         self
     }
 
@@ -235,12 +246,7 @@ impl DispatcherBuilder {
 
     /// The dispatcher.
     pub fn build(self) -> Dispatcher {
-        let gates = Gates::new(GateConfig {
-            endpoint_concurrency: self.config.endpoint_concurrency,
-            threshold: self.config.circuit_threshold,
-            cooldown: self.config.circuit_cooldown,
-            max_cooldown: self.config.circuit_max_cooldown,
-        });
+        let gates = Gates::new(GateConfig::of(&self.config));
         Dispatcher {
             inner: Arc::new(Inner {
                 gates,
@@ -604,7 +610,7 @@ impl Dispatcher {
             let finished_at = inner.clock.now();
             let health = inner.gates.finish(
                 &c.endpoint.id,
-                outcome == Outcome::Delivered,
+                Verdict::of(&result),
                 retry_after,
                 finished_at,
                 Instant::now(),

@@ -5,6 +5,34 @@
 //! are kept by the store's claim across every process (see [`crate::store`]); the cap here adds
 //! the per-process ceiling `endpoint_concurrency` so one slow endpoint cannot take every slot.
 //! The failure clock is started and stopped in the store, so it survives restarts.
+//!
+//! # The circuit breaker judges health, not streaks
+//!
+//! Each gate remembers how the endpoint's last attempts in this process ended, in a window of
+//! twice `min_calls` attempts (10 by default, at most 64). An attempt that got no answer (a
+//! time-out, a connection, DNS or TLS failure, a URL that cannot be used) counts as a whole
+//! failure; one answered with anything but a 2xx counts as half a failure, because an answer
+//! shows the endpoint is up. The circuit opens when the window holds at least `min_calls`
+//! attempts (5) and their failures reach `failure_rate` (50 %) of them. So:
+//!
+//! - an endpoint that stops answering opens after `min_calls` attempts (5), and once its window
+//!   is full of successes, after half the window (5 of 10) fails;
+//! - one that answers nothing but errors opens once every attempt in the window failed: after
+//!   5 attempts when the window is fresh, after 10 when it was full of successes;
+//! - a minority of answered errors (say 20 % random 500s) never opens it: with the default 50 %,
+//!   answered errors alone must fill the whole window, and a run of 10 failures in a row at 20 %
+//!   comes once in ten million attempts (Resilience4j's `minimumNumberOfCalls` and
+//!   `failureRateThreshold` over a count-based sliding window; Envoy's outlier detection likewise
+//!   tells gateway failures apart from other 5xx).
+//!
+//! A `min_calls` above 64 never fills the window: the breaker is off (pauses still apply).
+//!
+//! When the circuit opens, the endpoint waits for the cool-down (first `cooldown`, doubling on
+//! every failed probe up to `max_cooldown`); then a single probe is sent. Its success (or any
+//! success) closes the circuit with an empty window; its failure opens it again. Outcomes of
+//! requests that were in flight when the circuit opened do not extend it while it cools down. A
+//! gate that has been idle (nothing in flight, closed, no pause, not failing) for
+//! [`FORGET_AFTER`] is dropped, so a quiet endpoint starts again with an empty window.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +43,13 @@ use tokio::time::Instant;
 use crate::id::EndpointId;
 use crate::model::Endpoint;
 use crate::time::Timestamp;
+use crate::transport::{DeliveryResponse, TransportError};
+
+/// How long an idle gate (see [`Gate::idle`]) is kept before its window is forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(30);
+
+/// The most attempts a window remembers.
+const MAX_WINDOW: u32 = 64;
 
 /// Circuit and limit settings.
 #[derive(Debug, Clone)]
@@ -22,24 +57,106 @@ pub(crate) struct GateConfig {
     /// In-flight requests per endpoint when the endpoint sets no `maxConcurrency`; also the
     /// ceiling for one that does.
     pub(crate) endpoint_concurrency: u32,
-    /// Consecutive failures that open the circuit.
-    pub(crate) threshold: u32,
+    /// Attempts the window must hold before it is judged; the window holds twice as many (at
+    /// most 64). Above 64 the circuit never opens.
+    pub(crate) min_calls: u32,
+    /// The share of failures, in percent (1 to 100), that opens the circuit; an answered error
+    /// counts half a failure.
+    pub(crate) failure_rate: u32,
     /// First open period; doubles on every failed probe.
     pub(crate) cooldown: Duration,
     /// Longest open period (also caps `Retry-After` pauses).
     pub(crate) max_cooldown: Duration,
 }
 
+impl GateConfig {
+    /// The dispatcher's settings for the gates.
+    pub(crate) fn of(c: &crate::dispatcher::DispatcherConfig) -> Self {
+        Self {
+            endpoint_concurrency: c.endpoint_concurrency,
+            min_calls: c.circuit_threshold,
+            failure_rate: c.circuit_failure_rate.clamp(1, 100),
+            cooldown: c.circuit_cooldown,
+            max_cooldown: c.circuit_max_cooldown,
+        }
+    }
+
+    fn window(&self) -> u32 {
+        self.min_calls.saturating_mul(2).clamp(1, MAX_WINDOW)
+    }
+}
+
+/// How an attempt ended, as the breaker judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// A 2xx.
+    Delivered,
+    /// Answered with anything but a 2xx: the endpoint is up; half a failure.
+    Refused,
+    /// No answer (time-out, connection, DNS or TLS failure, unusable URL); a whole failure.
+    Unreachable,
+}
+
+impl Verdict {
+    /// The verdict on a transport result (2xx is delivered, as in [`crate::retry::classify`]).
+    pub(crate) fn of(result: &Result<DeliveryResponse, TransportError>) -> Self {
+        match result {
+            Ok(r) if (200..300).contains(&r.status) => Self::Delivered,
+            Ok(_) => Self::Refused,
+            Err(_) => Self::Unreachable,
+        }
+    }
+}
+
+/// The endpoint's last attempts, newest in the lowest bit.
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    /// Attempts that got no answer.
+    unreachable: u64,
+    /// Attempts answered with an error.
+    refused: u64,
+    /// Attempts remembered (at most the window size).
+    len: u32,
+}
+
+impl Window {
+    fn push(&mut self, v: Verdict, size: u32) {
+        let mask = if size >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << size) - 1
+        };
+        self.unreachable = ((self.unreachable << 1) | u64::from(v == Verdict::Unreachable)) & mask;
+        self.refused = ((self.refused << 1) | u64::from(v == Verdict::Refused)) & mask;
+        self.len = (self.len + 1).min(size);
+    }
+
+    /// Failures in the window, counted in halves.
+    fn half_failures(&self) -> u32 {
+        2 * self.unreachable.count_ones() + self.refused.count_ones()
+    }
+
+    /// Whether the window holds enough attempts and enough of them failed.
+    fn trips(&self, cfg: &GateConfig) -> bool {
+        let half = self.half_failures();
+        self.len >= cfg.min_calls
+            && half > 0
+            && u64::from(half) * 100 >= 2 * u64::from(cfg.failure_rate) * u64::from(self.len)
+    }
+}
+
 #[derive(Debug)]
 struct Gate {
     cap: u32,
     in_flight: u32,
-    failures: u32,
+    window: Window,
     opens: u32,
     open_until: Option<Instant>,
     probing: bool,
     paused_until: Option<Instant>,
     failing_since: Option<Timestamp>,
+    /// When the last request finished (or the gate was made).
+    last: Instant,
 }
 
 /// Whether a request may go now.
@@ -94,11 +211,13 @@ impl Gate {
         None
     }
 
-    fn idle(&self) -> bool {
+    /// Nothing in flight, closed, no pause, not failing, and quiet for [`FORGET_AFTER`].
+    fn idle(&self, now: Instant) -> bool {
         self.in_flight == 0
-            && self.failures == 0
             && self.open_until.is_none()
             && self.paused_until.is_none()
+            && self.failing_since.is_none()
+            && now.saturating_duration_since(self.last) >= FORGET_AFTER
     }
 }
 
@@ -122,12 +241,13 @@ impl Gates {
         let g = map.entry(ep.id.clone()).or_insert_with(|| Gate {
             cap,
             in_flight: 0,
-            failures: 0,
+            window: Window::default(),
             opens: 0,
             open_until: None,
             probing: false,
             paused_until: None,
             failing_since: None,
+            last: now,
         });
         g.cap = cap;
         if let Some(until) = g.blocked(now) {
@@ -145,14 +265,14 @@ impl Gates {
     pub(crate) fn finish(
         &self,
         id: &EndpointId,
-        delivered: bool,
+        verdict: Verdict,
         retry_after: Option<Duration>,
         at: Timestamp,
         now: Instant,
     ) -> Health {
         let mut map = self.lock();
         let Some(g) = map.get_mut(id) else {
-            return if delivered {
+            return if verdict == Verdict::Delivered {
                 Health::Delivered { was_failing: false }
             } else {
                 Health::Failing {
@@ -163,16 +283,21 @@ impl Gates {
             };
         };
         g.in_flight = g.in_flight.saturating_sub(1);
-        if delivered {
-            g.failures = 0;
+        g.last = now;
+        if verdict == Verdict::Delivered {
+            if g.open_until.take().is_some() {
+                // Closing: the judgement starts afresh.
+                g.window = Window::default();
+                tracing::debug!(endpoint_id = %id, "circuit closed");
+            } else {
+                g.window.push(verdict, self.cfg.window());
+            }
             g.opens = 0;
-            g.open_until = None;
             g.probing = false;
             return Health::Delivered {
                 was_failing: g.failing_since.take().is_some(),
             };
         }
-        g.failures += 1;
         let first = g.failing_since.is_none();
         let since = *g.failing_since.get_or_insert(at);
         let mut hold = None;
@@ -181,8 +306,16 @@ impl Gates {
             g.paused_until = Some(until);
             hold = Some(until);
         }
-        let cooling = g.open_until.is_some_and(|t| now < t);
-        if !cooling && (g.probing || g.failures >= self.cfg.threshold) {
+        let open = match g.open_until {
+            // Half-open, a failed probe (or request from before the circuit opened) opens it
+            // again; while it cools down, requests from before it opened do not extend it.
+            Some(t) => now >= t,
+            None => {
+                g.window.push(verdict, self.cfg.window());
+                g.window.trips(&self.cfg)
+            }
+        };
+        if open {
             g.opens += 1;
             let factor = 2u32.saturating_pow(g.opens.saturating_sub(1).min(16));
             let cooldown = self
@@ -191,6 +324,7 @@ impl Gates {
                 .saturating_mul(factor)
                 .min(self.cfg.max_cooldown);
             g.open_until = Some(now + cooldown);
+            g.window = Window::default();
             hold = Some(hold.map_or(now + cooldown, |h: Instant| h.max(now + cooldown)));
             tracing::debug!(endpoint_id = %id, cooldown_ms = cooldown.as_millis() as u64, "circuit open");
         }
@@ -211,7 +345,7 @@ impl Gates {
     /// The endpoints that cannot take a request now, and the earliest instant one of them may.
     pub(crate) fn blocked(&self, now: Instant) -> (Vec<EndpointId>, Option<Instant>) {
         let mut map = self.lock();
-        map.retain(|_, g| !g.idle());
+        map.retain(|_, g| !g.idle(now));
         let mut ids = Vec::new();
         let mut earliest: Option<Instant> = None;
         for (id, g) in map.iter_mut() {
@@ -240,16 +374,26 @@ impl Gates {
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
+
     use super::*;
+    use crate::dispatcher::DispatcherConfig;
     use crate::id::AccountId;
 
     fn cfg() -> GateConfig {
         GateConfig {
             endpoint_concurrency: 4,
-            threshold: 3,
+            min_calls: 3,
+            failure_rate: 50,
             cooldown: Duration::from_secs(10),
             max_cooldown: Duration::from_secs(60),
         }
+    }
+
+    /// The gates as a dispatcher with default settings has them.
+    fn defaults() -> Gates {
+        Gates::new(GateConfig::of(&DispatcherConfig::default()))
     }
 
     fn ep() -> Endpoint {
@@ -273,6 +417,42 @@ mod tests {
         }
     }
 
+    /// One request admitted at `now` (it must be) that ends with `v` at once; `Some(until)` when
+    /// it opened the circuit.
+    fn attempt(gates: &Gates, e: &Endpoint, v: Verdict, now: Instant) -> Option<Instant> {
+        assert_eq!(gates.admit(e, now), Admit::Go, "admitted");
+        match gates.finish(&e.id, v, None, Timestamp::EPOCH, now) {
+            Health::Delivered { .. } => None,
+            Health::Failing { hold, .. } => hold,
+        }
+    }
+
+    fn ms(t0: Instant, n: u64) -> Instant {
+        t0 + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn verdicts_tell_no_answer_from_an_answered_error() {
+        let answer = |status| {
+            Ok(DeliveryResponse {
+                status,
+                headers: Default::default(),
+                body: Default::default(),
+            })
+        };
+        assert_eq!(Verdict::of(&answer(204)), Verdict::Delivered);
+        assert_eq!(Verdict::of(&answer(500)), Verdict::Refused);
+        assert_eq!(Verdict::of(&answer(302)), Verdict::Refused);
+        assert_eq!(
+            Verdict::of(&Err(TransportError::Timeout)),
+            Verdict::Unreachable
+        );
+        assert_eq!(
+            Verdict::of(&Err(TransportError::Connect("refused".into()))),
+            Verdict::Unreachable
+        );
+    }
+
     #[test]
     fn concurrency_is_capped_by_endpoint_and_default() {
         let gates = Gates::new(cfg());
@@ -287,7 +467,7 @@ mod tests {
             "default ceiling of 4"
         );
         assert_eq!(gates.blocked(now).0, vec![e.id.clone()]);
-        gates.finish(&e.id, true, None, Timestamp::EPOCH, now);
+        gates.finish(&e.id, Verdict::Delivered, None, Timestamp::EPOCH, now);
         assert_eq!(gates.admit(&e, now), Admit::Go);
         e.max_concurrency = Some(1);
         let other = Endpoint {
@@ -302,6 +482,121 @@ mod tests {
         );
     }
 
+    /// 20 % of answers are 500s, at random, in waves of 16 concurrent requests (the default
+    /// per-endpoint ceiling): with the default settings the circuit never opens, although the
+    /// same outcomes hold runs of five failures in a row (which opened it before).
+    #[test]
+    fn twenty_percent_random_errors_never_open_the_circuit() {
+        let mut longest_run = 0;
+        for seed in 0..20 {
+            let gates = defaults();
+            let e = ep();
+            let mut rng = StdRng::seed_from_u64(seed);
+            let t0 = Instant::now();
+            let (mut failed, mut run) = (0, 0);
+            for wave in 0..1000 / 16 + 1 {
+                let now = ms(t0, 20 * wave);
+                let n = 16.min(1000 - 16 * wave as usize);
+                for _ in 0..n {
+                    assert_eq!(gates.admit(&e, now), Admit::Go, "seed {seed}");
+                }
+                for i in 0..n {
+                    let v = if rng.gen_bool(0.2) {
+                        failed += 1;
+                        run += 1;
+                        longest_run = longest_run.max(run);
+                        Verdict::Refused
+                    } else {
+                        run = 0;
+                        Verdict::Delivered
+                    };
+                    let at = Timestamp::from_millis((20 * wave) as i64);
+                    let health = gates.finish(&e.id, v, None, at, ms(now, 1));
+                    assert!(
+                        !matches!(health, Health::Failing { hold: Some(_), .. }),
+                        "seed {seed}, wave {wave}, request {i}: the circuit opened"
+                    );
+                }
+                assert!(!gates.is_failing(&e.id), "seed {seed}");
+            }
+            assert!(
+                (150..=250).contains(&failed),
+                "seed {seed}: {failed} of 1000"
+            );
+        }
+        assert!(
+            longest_run >= 5,
+            "the outcomes hold runs of failures that a streak rule would trip on ({longest_run})"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_failing_every_attempt_opens_after_min_calls() {
+        for v in [Verdict::Unreachable, Verdict::Refused] {
+            let gates = defaults();
+            let e = ep();
+            let t0 = Instant::now();
+            for n in 0..4 {
+                assert_eq!(attempt(&gates, &e, v, ms(t0, n)), None, "{v:?} {n}");
+            }
+            let until = ms(t0, 4) + Duration::from_secs(5);
+            assert_eq!(attempt(&gates, &e, v, ms(t0, 4)), Some(until), "{v:?}");
+            assert_eq!(gates.admit(&e, ms(t0, 5)), Admit::Wait(Some(until)));
+            assert!(gates.is_failing(&e.id));
+        }
+    }
+
+    /// After a healthy stretch the window is full of successes: no answer at all opens the
+    /// circuit once half the window failed, answered errors once all of it did.
+    #[test]
+    fn a_healthy_endpoint_that_dies_opens_within_one_window() {
+        for (v, opens_at) in [(Verdict::Unreachable, 5), (Verdict::Refused, 10)] {
+            let gates = defaults();
+            let e = ep();
+            let t0 = Instant::now();
+            for n in 0..50 {
+                assert_eq!(attempt(&gates, &e, Verdict::Delivered, ms(t0, n)), None);
+            }
+            for n in 1..opens_at {
+                assert_eq!(attempt(&gates, &e, v, ms(t0, 100 + n)), None, "{v:?} {n}");
+            }
+            assert!(
+                attempt(&gates, &e, v, ms(t0, 200)).is_some(),
+                "{v:?}: failure {opens_at} opens"
+            );
+        }
+    }
+
+    #[test]
+    fn no_answer_weighs_a_whole_failure_and_an_error_half() {
+        let gates = defaults();
+        let e = ep();
+        let t0 = Instant::now();
+        for n in 0..10 {
+            attempt(&gates, &e, Verdict::Delivered, ms(t0, n));
+        }
+        // The window of 10: four successes, 3 × 1 + 3 × ½ = 4.5 failures: below half.
+        use Verdict::{Refused as R, Unreachable as U};
+        for (n, v) in [U, R, U, R, U, R].into_iter().enumerate() {
+            assert_eq!(attempt(&gates, &e, v, ms(t0, 20 + n as u64)), None);
+        }
+        // One more error: 3 × 1 + 4 × ½ = 5 failures of 10.
+        assert!(attempt(&gates, &e, R, ms(t0, 30)).is_some());
+    }
+
+    #[test]
+    fn a_min_calls_above_the_largest_window_turns_the_breaker_off() {
+        let gates = Gates::new(GateConfig {
+            min_calls: 1000,
+            ..cfg()
+        });
+        let e = ep();
+        let t0 = Instant::now();
+        for n in 0..500 {
+            assert_eq!(attempt(&gates, &e, Verdict::Unreachable, ms(t0, n)), None);
+        }
+    }
+
     #[test]
     fn circuit_opens_half_opens_with_one_probe_and_backs_off() {
         let gates = Gates::new(cfg());
@@ -310,7 +605,7 @@ mod tests {
         let at = Timestamp::from_millis(0);
         for _ in 0..3 {
             assert_eq!(gates.admit(&e, t0), Admit::Go);
-            gates.finish(&e.id, false, None, at, t0);
+            gates.finish(&e.id, Verdict::Refused, None, at, t0);
         }
         let open_until = t0 + Duration::from_secs(10);
         assert_eq!(gates.admit(&e, t0), Admit::Wait(Some(open_until)));
@@ -318,7 +613,7 @@ mod tests {
         assert_eq!(gates.admit(&e, open_until), Admit::Go);
         assert_eq!(gates.admit(&e, open_until), Admit::Wait(None));
         // The probe fails: open again for twice as long.
-        gates.finish(&e.id, false, None, at, open_until);
+        gates.finish(&e.id, Verdict::Unreachable, None, at, open_until);
         assert_eq!(
             gates.admit(&e, open_until),
             Admit::Wait(Some(open_until + Duration::from_secs(20)))
@@ -326,9 +621,91 @@ mod tests {
         // A successful probe closes it.
         let later = open_until + Duration::from_secs(20);
         assert_eq!(gates.admit(&e, later), Admit::Go);
-        gates.finish(&e.id, true, None, at, later);
+        gates.finish(&e.id, Verdict::Delivered, None, at, later);
+        assert!(!gates.is_failing(&e.id));
         assert_eq!(gates.admit(&e, later), Admit::Go);
         assert_eq!(gates.admit(&e, later), Admit::Go);
+    }
+
+    /// Recovery closes the circuit with an empty window and the first cool-down again.
+    #[test]
+    fn recovery_closes_and_judges_afresh() {
+        let gates = Gates::new(cfg());
+        let t0 = Instant::now();
+        let e = ep();
+        for n in 0..3 {
+            attempt(&gates, &e, Verdict::Unreachable, ms(t0, n));
+        }
+        // Two failed probes: the cool-down is at 40 s.
+        let mut t = ms(t0, 2) + Duration::from_secs(10);
+        for cooldown in [20, 40] {
+            let until = attempt(&gates, &e, Verdict::Unreachable, t).unwrap();
+            assert_eq!(until, t + Duration::from_secs(cooldown));
+            t = until;
+        }
+        assert_eq!(attempt(&gates, &e, Verdict::Delivered, t), None);
+        assert!(!gates.is_failing(&e.id));
+        // Closed: requests go concurrently again, and the window starts empty.
+        for n in 0..4 {
+            assert_eq!(gates.admit(&e, ms(t, n)), Admit::Go);
+        }
+        for n in 0..4 {
+            gates.finish(&e.id, Verdict::Delivered, None, Timestamp::EPOCH, ms(t, n));
+        }
+        for n in 0..2 {
+            assert_eq!(
+                attempt(&gates, &e, Verdict::Unreachable, ms(t, 10 + n)),
+                None
+            );
+        }
+        // The window of 6 now holds three successes and three failures: half failed.
+        assert_eq!(
+            attempt(&gates, &e, Verdict::Unreachable, ms(t, 20)),
+            Some(ms(t, 20) + Duration::from_secs(10)),
+            "half the window failed: open again, for the first cool-down"
+        );
+    }
+
+    #[test]
+    fn requests_in_flight_when_it_opens_do_not_extend_the_cooldown() {
+        let gates = Gates::new(cfg());
+        let t0 = Instant::now();
+        let e = ep();
+        for _ in 0..4 {
+            assert_eq!(gates.admit(&e, t0), Admit::Go);
+        }
+        for n in 0..3 {
+            gates.finish(&e.id, Verdict::Refused, None, Timestamp::EPOCH, ms(t0, n));
+        }
+        let until = ms(t0, 2) + Duration::from_secs(10);
+        assert_eq!(gates.admit(&e, ms(t0, 3)), Admit::Wait(Some(until)));
+        let straggler = gates.finish(
+            &e.id,
+            Verdict::Unreachable,
+            None,
+            Timestamp::EPOCH,
+            ms(t0, 5),
+        );
+        assert!(
+            matches!(straggler, Health::Failing { hold: None, .. }),
+            "{straggler:?}"
+        );
+        assert_eq!(gates.admit(&e, until), Admit::Go, "the probe goes on time");
+    }
+
+    #[test]
+    fn a_quiet_gate_is_forgotten() {
+        let gates = Gates::new(cfg());
+        let t0 = Instant::now();
+        let e = ep();
+        for n in 0..2 {
+            attempt(&gates, &e, Verdict::Unreachable, ms(t0, n));
+        }
+        attempt(&gates, &e, Verdict::Delivered, ms(t0, 2));
+        gates.blocked(ms(t0, 2) + FORGET_AFTER - Duration::from_millis(1));
+        assert_eq!(gates.lock().len(), 1, "kept while recent");
+        gates.blocked(ms(t0, 2) + FORGET_AFTER);
+        assert_eq!(gates.lock().len(), 0, "dropped once quiet");
     }
 
     #[test]
@@ -339,7 +716,7 @@ mod tests {
         assert_eq!(gates.admit(&e, t0), Admit::Go);
         let first = gates.finish(
             &e.id,
-            false,
+            Verdict::Refused,
             Some(Duration::from_secs(30)),
             Timestamp::from_millis(0),
             t0,
@@ -359,7 +736,13 @@ mod tests {
         );
         let t1 = t0 + Duration::from_secs(30);
         assert_eq!(gates.admit(&e, t1), Admit::Go);
-        let later = gates.finish(&e.id, false, None, Timestamp::from_millis(3_600_000), t1);
+        let later = gates.finish(
+            &e.id,
+            Verdict::Refused,
+            None,
+            Timestamp::from_millis(3_600_000),
+            t1,
+        );
         assert_eq!(
             later,
             Health::Failing {
@@ -374,7 +757,13 @@ mod tests {
         let t2 = t1 + Duration::from_secs(60);
         assert_eq!(gates.admit(&e, t2), Admit::Go);
         assert_eq!(
-            gates.finish(&e.id, false, None, Timestamp::from_millis(3_650_000), t2),
+            gates.finish(
+                &e.id,
+                Verdict::Refused,
+                None,
+                Timestamp::from_millis(3_650_000),
+                t2
+            ),
             Health::Failing {
                 first: false,
                 since: Timestamp::from_millis(-5),
@@ -385,12 +774,24 @@ mod tests {
         let t2 = t2 + Duration::from_secs(120);
         assert_eq!(gates.admit(&e, t2), Admit::Go);
         assert_eq!(
-            gates.finish(&e.id, true, None, Timestamp::from_millis(3_700_000), t2),
+            gates.finish(
+                &e.id,
+                Verdict::Delivered,
+                None,
+                Timestamp::from_millis(3_700_000),
+                t2
+            ),
             Health::Delivered { was_failing: true }
         );
         assert_eq!(gates.admit(&e, t2), Admit::Go);
         assert_eq!(
-            gates.finish(&e.id, false, None, Timestamp::from_millis(3_800_000), t2),
+            gates.finish(
+                &e.id,
+                Verdict::Refused,
+                None,
+                Timestamp::from_millis(3_800_000),
+                t2
+            ),
             Health::Failing {
                 first: true,
                 since: Timestamp::from_millis(3_800_000),

@@ -148,6 +148,7 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
                     .with_concurrency(config.concurrency)
                     .with_endpoint_concurrency(config.endpoint_concurrency)
                     .with_circuit(config.circuit_threshold, config.circuit_cooldown)
+                    .with_circuit_failure_rate(config.circuit_failure_rate)
                     .with_disable_after(config.disable_after)
                     .with_retention(config.retention, Duration::from_secs(3600)),
             )

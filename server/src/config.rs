@@ -56,9 +56,15 @@ pub struct ServeArgs {
     /// [default: 16].
     #[arg(long, env = "HOOKLINE_ENDPOINT_CONCURRENCY")]
     pub endpoint_concurrency: Option<u32>,
-    /// Consecutive failures that open an endpoint's circuit [default: 5].
+    /// Attempts an endpoint's circuit breaker judges at least, out of its last twice as many:
+    /// an endpoint failing every attempt opens after this many; above 64 it never opens
+    /// [default: 5].
     #[arg(long, env = "HOOKLINE_CIRCUIT_THRESHOLD")]
     pub circuit_threshold: Option<u32>,
+    /// Failure rate over those attempts, in percent, that opens the circuit; a time-out or
+    /// connection failure counts whole, an answered error (5xx, 4xx) half [default: 50].
+    #[arg(long, env = "HOOKLINE_CIRCUIT_FAILURE_RATE")]
+    pub circuit_failure_rate: Option<u32>,
     /// First cool-down of an open circuit; doubles per failed probe, at most 5m [default: 5s].
     #[arg(long, env = "HOOKLINE_CIRCUIT_COOLDOWN")]
     pub circuit_cooldown: Option<String>,
@@ -171,6 +177,7 @@ struct FileConfig {
     concurrency: Option<usize>,
     endpoint_concurrency: Option<u32>,
     circuit_threshold: Option<u32>,
+    circuit_failure_rate: Option<u32>,
     circuit_cooldown: Option<String>,
     disable_after: Option<String>,
     retention: Option<String>,
@@ -223,8 +230,10 @@ pub struct ServerConfig {
     pub concurrency: usize,
     /// Per-endpoint in-flight default and ceiling.
     pub endpoint_concurrency: u32,
-    /// Failures that open a circuit.
+    /// Attempts a circuit judges at least (its window holds twice as many).
     pub circuit_threshold: u32,
+    /// Failure rate, in percent, that opens a circuit.
+    pub circuit_failure_rate: u32,
     /// First circuit cool-down.
     pub circuit_cooldown: Duration,
     /// Disable endpoints failing this long (`None`: never).
@@ -252,6 +261,7 @@ impl Default for ServerConfig {
             concurrency: 64,
             endpoint_concurrency: 16,
             circuit_threshold: 5,
+            circuit_failure_rate: 50,
             circuit_cooldown: Duration::from_secs(5),
             disable_after: Some(Duration::from_secs(5 * 86_400)),
             retention: Some(Duration::from_secs(30 * 86_400)),
@@ -346,6 +356,13 @@ impl ServerConfig {
         if endpoint_concurrency == 0 || circuit_threshold == 0 {
             bail!("endpoint_concurrency and circuit_threshold must be at least 1");
         }
+        let circuit_failure_rate = args
+            .circuit_failure_rate
+            .or(file.circuit_failure_rate)
+            .unwrap_or(d.circuit_failure_rate);
+        if !(1..=100).contains(&circuit_failure_rate) {
+            bail!("circuit_failure_rate is a percentage from 1 to 100");
+        }
         let max_event_bytes = args
             .max_event_bytes
             .or(file.max_event_bytes)
@@ -373,6 +390,7 @@ impl ServerConfig {
             concurrency,
             endpoint_concurrency,
             circuit_threshold,
+            circuit_failure_rate,
             circuit_cooldown,
             disable_after,
             retention,
@@ -393,7 +411,8 @@ mod tests {
         let path = dir.join("hookline.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9999\"\nretry_schedule = \"1s,2s\"\nallow_http = true\n",
+            "listen = \"127.0.0.1:9999\"\nretry_schedule = \"1s,2s\"\nallow_http = true\n\
+             circuit_failure_rate = 60\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -407,6 +426,8 @@ mod tests {
         assert!(cfg.allow_http);
         assert_eq!(cfg.request_timeout, Duration::from_secs(15));
         assert_eq!(cfg.store, "sqlite://hookline.db");
+        assert_eq!(cfg.circuit_failure_rate, 60);
+        assert_eq!(cfg.circuit_threshold, 5);
     }
 
     #[test]
@@ -438,6 +459,14 @@ mod tests {
             },
             ServeArgs {
                 admin_key: Some(format!("hk_{} {}", "x".repeat(20), "y".repeat(20))),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                circuit_failure_rate: Some(0),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                circuit_failure_rate: Some(101),
                 ..ServeArgs::default()
             },
         ] {

@@ -301,6 +301,12 @@ mod engine_on_postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_random_500s_do_not_pause_a_healthy_endpoint() {
+        let db = FreshDatabase::create().await;
+        crate::breaker::random_errors_do_not_pause(&server(&db, &[]).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_dead_endpoint_costs_a_few_requests() {
         let db = FreshDatabase::create().await;
         crate::engine::dead_endpoint(&server(&db, crate::engine::DEAD_FLAGS).await).await;

@@ -254,6 +254,12 @@ mod engine_on_redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_random_500s_do_not_pause_a_healthy_endpoint() {
+        let keys = FreshPrefix::create();
+        crate::breaker::random_errors_do_not_pause(&server(&keys, &[]).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_dead_endpoint_costs_a_few_requests() {
         let keys = FreshPrefix::create();
         crate::engine::dead_endpoint(&server(&keys, crate::engine::DEAD_FLAGS).await).await;
