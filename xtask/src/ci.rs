@@ -118,6 +118,9 @@ pub(crate) fn ci() -> Result<()> {
 
     test(&TestArgs::default())?;
 
+    step("example: embed-sqlite");
+    cargo_cmd().args(["run", "-p", "embed-sqlite"]).run()?;
+
     step("bench --smoke");
     crate::bench::bench(&["--smoke".to_owned()])?;
 

@@ -26,7 +26,8 @@ Commands:
   test [--store <s>] [-- <cargo test args>]
                             services + pydeps, then `cargo test --workspace --all-features`
                             (<s> = sqlite|postgres|redis|all, passed on as HOOKLINE_TEST_STORES)
-  ci                        fmt --check, clippy (all and default features), test, bench --smoke,
+  ci                        fmt --check, clippy (all and default features), test, the embedding
+                            example, bench --smoke,
                             doc, tidy
   tidy                      check the dependency invariants and the `//!` docs of every library
   bench [--store <s>] [--scenario single|fanout|backlog|retries] [--events N] [--endpoints E]
