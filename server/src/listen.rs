@@ -31,7 +31,7 @@ pub struct ListenArgs {
     /// Port on 127.0.0.1 (`--listen` chooses another address).
     #[arg(long, default_value_t = 9000)]
     pub port: u16,
-    /// Address to listen on, e.g. `0.0.0.0:9000` [default: 127.0.0.1:<port>].
+    /// Address to listen on, e.g. `0.0.0.0:9000` [default: 127.0.0.1:PORT].
     #[arg(long, conflicts_with = "port")]
     pub listen: Option<SocketAddr>,
     /// The endpoint's signing secret (`whsec_…`); without it nothing is verified.

@@ -1,7 +1,7 @@
 //! The store conformance suite: the contract of [`Store`], as tests every backend runs.
 //!
 //! Each case is a plain `pub async fn case(store: Arc<dyn Store>)` that gets a **fresh, isolated**
-//! store, drives it with explicit [`Timestamp`]s (never the wall clock, never sleeping) and panics
+//! store, drives it with explicit [`Timestamp`](crate::Timestamp)s (never the wall clock, never sleeping) and panics
 //! when the store breaks the contract. [`store_conformance!`](crate::store_conformance) turns every
 //! case into its own test, so one failure cannot hide the others:
 //!
