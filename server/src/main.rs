@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use hookline_server::config::{LogFormat, MigrateArgs, ServeArgs, ServerConfig, VERSION};
 use tokio_util::sync::CancellationToken;
 
+mod ops;
+
 /// jemalloc instead of glibc's allocator: 10–19 % less server CPU per delivery in
 /// `cargo xtask bench` on every store (docs/performance.md). Its options are built in from
 /// `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`) and can be changed at run time with
@@ -31,6 +33,8 @@ enum Command {
     Listen(hookline_server::listen::ListenArgs),
     /// Create or upgrade the store's schema, then exit.
     Migrate(MigrateArgs),
+    #[command(flatten)]
+    Ops(ops::Command),
 }
 
 /// Runs the command; an error is printed as one `error: …` line followed by its causes (never a
@@ -66,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hookline_server::run(config, shutdown).await
         }
         Command::Listen(args) => hookline_server::listen::run(args, shutdown).await,
+        Command::Ops(command) => ops::run(command, shutdown).await,
         Command::Migrate(args) => {
             let store = args.store_url().context("invalid configuration")?;
             hookline_server::telemetry::init(LogFormat::Text);
