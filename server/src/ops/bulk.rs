@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use hookline_core::Timestamp;
-use reqwest::Method;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -51,6 +50,26 @@ fn split_events(input: &[u8]) -> anyhow::Result<Vec<Box<RawValue>>> {
         }
     }
     Ok(events)
+}
+
+/// One event's request: its body, and its `idempotencyKey` field moved to the
+/// `Idempotency-Key` header (where the single-event route takes it). Every other field is kept
+/// byte for byte; input that is not an object is sent as it is, for the API to judge.
+fn event_request(raw: &RawValue) -> (Vec<u8>, Option<String>) {
+    let unchanged = || (raw.get().as_bytes().to_vec(), None);
+    let Ok(mut fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get()) else {
+        return unchanged();
+    };
+    let Some(key) = fields.remove("idempotencyKey") else {
+        return unchanged();
+    };
+    match (
+        serde_json::from_str::<String>(key.get()),
+        serde_json::to_vec(&fields),
+    ) {
+        (Ok(key), Ok(body)) => (body, Some(key)),
+        _ => unchanged(),
+    }
 }
 
 /// A failure of one item.
@@ -121,8 +140,9 @@ pub(crate) async fn events(api: &Api, output: Output, action: EventsAction) -> a
         .map(|(i, body)| {
             let (api, bar) = (api, &bar);
             async move {
+                let (body, key) = event_request(&body);
                 let r = api
-                    .send(Method::POST, &path, &[], Some(body.get().as_bytes()))
+                    .send_keyed(&path, &body, key.as_deref())
                     .await
                     .map(Option::unwrap_or_default);
                 bar.inc(1);
@@ -385,5 +405,26 @@ mod tests {
         assert!(split_events(b"").unwrap().is_empty());
         let err = split_events(b"{\"event\":\"a.b\"\n{").unwrap_err();
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+
+    #[test]
+    fn the_idempotency_key_goes_to_the_header_and_the_rest_stays_as_it_was() {
+        let raw = RawValue::from_string(
+            r#"{"event":"a.b","idempotencyKey":"k1","data":{"z": 1, "a":[2]}}"#.to_owned(),
+        )
+        .unwrap();
+        let (body, key) = event_request(&raw);
+        assert_eq!(key.as_deref(), Some("k1"));
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"data":{"z": 1, "a":[2]},"event":"a.b"}"#
+        );
+        let plain = RawValue::from_string(r#"{"event":"a.b","data":{}}"#.to_owned()).unwrap();
+        assert_eq!(
+            event_request(&plain),
+            (plain.get().as_bytes().to_vec(), None)
+        );
+        let odd = RawValue::from_string("[1]".to_owned()).unwrap();
+        assert_eq!(event_request(&odd), (b"[1]".to_vec(), None));
     }
 }

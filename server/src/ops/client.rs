@@ -109,6 +109,21 @@ impl Api {
         url
     }
 
+    /// `POST` of a JSON body with an optional `Idempotency-Key`: the JSON answer.
+    pub(crate) async fn send_keyed(
+        &self,
+        segments: &[&str],
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Option<Value>> {
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("idempotency-key", k))
+            .into_iter()
+            .collect();
+        self.request(Method::POST, segments, &[], Some(body), &headers)
+            .await
+    }
+
     /// Sends one request; a 2xx answer's JSON body (`None` when empty), any other answer a
     /// [`Problem`].
     pub(crate) async fn send(
@@ -118,12 +133,26 @@ impl Api {
         query: &[(&str, String)],
         body: Option<&[u8]>,
     ) -> anyhow::Result<Option<Value>> {
+        self.request(method, segments, query, body, &[]).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Option<Value>> {
         let url = self.url(segments, query);
         let mut req = self
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(&self.key)
             .header(header::ACCEPT, "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(body) = body {
             req = req
                 .header(header::CONTENT_TYPE, "application/json")

@@ -114,7 +114,7 @@ pub(crate) struct NewEndpointArgs {
     #[command(flatten)]
     account: AccountArg,
     /// Where deliveries are sent (`https://…`).
-    #[arg(long)]
+    #[arg(id = "endpoint_url", value_name = "URL")]
     url: String,
     /// What the endpoint is for.
     #[arg(long)]

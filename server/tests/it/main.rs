@@ -6,6 +6,7 @@ mod engine;
 mod faults;
 mod listen;
 mod multiprocess;
+mod ops;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
