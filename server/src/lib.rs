@@ -1,7 +1,8 @@
 //! # hookline-server
 //!
 //! The Hookline server: the JSON API under `/v1` behind tower middleware, the delivery workers,
-//! and the `hookline` command line (`serve`, `listen`, `migrate`). Tests and embedders start it
+//! and the `hookline` command line (`serve`, `listen`, `migrate`; the binary's operator commands,
+//! such as `hookline endpoints list`, are clients of the API). Tests and embedders start it
 //! in-process with [`app()`] (the router over an [`AppState`]) or [`run()`].
 //!
 //! ```no_run

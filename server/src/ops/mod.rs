@@ -79,7 +79,7 @@ pub(crate) enum Command {
     Accounts(Group<resources::AccountsAction>),
     /// Sites of an account.
     Sites(Group<resources::SitesAction>),
-    /// Endpoints of an account: create, inspect, pause, resume, delete.
+    /// Endpoints of an account: create, inspect, pause, resume, delete, read the secret.
     Endpoints(Group<resources::EndpointsAction>),
     /// The event-type catalog.
     EventTypes(Group<resources::EventTypesAction>),

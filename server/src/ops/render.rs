@@ -36,6 +36,11 @@ pub(crate) const ENDPOINTS: Columns = &[
     ("DISABLED REASON", "disabledReason"),
     ("CREATED", "createdAt"),
 ];
+pub(crate) const SECRETS: Columns = &[
+    ("SECRET", "secret"),
+    ("CREATED", "createdAt"),
+    ("EXPIRES", "expiresAt"),
+];
 pub(crate) const EVENT_TYPES: Columns = &[
     ("NAME", "name"),
     ("DESCRIPTION", "description"),

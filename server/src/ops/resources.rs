@@ -223,6 +223,13 @@ pub(crate) enum EndpointsAction {
         /// The endpoint's id (`ep_…`).
         endpoint: String,
     },
+    /// Show an endpoint's signing secrets (the current one first).
+    Secret {
+        #[command(flatten)]
+        account: AccountArg,
+        /// The endpoint's id (`ep_…`).
+        endpoint: String,
+    },
     /// Delete an endpoint.
     Delete {
         #[command(flatten)]
@@ -273,6 +280,24 @@ pub(crate) async fn endpoints(
                 "enable",
             ];
             render::one(output, COLS, &api.post(&path, &json!({})).await?)
+        }
+        EndpointsAction::Secret { account, endpoint } => {
+            let path = [
+                "v1",
+                "accounts",
+                &account.account,
+                "endpoints",
+                &endpoint,
+                "secret",
+            ];
+            let answer = api.get(&path, &[]).await?;
+            match output {
+                Output::Json => render::json(&answer),
+                Output::Table => {
+                    let rows = answer["secrets"].as_array().cloned().unwrap_or_default();
+                    render::print(&render::table(render::SECRETS, &rows))
+                }
+            }
         }
         EndpointsAction::Delete { account, endpoint } => {
             let path = ["v1", "accounts", &account.account, "endpoints", &endpoint];

@@ -233,9 +233,26 @@ async fn cli_manages_event_types_accounts_sites_endpoints_and_keys() {
         )
         .await,
     );
-    assert_eq!(ids_of(&listed), [ep_id.clone()]);
+    assert_eq!(ids_of(&listed), [ep_id.as_str()]);
     assert_eq!(listed["nextCursor"], Value::Null);
 
+    let secret = ok_json(
+        &cli(
+            &srv,
+            admin,
+            &["endpoints", "secret", "--account", "pharma-017", &ep_id, j],
+            None,
+        )
+        .await,
+    );
+    let (_, api_secret) = srv
+        .get(&format!("/v1/accounts/pharma-017/endpoints/{ep_id}/secret"))
+        .await;
+    assert!(
+        secret["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{secret}"
+    );
+    assert_eq!(secret, api_secret);
     let got = ok_json(
         &cli(
             &srv,
@@ -293,7 +310,7 @@ async fn cli_manages_event_types_accounts_sites_endpoints_and_keys() {
         )
         .await,
     );
-    assert_eq!(ids_of(&mine), [ep_id.clone()]);
+    assert_eq!(ids_of(&mine), [ep_id.as_str()]);
     let refused = cli(
         &srv,
         Some(&account_key),
