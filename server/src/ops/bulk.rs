@@ -1,7 +1,7 @@
 //! Commands of many requests, with a progress bar and a summary: `events send` and `replay`.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -125,6 +125,9 @@ pub(crate) async fn events(api: &Api, output: Output, action: EventsAction) -> a
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
         }
         _ => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading events from standard input (end with ctrl-d)");
+            }
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
