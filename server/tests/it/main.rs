@@ -8,6 +8,8 @@ mod listen;
 mod multiprocess;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod problems;
+mod receivers;
 #[cfg(feature = "redis")]
 mod redis;
 mod secrets;
