@@ -13,7 +13,9 @@ pub fn verify_standard(secret: &str, headers: &http::HeaderMap, body: &[u8]) -> 
 /// The HMAC key is the base64-decoded part after `whsec_`, not the text of the secret.
 pub fn key_bytes(secret: &str) -> Option<Vec<u8>> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    base64::engine::general_purpose::STANDARD.decode(encoded).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
 }
 
 /// `X-Hookline-Signature: sha256=<hex HMAC-SHA256 of the raw body>`, one entry per active secret,

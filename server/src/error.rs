@@ -198,19 +198,17 @@ where
             "the request body is larger than the limit",
         ),
         StatusCode::URI_TOO_LONG => ("uri_too_long", "the request URI is too long"),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-            "headers_too_large",
-            "the request headers are too large",
-        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            ("headers_too_large", "the request headers are too large")
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "unsupported_media_type",
             "send `content-type: application/json`",
         ),
         StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "unavailable",
-            "the server cannot answer now; retry later",
-        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("unavailable", "the server cannot answer now; retry later")
+        }
         s if s.is_server_error() => ("internal", "internal error"),
         _ => ("bad_request", "the request was refused"),
     };
@@ -278,11 +276,10 @@ mod tests {
             assert_eq!(body["status"], status.as_u16());
             assert!(!body["detail"].as_str().unwrap().is_empty());
         }
-        let timeout = problem_of(
-            problem_for_bare_errors(StatusCode::REQUEST_TIMEOUT.into_response()).await,
-        )
-        .await
-        .1;
+        let timeout =
+            problem_of(problem_for_bare_errors(StatusCode::REQUEST_TIMEOUT.into_response()).await)
+                .await
+                .1;
         assert!(
             timeout["detail"]
                 .as_str()

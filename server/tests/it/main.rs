@@ -6,6 +6,7 @@ mod engine;
 mod faults;
 mod listen;
 mod multiprocess;
+mod operations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod problems;

@@ -98,7 +98,10 @@ async fn the_rust_python_and_node_snippets_verify_a_real_delivery() {
     let mut tampered = r.body.to_vec();
     tampered.push(b' ');
     let sig = header(&r, "x-hookline-signature");
-    assert!(sig.contains(','), "two secrets sign during a rotation: {sig}");
+    assert!(
+        sig.contains(','),
+        "two secrets sign during a rotation: {sig}"
+    );
 
     // Rust.
     for secret in [&old, &new] {
@@ -109,9 +112,7 @@ async fn the_rust_python_and_node_snippets_verify_a_real_delivery() {
     }
     let stranger = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     assert!(!snippet::verify_standard(stranger, &r.headers, &r.body));
-    assert!(!snippet::verify_hookline_signature(
-        stranger, &sig, &r.body
-    ));
+    assert!(!snippet::verify_hookline_signature(stranger, &sig, &r.body));
 
     // The request, as files the Python and Node drivers read.
     let dir = tempfile::tempdir().unwrap();
@@ -254,9 +255,7 @@ async fn the_example_receiver_takes_each_event_once() {
             let deadline = Instant::now() + WAIT;
             loop {
                 let (_, a) = srv
-                    .get(&format!(
-                        "/v1/accounts/acct/deliveries/{delivery}/attempts"
-                    ))
+                    .get(&format!("/v1/accounts/acct/deliveries/{delivery}/attempts"))
                     .await;
                 let list = a["data"].as_array().cloned().unwrap_or_default();
                 if list.len() >= n {
