@@ -13,6 +13,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    /// For answers where the request may or may not have taken effect: `unknown`; for a 503
+    /// known to have changed nothing: `not_applied`.
+    outcome: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -23,6 +26,8 @@ struct Problem<'a> {
     status: u16,
     code: &'a str,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
 }
 
 impl ApiError {
@@ -32,7 +37,14 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            outcome: None,
         }
+    }
+
+    /// Says whether the request took effect: `unknown` or `not_applied`.
+    pub fn with_outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = Some(outcome);
+        self
     }
 
     /// 400 `invalid_request`-style errors.
@@ -88,6 +100,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             code: self.code,
             detail: &self.detail,
+            outcome: self.outcome,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
@@ -95,6 +108,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         res
     }
 }
@@ -120,7 +137,16 @@ impl From<ServiceError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
         }
-        Self::new(status, e.code(), e.to_string())
+        let outcome = match &e {
+            ServiceError::Unavailable(_) | ServiceError::Internal(_) if e.changed_nothing() => {
+                Some("not_applied")
+            }
+            ServiceError::Unavailable(_) | ServiceError::Internal(_) => Some("unknown"),
+            _ => None,
+        };
+        let mut err = Self::new(status, e.code(), e.to_string());
+        err.outcome = outcome;
+        err
     }
 }
 
@@ -212,7 +238,11 @@ where
         s if s.is_server_error() => ("internal", "internal error"),
         _ => ("bad_request", "the request was refused"),
     };
-    let mut problem = ApiError::new(status, code, detail).into_response();
+    let mut problem = ApiError::new(status, code, detail);
+    if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
+        problem = problem.with_outcome("unknown");
+    }
+    let mut problem = problem.into_response();
     for (name, value) in res.headers() {
         if name != header::CONTENT_LENGTH && !problem.headers().contains_key(name) {
             problem.headers_mut().insert(name.clone(), value.clone());

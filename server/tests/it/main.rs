@@ -7,6 +7,8 @@ mod faults;
 mod listen;
 mod multiprocess;
 mod operations;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod outage;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod problems;
