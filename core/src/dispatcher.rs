@@ -501,7 +501,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     drop(first);
-                    let lasting = !matches!(e, StoreError::Unavailable(_));
+                    let lasting = !e.is_transient();
                     if lasting {
                         store_failures += 1;
                     }
@@ -773,7 +773,8 @@ impl Dispatcher {
                     tracing::debug!("lease lost before settling; another worker owns the delivery");
                     return;
                 }
-                Err(StoreError::Unavailable(e)) => {
+                Err(e) if e.is_transient() => {
+                    // An unconfirmed settle that did land makes the retry answer `LeaseLost`.
                     tracing::warn!(error = %e, "store unavailable while settling; retrying");
                     tokio::time::sleep(wait).await;
                     wait *= 2;

@@ -51,12 +51,33 @@ pub enum StoreError {
     /// The lease ended or was taken over; nothing was changed.
     #[error("lease expired or re-claimed")]
     LeaseLost,
-    /// The backend is unreachable or overloaded; try again later.
+    /// The backend is unreachable, overloaded or refused the operation before applying any of
+    /// it: nothing was changed. Try again later.
     #[error("store temporarily unavailable")]
     Unavailable(#[source] BoxError),
+    /// The backend stopped answering during the operation (a connection dropped or timed out
+    /// after the request was sent, or no answer came in time): a write may or may not have been
+    /// applied. Try again later; repeating an idempotent write (the same event id or idempotency
+    /// key) is safe.
+    #[error("store did not confirm the operation")]
+    Unconfirmed(#[source] BoxError),
     /// Any other backend failure.
     #[error("store failure")]
     Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed ([`Unavailable`](Self::Unavailable) or
+    /// [`Unconfirmed`](Self::Unconfirmed)).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Unconfirmed(_))
+    }
+
+    /// Whether the operation is known to have changed nothing. False for
+    /// [`Unconfirmed`](Self::Unconfirmed), whose write may have landed.
+    pub fn changed_nothing(&self) -> bool {
+        !matches!(self, Self::Unconfirmed(_) | Self::Backend(_))
+    }
 }
 
 /// What enqueue did.

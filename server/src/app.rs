@@ -39,6 +39,9 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_response(
+                    crate::error::problem_for_bare_errors,
+                ))
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,
                 ]))

@@ -13,6 +13,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    /// For answers where the request may or may not have taken effect: `unknown`; for a 503
+    /// known to have changed nothing: `not_applied`.
+    outcome: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -23,6 +26,8 @@ struct Problem<'a> {
     status: u16,
     code: &'a str,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
 }
 
 impl ApiError {
@@ -32,7 +37,14 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            outcome: None,
         }
+    }
+
+    /// Says whether the request took effect: `unknown` or `not_applied`.
+    pub fn with_outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = Some(outcome);
+        self
     }
 
     /// 400 `invalid_request`-style errors.
@@ -88,6 +100,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             code: self.code,
             detail: &self.detail,
+            outcome: self.outcome,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
@@ -95,6 +108,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         res
     }
 }
@@ -120,7 +137,16 @@ impl From<ServiceError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
         }
-        Self::new(status, e.code(), e.to_string())
+        let outcome = match &e {
+            ServiceError::Unavailable(_) | ServiceError::Internal(_) if e.changed_nothing() => {
+                Some("not_applied")
+            }
+            ServiceError::Unavailable(_) | ServiceError::Internal(_) => Some("unknown"),
+            _ => None,
+        };
+        let mut err = Self::new(status, e.code(), e.to_string());
+        err.outcome = outcome;
+        err
     }
 }
 
@@ -150,15 +176,79 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-fn body_text(e: &impl std::error::Error) -> String {
-    let mut s = e.to_string();
+/// The most precise message of a JSON rejection: the innermost cause that says where and what
+/// (`missing field \`since\` at line 1 column 2`), prefixed by the field path when the layer
+/// above names one, each message once.
+fn body_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = vec![e.to_string()];
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        chain.push(inner.to_string());
         src = inner.source();
     }
-    s
+    // Each layer tends to repeat the one below it (`path: message`, then `message`): keep the
+    // deepest message, and the layer above it when that one adds a path in front.
+    let deepest = chain.pop().unwrap_or_default();
+    match chain.pop() {
+        Some(above) if above != deepest && above.ends_with(&deepest) => above,
+        _ => deepest,
+    }
+}
+
+/// Gives a problem+json body to error responses that the HTTP layers produce without one: 405
+/// from the router, 408 from the request timeout, 413 from the body limit and any other status
+/// that middleware answers on its own. Responses that already carry a body type are left alone.
+pub async fn problem_for_bare_errors<B>(res: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return res.map(axum::body::Body::new);
+    }
+    let (code, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not answer to that method",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request took longer than the server allows; whether it took effect is unknown: \
+             retry with the same Idempotency-Key",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than the limit",
+        ),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the request URI is too long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            ("headers_too_large", "the request headers are too large")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send `content-type: application/json`",
+        ),
+        StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("unavailable", "the server cannot answer now; retry later")
+        }
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "the request was refused"),
+    };
+    let mut problem = ApiError::new(status, code, detail);
+    if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
+        problem = problem.with_outcome("unknown");
+    }
+    let mut problem = problem.into_response();
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_LENGTH && !problem.headers().contains_key(name) {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
 }
 
 impl From<axum::extract::rejection::PathRejection> for ApiError {
@@ -175,3 +265,67 @@ impl From<QueryRejection> for ApiError {
 
 /// The result of an API handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn problem_of(res: Response) -> (StatusCode, serde_json::Value) {
+        let status = res.status();
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn bare_error_statuses_become_problems() {
+        for (status, code) in [
+            (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
+            (StatusCode::BAD_GATEWAY, "internal"),
+            (StatusCode::IM_A_TEAPOT, "bad_request"),
+        ] {
+            let mut bare = status.into_response();
+            bare.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            let mapped = problem_for_bare_errors(bare).await;
+            assert_eq!(mapped.headers()["retry-after"], "1", "headers are kept");
+            let (got, body) = problem_of(mapped).await;
+            assert_eq!(got, status);
+            assert_eq!(body["code"], code, "{status}");
+            assert_eq!(body["status"], status.as_u16());
+            assert!(!body["detail"].as_str().unwrap().is_empty());
+        }
+        let timeout =
+            problem_of(problem_for_bare_errors(StatusCode::REQUEST_TIMEOUT.into_response()).await)
+                .await
+                .1;
+        assert!(
+            timeout["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
+            "a timeout does not claim nothing happened"
+        );
+    }
+
+    #[tokio::test]
+    async fn responses_with_a_body_type_are_left_alone() {
+        let own = ApiError::conflict("endpoint_exists", "x").into_response();
+        let out = problem_for_bare_errors(own).await;
+        let (_, body) = problem_of(out).await;
+        assert_eq!(body["code"], "endpoint_exists");
+        let ok = problem_for_bare_errors(StatusCode::OK.into_response()).await;
+        assert!(!ok.headers().contains_key(header::CONTENT_TYPE));
+    }
+}

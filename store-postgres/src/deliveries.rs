@@ -420,7 +420,26 @@ async fn run_enqueues(pool: sqlx::PgPool, batch: Vec<(EnqueueOp, Reply<bool>)>) 
                 }
                 return;
             }
-            Err(e) => tracing::debug!(error = %e, "batched enqueue failed; enqueueing one by one"),
+            Err(e) => {
+                let e = e.into_store("event");
+                if e.is_transient() {
+                    // The database is unreachable or stopped answering: one statement per
+                    // enqueue would wait for it once per event. Every enqueue of the group
+                    // shares the answer (unconfirmed if the statement may have committed).
+                    let text = e.to_string();
+                    let unconfirmed = !e.changed_nothing();
+                    for reply in replies {
+                        let why = DbError::Group(text.clone());
+                        let _ = reply.send(Err(if unconfirmed {
+                            StoreError::Unconfirmed(Box::new(why))
+                        } else {
+                            StoreError::Unavailable(Box::new(why))
+                        }));
+                    }
+                    return;
+                }
+                tracing::debug!(error = %e, "batched enqueue failed; enqueueing one by one");
+            }
         }
     }
     for (op, reply) in ops.iter().zip(replies) {

@@ -148,10 +148,15 @@
 //!
 //! ## Errors
 //! Failures are classified at the trait boundary, keeping the sqlx error as the source: no
-//! connection within [`PgConfig::acquire_timeout`], refused or reset connections, a closed pool,
-//! and SQLSTATEs that mean "not now" (class `08`, `57P01`–`57P03`, `53300`, `40001`, `40P01`, …)
-//! become [`StoreError::Unavailable`](hookline_core::store::StoreError::Unavailable) (the API
-//! answers 503 `store_unavailable`, the dispatcher backs off); unique violations become
+//! connection within [`PgConfig::acquire_timeout`], refused connections, a closed pool, and
+//! SQLSTATEs that mean "not now" (class `08`, `57P01`–`57P03`, `53300`, `40001`, `40P01`, …)
+//! become [`StoreError::Unavailable`](hookline_core::store::StoreError::Unavailable): nothing was
+//! written. A connection reset or ended mid-statement becomes
+//! [`StoreError::Unconfirmed`](hookline_core::store::StoreError::Unconfirmed): the statement may
+//! have committed. Both make the API answer 503 `store_unavailable` (saying whether the write
+//! may have landed) and the dispatcher back off. When a shared enqueue statement fails that way,
+//! every enqueue of its group gets the answer at once (not one statement each, which would wait
+//! for the database once per event). Unique violations become
 //! `Conflict`; everything else is `Backend`. The pool reconnects by itself once the database is
 //! back. Response bodies and transport errors recorded with an attempt have NUL characters
 //! replaced (PostgreSQL text cannot hold them).
@@ -235,8 +240,9 @@ pub struct PgConfig {
     /// Connections kept open when idle (default 0).
     pub min_connections: u32,
     /// How long a call waits for a pooled connection (or for a new one to be established)
-    /// before failing with `StoreError::Unavailable` (default 5 s). Short, so that ingest
-    /// answers 503 quickly while the database is unreachable.
+    /// before failing with `StoreError::Unavailable` (default 3 s). Short, so that ingest
+    /// answers 503 quickly while the database is unreachable, and shorter than the service's
+    /// 5 s write timeout, so that such a 503 can say that nothing was written.
     pub acquire_timeout: Duration,
     /// Idle connections are closed after this long (default 10 minutes).
     pub idle_timeout: Option<Duration>,
@@ -252,7 +258,7 @@ impl Default for PgConfig {
         Self {
             max_connections: 10,
             min_connections: 0,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(3),
             idle_timeout: Some(Duration::from_secs(600)),
             schema: None,
             application_name: "hookline".to_owned(),

@@ -61,6 +61,24 @@ impl DbError {
 }
 
 impl DbError {
+    /// Whether a transient failure happened after the command may have reached Redis: a
+    /// timeout or a connection lost mid-call (a refused connection or an error reply from Redis
+    /// means the command did not run).
+    fn may_have_applied(&self) -> bool {
+        match self {
+            DbError::Timeout(_) => true,
+            DbError::Redis(r) => {
+                !r.is_connection_refusal()
+                    && (r.is_io_error()
+                        || r.is_connection_dropped()
+                        || r.is_timeout()
+                        || r.is_unrecoverable_error())
+            }
+            DbError::Group(e) => e.may_have_applied(),
+            _ => false,
+        }
+    }
+
     /// Whether the caller should back off and try again (connection trouble, timeouts).
     fn is_transient(&self) -> bool {
         match self {
@@ -90,6 +108,7 @@ impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Store(e) => e,
+            _ if e.is_transient() && e.may_have_applied() => StoreError::Unconfirmed(Box::new(e)),
             _ if e.is_transient() => StoreError::Unavailable(Box::new(e)),
             _ => StoreError::Backend(Box::new(e)),
         }

@@ -146,9 +146,12 @@
 //! acknowledged events could be lost (persistence off, RDB only, `appendfsync no`, or an eviction
 //! policy under a `maxmemory` limit); where
 //! `CONFIG` is not allowed (managed Redis) it says at `info` that it could not check.
-//! When Redis is unreachable, operations fail within [`RedisConfig::operation_timeout`] with
-//! `StoreError::Unavailable` (the server answers `503 store_unavailable`) — never with a
-//! success for something that was not written; the connection manager reconnects by itself.
+//! When Redis is unreachable, operations fail within [`RedisConfig::operation_timeout`] —
+//! never with a success for something that was not written — as `StoreError::Unavailable` when
+//! the command cannot have run (a refused connection, an error reply such as `LOADING` or
+//! `OOM`) and as `StoreError::Unconfirmed` when it may have (a timeout, a connection lost
+//! mid-call). The server answers `503 store_unavailable` either way, saying which; the
+//! connection manager reconnects by itself.
 //!
 //! ## Features
 //! | feature | default | what it adds |

@@ -41,6 +41,9 @@ impl DbError {
     pub fn into_store(self, entity: &'static str) -> StoreError {
         match &self {
             Self::Query(e) if is_unique_violation(e) => StoreError::Conflict(entity),
+            Self::Query(e) if is_unavailable(e) && may_have_applied(e) => {
+                StoreError::Unconfirmed(Box::new(self))
+            }
             Self::Query(e) if is_unavailable(e) => StoreError::Unavailable(Box::new(self)),
             _ => StoreError::Backend(Box::new(self)),
         }
@@ -50,6 +53,18 @@ impl DbError {
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         e.into_store("row")
+    }
+}
+
+/// Whether a connection failure may have come after the statement reached the database (a
+/// reset, broken pipe or unexpected end mid-query): a write may have committed. A refused
+/// connection, a pool that found no connection in time and an error answer from the database
+/// (its transaction rolled back) apply nothing.
+pub(crate) fn may_have_applied(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(io) => io.kind() != std::io::ErrorKind::ConnectionRefused,
+        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        _ => false,
     }
 }
 
@@ -102,6 +117,14 @@ mod tests {
             DbError::from(sqlx::Error::PoolTimedOut).into_store("event"),
             StoreError::Unavailable(_)
         ));
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(
+            matches!(
+                DbError::from(reset).into_store("event"),
+                StoreError::Unconfirmed(_)
+            ),
+            "a connection lost mid-statement may have committed"
+        );
         assert!(matches!(
             DbError::from(sqlx::Error::RowNotFound).into_store("event"),
             StoreError::Backend(_)

@@ -1,5 +1,7 @@
 //! Events: publishing one or a batch, with every check, and looking them up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -7,8 +9,9 @@ use super::validate::{self, MAX_QUEUE_ID};
 use super::{Actor, Hookline, ServiceError, page_request};
 use crate::id::{AccountId, EventId, EventTypeName, SiteId};
 use crate::model::{Event, EventFilter, Page};
-use crate::store::Receipt;
+use crate::store::{Receipt, StoreError};
 use crate::time::Timestamp;
+use crate::transport::BoxError;
 
 /// An event to publish, as received: checked by [`Hookline::publish`].
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +224,30 @@ impl Hookline {
         Ok(self.dispatcher().publish(event).await?)
     }
 
+    /// Runs a publication within [`write_timeout`](super::ServiceConfig::write_timeout). `work`
+    /// raises `writing` just before its first store write; past the deadline the answer is
+    /// `Unavailable`, unconfirmed when the write had been sent (it may still land).
+    async fn within_write_timeout<T>(
+        &self,
+        writing: &AtomicBool,
+        work: impl Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
+        let limit = self.config().write_timeout;
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                let why: BoxError = format!("no answer from the store within {limit:?}").into();
+                Err(ServiceError::Unavailable(
+                    if writing.load(Ordering::SeqCst) {
+                        StoreError::Unconfirmed(why)
+                    } else {
+                        StoreError::Unavailable(why)
+                    },
+                ))
+            }
+        }
+    }
+
     /// Publishes an event to an account (admin only): checks it (`unknown_event_type`,
     /// `event_type_archived`, `unknown_site`, `invalid_data`, `payload_too_large`,
     /// `field_too_long`, `invalid_idempotency_key`, …), then stores it durably with one
@@ -233,9 +260,14 @@ impl Hookline {
         event: NewEvent,
     ) -> Result<Receipt, ServiceError> {
         by.require_admin()?;
-        let a = self.reach_account(by, account).await?;
-        let event = self.check_event(&a.id, event).await?;
-        self.fan_out(&event).await
+        let writing = AtomicBool::new(false);
+        self.within_write_timeout(&writing, async {
+            let a = self.reach_account(by, account).await?;
+            let event = self.check_event(&a.id, event).await?;
+            writing.store(true, Ordering::SeqCst);
+            self.fan_out(&event).await
+        })
+        .await
     }
 
     /// Publishes 1 to [`max_batch`](super::ServiceConfig::max_batch) events (`invalid_batch`
@@ -249,6 +281,21 @@ impl Hookline {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Receipt>, ServiceError> {
         by.require_admin()?;
+        let writing = AtomicBool::new(false);
+        self.within_write_timeout(
+            &writing,
+            self.publish_batch_within(by, account, events, &writing),
+        )
+        .await
+    }
+
+    async fn publish_batch_within(
+        &self,
+        by: &Actor,
+        account: &str,
+        events: Vec<NewEvent>,
+        writing: &AtomicBool,
+    ) -> Result<Vec<Receipt>, ServiceError> {
         let a = self.reach_account(by, account).await?;
         let max = self.config().max_batch;
         if events.is_empty() || events.len() > max {
@@ -269,6 +316,7 @@ impl Hookline {
             checked.push(ev);
         }
         let mut out = Vec::with_capacity(checked.len());
+        writing.store(true, Ordering::SeqCst);
         for ev in &checked {
             out.push(self.fan_out(ev).await?);
         }

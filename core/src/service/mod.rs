@@ -182,15 +182,39 @@ pub enum ServiceError {
         #[source]
         error: Box<ServiceError>,
     },
-    /// The store is unreachable or overloaded; nothing was changed, try again.
-    #[error("the store is unavailable; nothing was changed, try again")]
+    /// The store is unreachable, overloaded or did not answer in time. Whether the request
+    /// changed anything is [`ServiceError::changed_nothing`]: known for a store that refused at
+    /// once, unknown for one that stopped answering mid-way.
+    #[error("{}", unavailable_text(.0))]
     Unavailable(#[source] StoreError),
     /// Any other failure (of the store, or a bug).
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
 
+fn unavailable_text(e: &StoreError) -> &'static str {
+    if e.changed_nothing() {
+        "the store is unavailable; nothing was changed, try again later"
+    } else {
+        "the store did not confirm the write, so it may or may not have been applied; try again \
+         later with the same Idempotency-Key (if the first try was stored, the answer is its \
+         receipt with `duplicate: true`)"
+    }
+}
+
 impl ServiceError {
+    /// For [`Unavailable`](Self::Unavailable): whether the request is known to have changed
+    /// nothing (false when the store may have applied it). True for every other error, which
+    /// the façade raises before writing.
+    pub fn changed_nothing(&self) -> bool {
+        match self {
+            Self::Unavailable(e) => e.changed_nothing(),
+            Self::InBatch { error, .. } => error.changed_nothing(),
+            Self::Internal(_) => false,
+            _ => true,
+        }
+    }
+
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -250,7 +274,7 @@ impl From<StoreError> for ServiceError {
                 code: "already_exists",
                 message: format!("{what} already exists"),
             },
-            StoreError::Unavailable(_) => Self::Unavailable(e),
+            StoreError::Unavailable(_) | StoreError::Unconfirmed(_) => Self::Unavailable(e),
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -282,6 +306,10 @@ pub struct ServiceConfig {
     pub rotation_overlap: Duration,
     /// Most events in one batch (default 100).
     pub max_batch: usize,
+    /// How long publishing (its checks and its write) may wait for the store before answering
+    /// [`ServiceError::Unavailable`] (default 5 s): an unreachable or stalled store is reported
+    /// within this time, as unconfirmed once the write had been sent.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -291,6 +319,7 @@ impl Default for ServiceConfig {
             allow_http: false,
             rotation_overlap: Duration::from_secs(24 * 3600),
             max_batch: 100,
+            write_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -305,6 +334,12 @@ impl ServiceConfig {
     /// Allows (or forbids) plain `http` endpoint URLs.
     pub fn with_allow_http(mut self, allow: bool) -> Self {
         self.allow_http = allow;
+        self
+    }
+
+    /// Sets how long publishing may wait for the store.
+    pub fn with_write_timeout(mut self, d: Duration) -> Self {
+        self.write_timeout = d;
         self
     }
 

@@ -6,9 +6,14 @@ mod engine;
 mod faults;
 mod listen;
 mod multiprocess;
+mod operations;
 mod ops;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod outage;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod problems;
+mod receivers;
 #[cfg(feature = "redis")]
 mod redis;
 mod secrets;

@@ -427,13 +427,35 @@ impl Drop for KillOnDrop {
 }
 
 /// A TCP proxy on 127.0.0.1 in front of a service (a database), which a test can cut and restore
-/// to make the service unreachable without stopping it.
+/// to make the service unreachable without stopping it, or freeze and thaw to make it stall as a
+/// stopped (SIGSTOP) or overloaded server does: connections stay open, bytes stop moving.
 #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
 #[derive(Clone)]
 pub(crate) struct TcpProxy {
     pub(crate) addr: SocketAddr,
     open: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Copies `from` to `to`, holding each chunk while the proxy is frozen.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
@@ -444,11 +466,12 @@ impl TcpProxy {
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let frozen = Arc::new(tokio::sync::watch::channel(false).0);
         let target = target.to_owned();
-        let (o, c) = (open.clone(), conns.clone());
+        let (o, c, f) = (open.clone(), conns.clone(), frozen.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if !o.load(std::sync::atomic::Ordering::SeqCst) {
@@ -456,15 +479,42 @@ impl TcpProxy {
                     continue;
                 }
                 let target = target.clone();
+                let mut thawed = f.subscribe();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    // A frozen server accepts (the kernel does) but answers nothing.
+                    if thawed.wait_for(|f| !*f).await.is_err() {
+                        return;
+                    }
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = outbound.set_nodelay(true);
+                        let (in_r, in_w) = inbound.into_split();
+                        let (out_r, out_w) = outbound.into_split();
+                        tokio::select! {
+                            _ = pump(in_r, out_w, thawed.clone()) => {}
+                            _ = pump(out_r, in_w, thawed) => {}
+                        }
                     }
                 });
                 c.lock().unwrap().push(task.abort_handle());
             }
         });
-        Self { addr, open, conns }
+        Self {
+            addr,
+            open,
+            conns,
+            frozen,
+        }
+    }
+
+    /// Stops moving bytes on every connection (and holds new ones) until [`Self::thaw`].
+    pub(crate) fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Lets bytes move again.
+    pub(crate) fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 
     /// Drops every open connection and refuses new ones.
