@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hookline_core::cache::CachedStore;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
-use hookline_core::service::{Hookline, ServiceConfig};
+use hookline_core::service::{AddressRule, Hookline, ServiceConfig};
 use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
 use hookline_core::store::Store;
 use hookline_transport_http::{HttpConfig, HttpTransport};
@@ -130,6 +130,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The transport's SSRF rule (public addresses, plus `--allow-network`), for the façade to
+/// refuse endpoint URLs that name a blocked address literally.
+fn address_rule(allow: &[ipnet::IpNet]) -> AddressRule {
+    let allow: Vec<ipnet::IpNet> = allow.to_vec();
+    AddressRule::new(move |ip| {
+        hookline_transport_http::is_public(ip) || allow.iter().any(|n| n.contains(&ip))
+    })
+}
+
 /// The dispatcher for `config` over `store`.
 pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Result<Dispatcher> {
     let http = HttpConfig::default()
@@ -172,7 +181,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         dispatcher.clone(),
         ServiceConfig::default()
             .with_max_event_bytes(config.max_event_bytes)
-            .with_allow_http(config.allow_http),
+            .with_allow_http(config.allow_http)
+            .with_endpoint_addresses(address_rule(&config.allow_networks)),
     ));
     // Bound before the admin key is generated: a start that fails here has not used up the one
     // showing of the key.

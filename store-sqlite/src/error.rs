@@ -14,6 +14,9 @@ pub enum SqliteError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database file could not be created.
+    #[error("could not create the SQLite database file")]
+    Create(#[source] std::io::Error),
     /// The database could not be opened or configured.
     #[error("could not open the SQLite database")]
     Open(#[source] sqlx::Error),

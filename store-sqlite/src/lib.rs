@@ -117,8 +117,38 @@ pub struct SqliteStore {
     limited: std::sync::Arc<hookline_core::backend::LimitedHint>,
 }
 
+/// Creates the database file readable and writable by its owner only (0600) when it does not
+/// exist yet, before SQLite opens it: SQLite gives the `-wal` and `-shm` files the mode of the
+/// database file, so they are private too. An existing file keeps its mode; a warning says when
+/// others can read it.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{:o}", mode & 0o777),
+                        "the database file is readable by other users; `chmod 600` it (and its -wal and -shm files)"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating it if missing) and migrates the database at `url_or_path`: a
+    /// Opens (creating it if missing, with mode 0600) and migrates the database at `url_or_path`: a
     /// `sqlite:` URL (`sqlite://data/hookline.db?mode=rwc`, `sqlite::memory:`) or a plain path.
     pub async fn connect(url_or_path: &str, cfg: SqliteConfig) -> Result<Self, SqliteError> {
         let base = if url_or_path.starts_with("sqlite:") {
@@ -136,6 +166,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .synchronous(SqliteSynchronous::Full);
         let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
+        if !in_memory && !url_or_path.contains("mode=ro") {
+            create_private(base.get_filename()).map_err(SqliteError::Create)?;
+        }
 
         let write = SqlitePoolOptions::new()
             .max_connections(1)

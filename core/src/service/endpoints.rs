@@ -267,6 +267,27 @@ fn active_secrets(ep: Endpoint, now: Timestamp) -> Vec<EndpointSecret> {
 }
 
 impl Hookline {
+    /// Checks an endpoint URL ([`validate::endpoint_url`]) and, when it names an address
+    /// literally, that the deployment's address rule allows it (`forbidden_address`).
+    fn endpoint_url(&self, raw: &str) -> Result<String, ServiceError> {
+        let url = validate::endpoint_url(raw, self.config().allow_http)?;
+        if let (Some(rule), Some(ip)) = (
+            &self.config().endpoint_addresses,
+            validate::literal_address(&url),
+        ) {
+            if !rule.allows(ip) {
+                return Err(ServiceError::invalid(
+                    "forbidden_address",
+                    format!(
+                        "`url` names {ip}, a loopback, private or otherwise non-public address \
+                         this deployment does not deliver to (see `--allow-network`)"
+                    ),
+                ));
+            }
+        }
+        Ok(url)
+    }
+
     async fn event_type_filter(&self, raw: &[String]) -> Result<Vec<EventTypeName>, ServiceError> {
         if raw.len() > MAX_FILTER {
             return Err(ServiceError::invalid(
@@ -327,7 +348,7 @@ impl Hookline {
         input: NewEndpoint,
     ) -> Result<Endpoint, ServiceError> {
         let a = self.reach_account(by, account).await?;
-        let url = validate::endpoint_url(&input.url, self.config().allow_http)?;
+        let url = self.endpoint_url(&input.url)?;
         if let Some(d) = &input.description {
             validate::text("description", d, MAX_DESCRIPTION)?;
         }
@@ -398,7 +419,7 @@ impl Hookline {
     ) -> Result<Endpoint, ServiceError> {
         let mut ep = self.endpoint(by, account, endpoint).await?;
         if let Some(u) = &patch.url {
-            ep.url = validate::endpoint_url(u, self.config().allow_http)?;
+            ep.url = self.endpoint_url(u)?;
         }
         if let Some(d) = patch.description {
             if let Some(d) = &d {

@@ -310,6 +310,34 @@ pub struct ServiceConfig {
     /// [`ServiceError::Unavailable`] (default 5 s): an unreachable or stalled store is reported
     /// within this time, as unconfirmed once the write had been sent.
     pub write_timeout: Duration,
+    /// Which addresses an endpoint URL may name literally (`https://10.0.0.5/hook`): the
+    /// transport's SSRF rule, so that an endpoint it would never connect to is refused at
+    /// creation (`forbidden_address`) instead of failing for a day. Host names are still checked
+    /// when connecting. `None` (the default) accepts any address.
+    pub endpoint_addresses: Option<AddressRule>,
+}
+
+/// A rule saying whether an IP address may be connected to (see
+/// [`ServiceConfig::endpoint_addresses`]).
+#[derive(Clone)]
+pub struct AddressRule(Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>);
+
+impl AddressRule {
+    /// A rule from a predicate: `true` means the address may be used.
+    pub fn new(allows: impl Fn(std::net::IpAddr) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(allows))
+    }
+
+    /// Whether `ip` may be used.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        (self.0)(ip)
+    }
+}
+
+impl std::fmt::Debug for AddressRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressRule(..)")
+    }
 }
 
 impl Default for ServiceConfig {
@@ -320,6 +348,7 @@ impl Default for ServiceConfig {
             rotation_overlap: Duration::from_secs(24 * 3600),
             max_batch: 100,
             write_timeout: Duration::from_secs(5),
+            endpoint_addresses: None,
         }
     }
 }
@@ -334,6 +363,12 @@ impl ServiceConfig {
     /// Allows (or forbids) plain `http` endpoint URLs.
     pub fn with_allow_http(mut self, allow: bool) -> Self {
         self.allow_http = allow;
+        self
+    }
+
+    /// Sets which addresses endpoint URLs may name literally.
+    pub fn with_endpoint_addresses(mut self, rule: AddressRule) -> Self {
+        self.endpoint_addresses = Some(rule);
         self
     }
 

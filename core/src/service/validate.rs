@@ -92,6 +92,16 @@ pub fn endpoint_url(raw: &str, allow_http: bool) -> Result<String, ServiceError>
     Ok(url.to_string())
 }
 
+/// The address an endpoint URL names literally (`https://10.0.0.5/`, `https://[::1]/`), if
+/// its host is one rather than a name.
+pub fn literal_address(url: &str) -> Option<std::net::IpAddr> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(v4) => Some(v4.into()),
+        url::Host::Ipv6(v6) => Some(v6.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Checks an endpoint's extra headers and returns them with lower-case names: at most
 /// [`MAX_HEADERS`], valid names and values, none [reserved](RESERVED_HEADERS).
 pub fn endpoint_headers(
@@ -167,7 +177,48 @@ pub fn event_data(data: &str, max_bytes: usize) -> Result<(), ServiceError> {
             message: "`data` is larger than the limit".into(),
         });
     }
+    if nesting_depth(data) > MAX_DATA_DEPTH {
+        return Err(ServiceError::invalid(
+            "invalid_data",
+            format!(
+                "`data` nests objects and arrays deeper than {MAX_DATA_DEPTH} levels, which \
+                 common receiver parsers refuse"
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Deepest nesting of objects and arrays accepted in `data` (the object itself is level 1).
+/// Below the limits of common JSON parsers (serde_json 128, Ruby 100), so that no receiver
+/// refuses an event for its shape and has it retried for a day.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// The deepest nesting of `{`/`[` in a JSON text (brackets inside strings do not count).
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -265,6 +316,21 @@ mod tests {
             code(event_data(r#"{"a":"0123456789"}"#, 10)),
             "payload_too_large"
         );
+    }
+
+    #[test]
+    fn data_nesting_is_limited() {
+        let nested = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(event_data(&nested(MAX_DATA_DEPTH), 1 << 20).is_ok());
+        assert_eq!(
+            code(event_data(&nested(MAX_DATA_DEPTH + 1), 1 << 20)),
+            "invalid_data"
+        );
+        assert_eq!(code(event_data(&nested(100_000), 1 << 20)), "invalid_data");
+        // Brackets inside strings, escaped quotes included, are text.
+        let text = format!(r#"{{"s":"\"{}","t":1}}"#, "[".repeat(200));
+        assert!(event_data(&text, 1 << 20).is_ok());
+        assert_eq!(nesting_depth(r#"{"a":{"b":[{}]}}"#), 4);
     }
 
     #[test]

@@ -217,3 +217,37 @@ async fn a_bad_url_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(std::error::Error::source(&err).is_some(), "{err}");
 }
+
+/// A new database file and its WAL are private to the owner (0600), whatever the umask: the
+/// file holds endpoint secrets and event payloads.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = SqliteStore::connect(&url, SqliteConfig::default())
+        .await
+        .unwrap();
+    let a = AccountId::parse("acme").unwrap();
+    store
+        .create_account(&Account::new(a.clone(), "Acme", T0))
+        .await
+        .unwrap();
+    let ep = endpoint(&a);
+    store.create_endpoint(&ep).await.unwrap();
+    store
+        .enqueue(&event(&a), &[ep.id.clone()], T0)
+        .await
+        .unwrap();
+    for name in ["private.db", "private.db-wal", "private.db-shm"] {
+        let file = dir.path().join(name);
+        let mode = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
+    }
+    store.close().await;
+}
