@@ -238,7 +238,7 @@ async fn a_new_database_file_and_its_wal_are_private() {
     let ep = endpoint(&a);
     store.create_endpoint(&ep).await.unwrap();
     store
-        .enqueue(&event(&a), &[ep.id.clone()], T0)
+        .enqueue(&event(&a), std::slice::from_ref(&ep.id), T0)
         .await
         .unwrap();
     for name in ["private.db", "private.db-wal", "private.db-shm"] {
