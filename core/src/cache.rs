@@ -467,6 +467,10 @@ impl<S: Store + ?Sized> QueueStore for CachedStore<S> {
         self.inner.next_due().await
     }
 
+    async fn backlog(&self) -> Result<crate::store::Backlog, StoreError> {
+        self.inner.backlog().await
+    }
+
     fn listen_for_work(&self) -> Option<crate::store::WorkListener> {
         self.inner.listen_for_work()
     }

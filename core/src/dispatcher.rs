@@ -588,6 +588,7 @@ impl Dispatcher {
                 Err(_) => Err(TransportError::Timeout),
             };
             let elapsed = started.elapsed();
+            crate::metrics::attempt_finished(&result, elapsed);
             let outcome = classify(&result);
             let span = tracing::Span::current();
             span.record("latency_ms", elapsed.as_millis() as u64);
@@ -720,12 +721,15 @@ impl Dispatcher {
             .disable_endpoint(&c.endpoint.id, &reason, now)
             .await
         {
-            Ok(true) => tracing::warn!(
+            Ok(true) => {
+                crate::metrics::endpoint_disabled();
+                tracing::warn!(
                 account_id = %c.endpoint.account,
                 endpoint_id = %c.endpoint.id,
                 failing_since = %since,
                 "endpoint disabled after failing for too long"
-            ),
+                )
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, endpoint_id = %c.endpoint.id, "disabling a failing endpoint failed")
@@ -768,7 +772,10 @@ impl Dispatcher {
         let mut wait = Duration::from_millis(50);
         for _ in 0..5 {
             match self.inner.store.settle(&c.lease, attempt, next).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    crate::metrics::settled(next);
+                    return;
+                }
                 Err(StoreError::LeaseLost) => {
                     tracing::debug!("lease lost before settling; another worker owns the delivery");
                     return;

@@ -29,7 +29,9 @@
 //!
 //! When the circuit opens, the endpoint waits for the cool-down (first `cooldown`, doubling on
 //! every failed probe up to `max_cooldown`); then a single probe is sent. Its success (or any
-//! success) closes the circuit with an empty window; its failure opens it again. Outcomes of
+//! success) closes the circuit with an empty window; its failure opens it again (a circuit that
+//! opens or closes is logged at `info` with the endpoint's and account's ids, and counted in
+//! [`CIRCUITS_OPEN`](crate::metrics::CIRCUITS_OPEN)). Outcomes of
 //! requests that were in flight when the circuit opened do not extend it while it cools down. A
 //! gate that has been idle (nothing in flight, closed, no pause, not failing) for
 //! [`FORGET_AFTER`] is dropped, so a quiet endpoint starts again with an empty window.
@@ -40,7 +42,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::id::EndpointId;
+use crate::id::{AccountId, EndpointId};
 use crate::model::Endpoint;
 use crate::time::Timestamp;
 use crate::transport::{DeliveryResponse, TransportError};
@@ -147,6 +149,8 @@ impl Window {
 
 #[derive(Debug)]
 struct Gate {
+    /// The endpoint's account, for the log lines.
+    account: AccountId,
     cap: u32,
     in_flight: u32,
     window: Window,
@@ -239,6 +243,7 @@ impl Gates {
         let cap = ep.max_concurrency.map_or(ceiling, |m| m.clamp(1, ceiling));
         let mut map = self.lock();
         let g = map.entry(ep.id.clone()).or_insert_with(|| Gate {
+            account: ep.account.clone(),
             cap,
             in_flight: 0,
             window: Window::default(),
@@ -288,7 +293,8 @@ impl Gates {
             if g.open_until.take().is_some() {
                 // Closing: the judgement starts afresh.
                 g.window = Window::default();
-                tracing::debug!(endpoint_id = %id, "circuit closed");
+                tracing::info!(account_id = %g.account, endpoint_id = %id, "circuit closed");
+                crate::metrics::circuits_open(-1.0);
             } else {
                 g.window.push(verdict, self.cfg.window());
             }
@@ -306,6 +312,7 @@ impl Gates {
             g.paused_until = Some(until);
             hold = Some(until);
         }
+        let was_open = g.open_until.is_some();
         let open = match g.open_until {
             // Half-open, a failed probe (or request from before the circuit opened) opens it
             // again; while it cools down, requests from before it opened do not extend it.
@@ -326,7 +333,14 @@ impl Gates {
             g.open_until = Some(now + cooldown);
             g.window = Window::default();
             hold = Some(hold.map_or(now + cooldown, |h: Instant| h.max(now + cooldown)));
-            tracing::debug!(endpoint_id = %id, cooldown_ms = cooldown.as_millis() as u64, "circuit open");
+            let cooldown_ms = cooldown.as_millis() as u64;
+            if was_open {
+                // A failed probe: logged once per cool-down, which doubles up to its maximum.
+                tracing::debug!(account_id = %g.account, endpoint_id = %id, cooldown_ms, "circuit open again");
+            } else {
+                tracing::info!(account_id = %g.account, endpoint_id = %id, cooldown_ms, "circuit opened");
+                crate::metrics::circuits_open(1.0);
+            }
         }
         g.probing = false;
         Health::Failing { first, since, hold }
@@ -368,7 +382,13 @@ impl Gates {
 
     /// Drops what is known about an endpoint (after it was disabled).
     pub(crate) fn forget(&self, id: &EndpointId) {
-        self.lock().remove(id);
+        if self
+            .lock()
+            .remove(id)
+            .is_some_and(|g| g.open_until.is_some())
+        {
+            crate::metrics::circuits_open(-1.0);
+        }
     }
 }
 

@@ -51,6 +51,7 @@ pub mod dispatcher;
 pub mod envelope;
 mod gate;
 pub mod id;
+pub mod metrics;
 pub mod model;
 pub mod retry;
 pub mod service;

@@ -170,6 +170,29 @@ impl Claimed {
     }
 }
 
+/// The queue's size, as [`QueueStore::backlog`] reports it: what an operator watches to see
+/// whether deliveries keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Backlog {
+    /// Pending deliveries, of every endpoint (disabled ones too), leased or not.
+    pub pending: u64,
+    /// The earliest due time among the pending deliveries a claim could return (as
+    /// [`QueueStore::next_due`] reports it): when it lies in the past, the queue is that far
+    /// behind.
+    pub oldest_due: Option<Timestamp>,
+}
+
+impl Backlog {
+    /// `pending` deliveries, the earliest claimable one due at `oldest_due`.
+    pub fn new(pending: u64, oldest_due: Option<Timestamp>) -> Self {
+        Self {
+            pending,
+            oldest_due,
+        }
+    }
+}
+
 /// What becomes of a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -368,6 +391,10 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The earliest instant a pending delivery becomes due (leased ones count at lease end).
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// How many deliveries are pending and the earliest due time among those a claim could
+    /// return ([`Backlog`]), for monitoring: sampled every few seconds, not per delivery, so a
+    /// store may count with one cheap query over the index of pending deliveries.
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
     /// Starts listening for work that other processes make due (for example PostgreSQL
     /// `LISTEN/NOTIFY` or Redis pub/sub), so idle dispatchers wake at once instead of at their
     /// next poll; `None` (the default) when the store has no such channel. Call it inside a

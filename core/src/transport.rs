@@ -50,9 +50,12 @@ pub enum TransportError {
     /// The URL could not be used.
     #[error("invalid url: {0}")]
     InvalidUrl(String),
-    /// DNS, connect, TLS or protocol failure.
+    /// DNS, connect or protocol failure.
     #[error("connection failed")]
     Connect(#[source] BoxError),
+    /// The TLS handshake failed (a certificate the client does not trust, a protocol error).
+    #[error("TLS handshake failed")]
+    Tls(#[source] BoxError),
     /// Anything else.
     #[error("request failed")]
     Other(#[source] BoxError),

@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hookline_core::cache::CachedStore;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
+use hookline_core::metrics::MeteredStore;
 use hookline_core::service::{AddressRule, Hookline, ServiceConfig};
 use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
 use hookline_core::store::Store;
 use hookline_transport_http::{HttpConfig, HttpTransport};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,13 +29,19 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The router with every route and middleware, over `state`.
-pub fn app(state: AppState) -> Router {
+/// The router with every route and middleware, over `state`. With `metrics`, it serves that
+/// recorder's text at `GET /metrics` to the admin key; without, the route is absent (the server
+/// serves it on `--metrics-listen` then).
+pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
     let max_body = state.hookline.config().max_event_bytes;
-    Router::new()
+    let mut router = Router::new()
         .merge(crate::api::routes(max_body))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if let Some(handle) = metrics {
+        router = router.merge(crate::metrics::admin_route(handle));
+    }
+    router
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
@@ -54,6 +62,8 @@ pub fn app(state: AppState) -> Router {
                     Duration::from_secs(30),
                 )),
         )
+        // Outermost, so that panics and time-outs are counted with the status answered.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -174,8 +184,11 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
 /// When no admin key is configured and the store has none, one is generated once the listener
 /// is bound and shown on standard output (never through `tracing`): it is shown only this once.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // One cached store for the API and the dispatcher alike (see `hookline_core::cache`).
-    let store: Arc<dyn Store> = Arc::new(CachedStore::new(open_store(&config.store).await?));
+    let metrics = crate::metrics::install()?;
+    // One cached store for the API and the dispatcher alike (see `hookline_core::cache`), over
+    // the backend's calls counted and timed (`hookline_core::metrics`).
+    let backend: Arc<dyn Store> = Arc::new(MeteredStore::new(open_store(&config.store).await?));
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(backend));
     let dispatcher = dispatcher(&config, store.clone())?;
     let state = AppState::new(Hookline::new(
         dispatcher.clone(),
@@ -189,6 +202,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?,
+        ),
+        None => None,
+    };
     let generated = crate::auth::bootstrap_admin_key(
         store.as_ref(),
         config.admin_key.as_ref().map(|k| k.0.as_str()),
@@ -199,17 +220,39 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         show_admin_key(&key)?;
     }
     tracing::info!(addr = %listener.local_addr()?, store = %redact_url(&config.store), "hookline listening");
+    let sampler = tokio::spawn(crate::metrics::sample(
+        store.clone(),
+        dispatcher.clock().clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let (main_metrics, metrics_server) = match metrics_listener {
+        Some(l) => {
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            let served = axum::serve(l, crate::metrics::open_router(metrics))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            (None, Some(tokio::spawn(served.into_future())))
+        }
+        None => (Some(metrics), None),
+    };
     let workers = tokio::spawn({
         let d = dispatcher.clone();
         let token = shutdown.clone();
         // A dispatcher that stops on a failure stops the server too.
         async move { d.run(token.clone()).await.inspect_err(|_| token.cancel()) }
     });
-    axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state, main_metrics))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
     shutdown.cancel();
+    served?;
+    if let Some(m) = metrics_server {
+        m.await
+            .context("metrics task")?
+            .context("serving metrics")?;
+    }
+    sampler.await.context("metrics sampler task")?;
     workers.await.context("dispatcher task")??;
     Ok(())
 }

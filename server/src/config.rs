@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// The store URL (the help lists the backends compiled into this build).
     #[arg(long, env = "HOOKLINE_STORE", help = STORE_HELP.as_str(), value_name = "URL")]
     pub store: Option<String>,
+    /// Serve `GET /metrics` (Prometheus) on this address, without a key, instead of on the main
+    /// address (where it needs the admin key).
+    #[arg(long, env = "HOOKLINE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// CIDRs exempt from the SSRF guard (comma-separated or repeated), e.g. 127.0.0.1/32.
     #[arg(
         long = "allow-network",
@@ -168,6 +172,7 @@ fn check_admin_key(key: &str) -> anyhow::Result<()> {
 struct FileConfig {
     listen: Option<SocketAddr>,
     store: Option<String>,
+    metrics_listen: Option<SocketAddr>,
     allow_networks: Option<Vec<IpNet>>,
     allow_http: Option<bool>,
     retry_schedule: Option<String>,
@@ -212,6 +217,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Store URL.
     pub store: String,
+    /// Where `/metrics` is served without a key (`None`: on `listen`, with the admin key).
+    pub metrics_listen: Option<SocketAddr>,
     /// Admin key, if configured.
     pub admin_key: Option<Redacted>,
     /// SSRF guard exemptions.
@@ -251,6 +258,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: "sqlite://hookline.db".into(),
+            metrics_listen: None,
             admin_key: None,
             allow_networks: Vec::new(),
             allow_http: false,
@@ -377,6 +385,7 @@ impl ServerConfig {
         Ok(Self {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             store: args.store.or(file.store).unwrap_or(d.store),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
             admin_key: admin_key.map(Redacted),
             allow_networks: args
                 .allow_networks
@@ -412,7 +421,7 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:9999\"\nretry_schedule = \"1s,2s\"\nallow_http = true\n\
-             circuit_failure_rate = 60\n",
+             circuit_failure_rate = 60\nmetrics_listen = \"127.0.0.1:9464\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -428,6 +437,7 @@ mod tests {
         assert_eq!(cfg.store, "sqlite://hookline.db");
         assert_eq!(cfg.circuit_failure_rate, 60);
         assert_eq!(cfg.circuit_threshold, 5);
+        assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod listen;
+pub mod metrics;
 pub mod state;
 pub mod telemetry;
 

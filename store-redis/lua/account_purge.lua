@@ -12,6 +12,7 @@ for _, m in ipairs(redis.call('ZRANGE', Q .. 'dlvs:' .. acct, 0, -1)) do
   local id = member_id(m)
   local d = redis.call('HMGET', Q .. 'dlv:' .. id, 'endpoint', 'okey')
   redis.call('ZREM', DUE, id)
+  redis.call('SREM', Q .. 'pending', id)
   if d[1] then
     redis.call('ZREM', Q .. 'park:' .. d[1], id)
     if d[2] and d[2] ~= '' then

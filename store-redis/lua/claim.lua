@@ -112,6 +112,10 @@ while claimed < max and budget > 0 do
     local ep = d[2]
     if d[1] ~= 'pending' then
       redis.call('ZREM', DUE, id)
+      if not d[1] then
+        -- The delivery expired with its event (retention): it is pending no longer.
+        redis.call('SREM', Q .. 'pending', id)
+      end
     elseif skip[ep] then
       set_aside(id, ep, score)
     else

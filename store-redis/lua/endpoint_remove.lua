@@ -18,6 +18,7 @@ for _, m in ipairs(redis.call('ZRANGE', Q .. 'epd:' .. id, 0, -1)) do
   if d[1] == 'pending' then
     redis.call('HSET', dk, 'status', 'cancelled', 'next_at', '', 'lease', '', 'due_at', '')
     redis.call('ZREM', DUE, did)
+    redis.call('SREM', Q .. 'pending', did)
     if d[2] and d[2] ~= '' then
       redis.call('ZREM', oq_key(id, d[2]), did)
     end

@@ -147,11 +147,13 @@ end
 -- A new delivery is in no index yet: `place` without the removals. Only the head of an ordering
 -- queue is scheduled.
 local due = {}
+local ids = {}
 local created = false
 for k = 1, #out do
   for _, p in ipairs(pending[k] or {}) do
     created = true
     local id, ep, okey, at = p[1], p[2], p[3], p[4]
+    ids[#ids + 1] = id
     local head = true
     if okey ~= '' then
       local oq = oq_key(ep, okey)
@@ -180,6 +182,7 @@ for k = 1, #out do
   end
 end
 call_chunked('ZADD', DUE, due, 512)
+call_chunked('SADD', Q .. 'pending', ids, 512)
 if created then
   redis.call('PUBLISH', Q .. 'work', '')
 end

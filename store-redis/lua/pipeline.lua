@@ -104,6 +104,7 @@ end
 -- Schedules pending delivery `id` at `at`, unless an older pending delivery of its ordering
 -- queue comes first (then it waits unscheduled until that one finishes).
 local function place(id, ep, okey, at)
+  redis.call('SADD', Q .. 'pending', id)
   if okey and okey ~= '' then
     local oq = oq_key(ep, okey)
     redis.call('ZADD', oq, 0, id)
@@ -122,6 +123,7 @@ end
 
 -- Delivery `id` is no longer pending: unschedule it and let the next of its queue go.
 local function finish(id, ep, okey)
+  redis.call('SREM', Q .. 'pending', id)
   unschedule(id, ep)
   if okey and okey ~= '' then
     local oq = oq_key(ep, okey)

@@ -7,7 +7,7 @@ use hookline_core::model::{
     Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, Page, PageRequest, Trigger,
 };
 use hookline_core::store::{
-    Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
+    Backlog, Claimed, HistoryStore, LeaseToken, Next, QueueStore, Receipt, StoreError,
 };
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, Timestamp};
 
@@ -557,6 +557,19 @@ impl QueueStore for RedisStore {
         next: Next,
     ) -> Result<(), StoreError> {
         self.op(self.settle_inner(lease, attempt, next)).await
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let pending: u64 = self
+            .op(async {
+                let mut conn = self.conn.clone();
+                Ok(redis::cmd("SCARD")
+                    .arg(self.keys.pending())
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        Ok(Backlog::new(pending, self.next_due().await?))
     }
 
     async fn retry_delivery(

@@ -32,6 +32,11 @@ impl Keys {
         format!("{}due", self.q)
     }
 
+    /// Every pending delivery's id (whatever index it waits in), for `backlog`.
+    pub(crate) fn pending(&self) -> String {
+        format!("{}pending", self.q)
+    }
+
     pub(crate) fn account(&self, id: &str) -> String {
         format!("{}acct:{id}", self.c)
     }

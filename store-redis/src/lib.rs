@@ -59,6 +59,7 @@
 //! | `P{q}:dlvs:<account>` | index | the account's deliveries by creation | pruned |
 //! | `P{q}:epd:<endpoint>` | index | the endpoint's deliveries by creation | pruned |
 //! | `P{q}:due` | sorted set | pending deliveries of enabled endpoints, score = due time | — |
+//! | `P{q}:pending` | set | every pending delivery's id, wherever it waits (`backlog` counts it); added when a delivery becomes pending, removed when it finishes, is cancelled or purged (deliveries made pending by a version without this set are not in it) | — |
 //! | `P{q}:park:<endpoint>` | sorted set | pending deliveries of a disabled or held endpoint, score = due time | — |
 //! | `P{q}:side:<endpoint>` | sorted set | due deliveries of an endpoint a claim passed over (skipped by the caller, or out of room under its limits), score = due time | — |
 //! | `P{q}:sides` | sorted set | endpoints with set-aside deliveries, score = the earliest | — |

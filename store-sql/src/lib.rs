@@ -140,8 +140,8 @@ pub mod __private {
         EventType, Page, PageRequest, Site, Trigger,
     };
     pub use hookline_core::store::{
-        CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, Receipt,
-        StoreError, WorkListener,
+        Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
+        Receipt, StoreError, WorkListener,
     };
     pub use hookline_core::{
         AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
@@ -472,6 +472,14 @@ macro_rules! impl_queue_store {
                 &self,
             ) -> Result<Option<$crate::__private::Timestamp>, $crate::__private::StoreError> {
                 <Self as $crate::SqlQueue>::next_due(self).await
+            }
+
+            async fn backlog(
+                &self,
+            ) -> Result<$crate::__private::Backlog, $crate::__private::StoreError> {
+                let pending = $crate::$dialect::queue::pending(self).await?;
+                let oldest_due = <Self as $crate::SqlQueue>::next_due(self).await?;
+                Ok($crate::__private::Backlog::new(pending, oldest_due))
             }
 
             fn listen_for_work(&self) -> Option<$crate::__private::WorkListener> {

@@ -26,7 +26,7 @@
 //!   with the bytes read so far, because the receiver did answer; the failure is logged at `warn`.
 //!   Only a timeout during the body read turns into [`TransportError::Timeout`].
 //! - Connect, DNS, TLS and protocol failures before a status arrived are
-//!   [`TransportError::Connect`].
+//!   [`TransportError::Connect`] ([`TransportError::Tls`] when the TLS handshake failed).
 //!
 //! # Example
 //!
@@ -247,11 +247,30 @@ fn classify(err: reqwest::Error) -> TransportError {
         TransportError::Timeout
     } else if err.is_builder() {
         TransportError::InvalidUrl(error_chain(&err))
+    } else if is_tls(&err) {
+        TransportError::Tls(Box::new(err))
     } else if err.is_connect() || err.is_request() || err.is_body() || err.is_decode() {
         TransportError::Connect(Box::new(err))
     } else {
         TransportError::Other(Box::new(err))
     }
+}
+
+/// Whether a rustls error is among the causes: the TLS handshake failed. (rustls reaches
+/// reqwest inside an `io::Error`, whose `source()` skips the error it wraps.)
+fn is_tls(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        if e.is::<rustls::Error>() || wrapped.is_some_and(|w| w.is::<rustls::Error>()) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

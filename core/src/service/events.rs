@@ -158,12 +158,22 @@ impl EventQuery {
     }
 }
 
+/// What publishing a batch reports as it goes: whether it started writing (for the write
+/// timeout), and per event its catalog type and whether it was stored (for the metrics).
+struct Batch<'a> {
+    writing: &'a AtomicBool,
+    types: &'a mut [Option<EventTypeName>],
+    stored: &'a mut Vec<bool>,
+}
+
 impl Hookline {
-    /// Checks one event against the catalog and the account, without writing anything.
+    /// Checks one event against the catalog and the account, without writing anything. Sets
+    /// `catalog_type` once the catalog has the event's type (for the metrics' label).
     async fn check_event(
         &self,
         account: &AccountId,
         input: NewEvent,
+        catalog_type: &mut Option<EventTypeName>,
     ) -> Result<Event, ServiceError> {
         let kind = EventTypeName::parse(&input.event).map_err(|_| {
             ServiceError::invalid(
@@ -178,13 +188,15 @@ impl Hookline {
                     format!("no event type `{kind}` in the catalog"),
                 ));
             }
-            Some(et) if et.archived => {
-                return Err(ServiceError::invalid(
-                    "event_type_archived",
-                    format!("event type `{kind}` is archived"),
-                ));
+            Some(et) => {
+                *catalog_type = Some(kind.clone());
+                if et.archived {
+                    return Err(ServiceError::invalid(
+                        "event_type_archived",
+                        format!("event type `{kind}` is archived"),
+                    ));
+                }
             }
-            Some(_) => {}
         }
         let site = match &input.site {
             None => None,
@@ -259,15 +271,24 @@ impl Hookline {
         account: &str,
         event: NewEvent,
     ) -> Result<Receipt, ServiceError> {
-        by.require_admin()?;
-        let writing = AtomicBool::new(false);
-        self.within_write_timeout(&writing, async {
-            let a = self.reach_account(by, account).await?;
-            let event = self.check_event(&a.id, event).await?;
-            writing.store(true, Ordering::SeqCst);
-            self.fan_out(&event).await
-        })
-        .await
+        let mut catalog_type = None;
+        let result = async {
+            by.require_admin()?;
+            let writing = AtomicBool::new(false);
+            self.within_write_timeout(&writing, async {
+                let a = self.reach_account(by, account).await?;
+                let event = self.check_event(&a.id, event, &mut catalog_type).await?;
+                writing.store(true, Ordering::SeqCst);
+                self.fan_out(&event).await
+            })
+            .await
+        }
+        .await;
+        crate::metrics::event_published(
+            catalog_type.as_ref(),
+            result.as_ref().map(|r| r.duplicate),
+        );
+        result
     }
 
     /// Publishes 1 to [`max_batch`](super::ServiceConfig::max_batch) events (`invalid_batch`
@@ -280,13 +301,36 @@ impl Hookline {
         account: &str,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Receipt>, ServiceError> {
-        by.require_admin()?;
-        let writing = AtomicBool::new(false);
-        self.within_write_timeout(
-            &writing,
-            self.publish_batch_within(by, account, events, &writing),
-        )
-        .await
+        // Each event of the batch is counted, labelled by the catalog types found so far.
+        let count = events.len();
+        let mut types: Vec<Option<EventTypeName>> = vec![None; count];
+        // The duplicate flags of the events stored, in order.
+        let mut stored: Vec<bool> = Vec::with_capacity(count);
+        let result = async {
+            by.require_admin()?;
+            let writing = AtomicBool::new(false);
+            let batch = Batch {
+                writing: &writing,
+                types: &mut types,
+                stored: &mut stored,
+            };
+            self.within_write_timeout(
+                &writing,
+                self.publish_batch_within(by, account, events, batch),
+            )
+            .await
+        }
+        .await;
+        for (i, kind) in types.iter().enumerate() {
+            // An event stored before a later one failed was stored all the same.
+            let own = match (stored.get(i), &result) {
+                (Some(duplicate), _) => Ok(*duplicate),
+                (None, Err(e)) => Err(e),
+                (None, Ok(_)) => Ok(false),
+            };
+            crate::metrics::event_published(kind.as_ref(), own);
+        }
+        result
     }
 
     async fn publish_batch_within(
@@ -294,7 +338,7 @@ impl Hookline {
         by: &Actor,
         account: &str,
         events: Vec<NewEvent>,
-        writing: &AtomicBool,
+        batch: Batch<'_>,
     ) -> Result<Vec<Receipt>, ServiceError> {
         let a = self.reach_account(by, account).await?;
         let max = self.config().max_batch;
@@ -306,19 +350,21 @@ impl Hookline {
         }
         let mut checked = Vec::with_capacity(events.len());
         for (index, input) in events.into_iter().enumerate() {
-            let ev =
-                self.check_event(&a.id, input)
-                    .await
-                    .map_err(|error| ServiceError::InBatch {
-                        index,
-                        error: Box::new(error),
-                    })?;
+            let ev = self
+                .check_event(&a.id, input, &mut batch.types[index])
+                .await
+                .map_err(|error| ServiceError::InBatch {
+                    index,
+                    error: Box::new(error),
+                })?;
             checked.push(ev);
         }
         let mut out = Vec::with_capacity(checked.len());
-        writing.store(true, Ordering::SeqCst);
+        batch.writing.store(true, Ordering::SeqCst);
         for ev in &checked {
-            out.push(self.fan_out(ev).await?);
+            let receipt = self.fan_out(ev).await?;
+            batch.stored.push(receipt.duplicate);
+            out.push(receipt);
         }
         Ok(out)
     }

@@ -744,6 +744,14 @@ impl QueueStore for MemoryStore {
             .min())
     }
 
+    async fn backlog(&self) -> Result<crate::store::Backlog, StoreError> {
+        let pending = {
+            let s = self.state()?;
+            s.deliveries.values().filter(|d| d.pending()).count() as u64
+        };
+        Ok(crate::store::Backlog::new(pending, self.next_due().await?))
+    }
+
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         let mut s = self.state()?;
         let mut old: Vec<(Timestamp, EventId)> = s

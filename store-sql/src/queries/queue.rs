@@ -1,6 +1,7 @@
 //! The parts of [`QueueStore`](hookline_core::store::QueueStore) that both stores write alike:
-//! deferring a lease, manual requeues, and an endpoint's failure clock and auto-disable. (Claims,
-//! enqueue fan-out, settle, holds, purges and `next_due` are each store's own.)
+//! deferring a lease, manual requeues, an endpoint's failure clock and auto-disable, and the
+//! count of pending deliveries. (Claims, enqueue fan-out, settle, holds, purges and `next_due`
+//! are each store's own.)
 
 use hookline_core::model::Delivery;
 use hookline_core::store::{LeaseToken, Next, Receipt, StoreError};
@@ -33,6 +34,16 @@ pub async fn defer<S: SqlStore<Db = Db> + ?Sized>(
         return Err(StoreError::LeaseLost);
     }
     Ok(())
+}
+
+/// How many deliveries are pending (`QueueStore::backlog`): counted over the partial index of
+/// pending deliveries (`deliveries_pending_by_endpoint`), without reading finished ones.
+pub async fn pending<S: SqlStore<Db = Db> + ?Sized>(s: &S) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        .fetch_one(s.read_pool())
+        .await
+        .map_err(DbError::from)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// `UPDATE deliveries SET` a delivery pending, due at `now`, with a manual trigger and no lease,

@@ -370,16 +370,12 @@ async fn malformed_urls_are_invalid() {
 }
 
 #[tokio::test]
-async fn https_to_plain_http_server_is_connect() {
+async fn https_to_plain_http_server_is_a_tls_error() {
     let hits = Arc::new(AtomicUsize::new(0));
     let addr = serve(counting_router(hits.clone())).await;
     let t = transport(loopback_config());
     let err = send(&t, format!("https://{addr}/hook")).await.unwrap_err();
-    assert!(
-        matches!(err, TransportError::Connect(_)),
-        "{}",
-        err.describe()
-    );
+    assert!(matches!(err, TransportError::Tls(_)), "{}", err.describe());
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 

@@ -25,7 +25,7 @@
 //! schema-dropping handle, …) lives until the case has finished. See [`Fixture`].
 //!
 //! The cases live in one module per concern (catalog, endpoints, enqueue, claims, settling,
-//! limits, ordering, manual sends, listings, retention) and are re-exported here; the shared
+//! limits, ordering, manual sends, listings, retention, backlog) and are re-exported here; the shared
 //! fixtures are in `support`.
 //!
 //! The generated tests are plain `#[test]` functions that run the case on a two-worker
@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use crate::store::Store;
 
+mod backlog;
 mod catalog;
 mod claims;
 mod endpoints;
@@ -50,6 +51,7 @@ mod purge;
 mod settle;
 mod support;
 
+pub use backlog::*;
 pub use catalog::*;
 pub use claims::*;
 pub use endpoints::*;
@@ -159,6 +161,7 @@ macro_rules! store_conformance {
             failure_clock_is_kept_by_the_store,
             disable_endpoint_is_one_step,
             hold_endpoint_makes_its_backlog_wait,
+            backlog_counts_pending_deliveries,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
