@@ -5,6 +5,7 @@ mod cli;
 mod engine;
 mod faults;
 mod listen;
+mod metrics;
 mod multiprocess;
 mod operations;
 mod ops;

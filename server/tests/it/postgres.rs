@@ -364,3 +364,25 @@ async fn postgres_outage_under_load_is_answered_in_time_and_truthfully() {
     drop(srv);
     drop(db);
 }
+
+/// The metrics tests, on PostgreSQL.
+mod metrics_on_postgres {
+    use super::*;
+
+    async fn server(db: &FreshDatabase, flags: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Server::start_on_store(&db.url(), dir, flags).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_metrics_counters_follow_deliveries() {
+        let db = FreshDatabase::create().await;
+        crate::metrics::counters(&server(&db, crate::metrics::FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_metrics_backlog_gauges_while_an_endpoint_is_down() {
+        let db = FreshDatabase::create().await;
+        crate::metrics::backlog_while_down(&server(&db, crate::metrics::DOWN_FLAGS).await).await;
+    }
+}

@@ -317,3 +317,25 @@ async fn redis_outage_under_load_is_answered_in_time_and_truthfully() {
     drop(srv);
     drop(keys);
 }
+
+/// The metrics tests, on Redis.
+mod metrics_on_redis {
+    use super::*;
+
+    async fn server(keys: &FreshPrefix, flags: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Server::start_on_store(&keys.url(), dir, flags).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_metrics_counters_follow_deliveries() {
+        let keys = FreshPrefix::create();
+        crate::metrics::counters(&server(&keys, crate::metrics::FLAGS).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_metrics_backlog_gauges_while_an_endpoint_is_down() {
+        let keys = FreshPrefix::create();
+        crate::metrics::backlog_while_down(&server(&keys, crate::metrics::DOWN_FLAGS).await).await;
+    }
+}
