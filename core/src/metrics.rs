@@ -544,3 +544,144 @@ impl<S: Store + ?Sized> HistoryStore for MeteredStore<S> {
         metered("attempts", self.inner.attempts(account, delivery)).await
     }
 }
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use ::metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+    use crate::testkit::{Fault, MemoryStore};
+
+    /// The counters and histogram counts recorded, by name and labels.
+    fn recorded(recorder: &DebuggingRecorder) -> Vec<(String, Vec<(String, String)>, u64)> {
+        let mut out: Vec<_> = recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                let n = match value {
+                    DebugValue::Counter(n) => n,
+                    DebugValue::Histogram(v) => v.len() as u64,
+                    DebugValue::Gauge(g) => g.into_inner() as u64,
+                };
+                (key.name().to_owned(), labels, n)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn metered_store_counts_failures_by_operation_and_times_claims() {
+        let recorder = DebuggingRecorder::new();
+        ::metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                let memory = Arc::new(MemoryStore::new());
+                let store = MeteredStore::new(memory.clone() as Arc<dyn Store>);
+                let now = Timestamp::from_millis(1_000);
+                store
+                    .claim_due(now, 10, Duration::from_secs(30))
+                    .await
+                    .expect("claim");
+                memory.set_fault(Some(Fault::Unavailable));
+                assert!(store.next_due().await.is_err());
+                assert!(
+                    store
+                        .claim_due(now, 10, Duration::from_secs(30))
+                        .await
+                        .is_err()
+                );
+                memory.set_fault(Some(Fault::Backend));
+                assert!(store.next_due().await.is_err());
+                memory.set_fault(None);
+                // Answers, not failures: nothing counted.
+                let missing = AccountId::parse("nobody").expect("an id");
+                assert!(store.account(&missing).await.expect("account").is_none());
+                let gone = Account::new(missing, "x", now);
+                assert!(matches!(
+                    store.update_account(&gone).await,
+                    Err(StoreError::NotFound(_))
+                ));
+            });
+        });
+        let label = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            recorded(&recorder),
+            vec![
+                (CLAIM_DURATION.to_owned(), vec![], 2),
+                (
+                    STORE_ERRORS.to_owned(),
+                    vec![label("operation", "claim"), label("kind", "unavailable")],
+                    1
+                ),
+                (
+                    STORE_ERRORS.to_owned(),
+                    vec![label("operation", "next_due"), label("kind", "backend")],
+                    1
+                ),
+                (
+                    STORE_ERRORS.to_owned(),
+                    vec![label("operation", "next_due"), label("kind", "unavailable")],
+                    1
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn attempt_errors_are_told_apart_by_kind() {
+        let recorder = DebuggingRecorder::new();
+        ::metrics::with_local_recorder(&recorder, || {
+            let answer = |status| {
+                Ok(DeliveryResponse {
+                    status,
+                    headers: Default::default(),
+                    body: Default::default(),
+                })
+            };
+            let ms = Duration::from_millis(3);
+            for r in [
+                answer(204),
+                answer(302),
+                answer(404),
+                answer(503),
+                Err(TransportError::Timeout),
+                Err(TransportError::Tls("bad certificate".into())),
+                Err(TransportError::Connect("refused".into())),
+            ] {
+                attempt_finished(&r, ms);
+            }
+        });
+        // A snapshot takes the histograms' values: one snapshot for both checks.
+        let all = recorded(&recorder);
+        let kinds: Vec<(String, u64)> = all
+            .iter()
+            .cloned()
+            .filter(|(name, _, _)| name == ATTEMPT_ERRORS)
+            .map(|(_, labels, n)| (labels[0].1.clone(), n))
+            .collect();
+        let expected: Vec<(String, u64)> = [
+            "connect",
+            "status_3xx",
+            "status_4xx",
+            "status_5xx",
+            "timeout",
+            "tls",
+        ]
+        .into_iter()
+        .map(|k| (k.to_owned(), 1))
+        .collect();
+        assert_eq!(kinds, expected);
+        assert!(all.contains(&(ATTEMPT_DURATION.to_owned(), vec![], 7)));
+    }
+}

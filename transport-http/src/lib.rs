@@ -257,16 +257,23 @@ fn classify(err: reqwest::Error) -> TransportError {
 }
 
 /// Whether a rustls error is among the causes: the TLS handshake failed. (rustls reaches
-/// reqwest inside an `io::Error`, whose `source()` skips the error it wraps.)
+/// reqwest inside `io::Error`s, possibly nested, whose `source()` skips the error each wraps.)
 fn is_tls(err: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        let wrapped = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        if e.is::<rustls::Error>() || wrapped.is_some_and(|w| w.is::<rustls::Error>()) {
-            return true;
+        let mut inner = e;
+        // Bounded: an error chain is finite, and so is each nesting of wrapped errors.
+        for _ in 0..8 {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(wrapped) => inner = wrapped,
+                None => break,
+            }
         }
         source = e.source();
     }
