@@ -552,8 +552,11 @@ mod tests {
     use super::*;
     use crate::testkit::{Fault, MemoryStore};
 
-    /// The counters and histogram counts recorded, by name and labels.
-    fn recorded(recorder: &DebuggingRecorder) -> Vec<(String, Vec<(String, String)>, u64)> {
+    /// A metric's name, labels and count (a counter's value, a histogram's number of values).
+    type Recorded = (String, Vec<(String, String)>, u64);
+
+    /// What was recorded, sorted.
+    fn recorded(recorder: &DebuggingRecorder) -> Vec<Recorded> {
         let mut out: Vec<_> = recorder
             .snapshotter()
             .snapshot()
@@ -666,9 +669,8 @@ mod tests {
         let all = recorded(&recorder);
         let kinds: Vec<(String, u64)> = all
             .iter()
-            .cloned()
             .filter(|(name, _, _)| name == ATTEMPT_ERRORS)
-            .map(|(_, labels, n)| (labels[0].1.clone(), n))
+            .map(|(_, labels, n)| (labels[0].1.clone(), *n))
             .collect();
         let expected: Vec<(String, u64)> = [
             "connect",
