@@ -5,6 +5,7 @@ mod cli;
 mod engine;
 mod faults;
 mod listen;
+mod logs;
 mod multiprocess;
 mod operations;
 mod ops;
