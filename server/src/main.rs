@@ -66,8 +66,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = ServerConfig::load(args).context("invalid configuration")?;
-            hookline_server::telemetry::init(config.log_format);
-            hookline_server::run(config, shutdown).await
+            let telemetry = hookline_server::telemetry::init_serve(&config)?;
+            let result = hookline_server::run(config, shutdown).await;
+            // Sends the spans still buffered (blocking, bounded by the exporter's timeout).
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+            result
         }
         Command::Listen(args) => hookline_server::listen::run(args, shutdown).await,
         Command::Ops(command) => ops::run(command, shutdown).await,

@@ -11,6 +11,8 @@ mod operations;
 mod ops;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod outage;
+#[cfg(feature = "otel")]
+mod otel;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod problems;
