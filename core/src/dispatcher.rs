@@ -645,7 +645,10 @@ impl Dispatcher {
             match next {
                 Next::Delivered => tracing::debug!("delivered"),
                 Next::RetryAt(at) => tracing::debug!(retry_at = %at, "attempt failed"),
-                Next::Exhausted => tracing::warn!("retries exhausted; delivery failed"),
+                Next::Exhausted => tracing::warn!(
+                    error = attempt.error.as_deref(),
+                    "retries exhausted; delivery failed"
+                ),
             }
             self.settle(&c, &attempt, next).await;
         }

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API and the delivery workers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a local receiver that verifies signatures, prints each event and can forward it to a
     /// local app.
     Listen(hookline_server::listen::ListenArgs),
@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     match cli.command {
         Command::Serve(args) => {
-            let config = ServerConfig::load(args).context("invalid configuration")?;
+            let config = ServerConfig::load(*args).context("invalid configuration")?;
             let telemetry = hookline_server::telemetry::init_serve(&config)?;
             let result = hookline_server::run(config, shutdown).await;
             // Sends the spans still buffered (blocking, bounded by the exporter's timeout).
