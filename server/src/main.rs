@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = ServerConfig::load(*args).context("invalid configuration")?;
             let telemetry = hookline_server::telemetry::init_serve(&config)?;
             let result = hookline_server::run(config, shutdown).await;
-            // Sends the spans still buffered (blocking, bounded by the exporter's timeout).
+            // Sends the spans still buffered (blocking, at most 5 s).
             let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
             result
         }

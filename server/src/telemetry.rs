@@ -64,17 +64,8 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are being exported.
-    pub fn exports_traces(&self) -> bool {
-        #[cfg(feature = "otel")]
-        return self.provider.is_some();
-        #[cfg(not(feature = "otel"))]
-        false
-    }
-
-    /// Sends the spans still buffered and stops the exporter (blocking; bounded by the
-    /// exporter's timeout, `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default). Call it outside async
-    /// code, e.g. from `tokio::task::spawn_blocking`.
+    /// Sends the spans still buffered and stops the exporter: blocks for at most 5 s, so call
+    /// it outside async code, e.g. from `tokio::task::spawn_blocking`.
     pub fn shutdown(self) {
         #[cfg(feature = "otel")]
         if let Some(provider) = self.provider {
