@@ -829,9 +829,10 @@ impl Dispatcher {
 }
 
 /// The span of one attempt: every line logged in the attempt's task (by the dispatcher, the
-/// transport and the store) carries these ids through it. ERROR level keeps it enabled under any filter
-/// that lets a line through (`RUST_LOG=warn` included); log output never prints spans on their
-/// own. A root span: attempts may run long after, and in another process than, the publish.
+/// transport and the store) carries these ids through it. ERROR level keeps it enabled under any
+/// filter that lets a line through (`RUST_LOG=warn` included); log output never prints spans on
+/// their own. A root span: attempts may run long after, and in another process than, the
+/// publish.
 fn attempt_span(c: &Claimed) -> tracing::Span {
     tracing::error_span!(
         parent: None,
