@@ -9,10 +9,10 @@ mod logs;
 mod multiprocess;
 mod operations;
 mod ops;
-#[cfg(any(feature = "postgres", feature = "redis"))]
-mod outage;
 #[cfg(feature = "otel")]
 mod otel;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod outage;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod problems;
