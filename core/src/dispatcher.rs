@@ -410,12 +410,21 @@ impl Dispatcher {
             let free = 1 + permits.available_permits();
             let now = self.inner.clock.now();
             let (skip, reopen) = self.inner.gates.blocked(Instant::now());
-            match self
+            let claim_span = tracing::info_span!(
+                "claim",
+                batch = free.min(cfg.batch_size),
+                claimed = tracing::field::Empty
+            );
+            let claimed = self
                 .inner
                 .store
                 .claim_due_except(now, free.min(cfg.batch_size), cfg.lease, &skip)
-                .await
-            {
+                .instrument(claim_span.clone())
+                .await;
+            if let Ok(claims) = &claimed {
+                claim_span.record("claimed", claims.len());
+            }
+            match claimed {
                 Ok(claims) if !claims.is_empty() => {
                     store_backoff = Duration::from_millis(100);
                     store_failures = 0;
@@ -439,7 +448,7 @@ impl Dispatcher {
                                 None => self.inner.clock.now().add(Duration::from_millis(100)),
                             };
                             if let Err(e) = self.inner.store.defer(&c.lease, at).await {
-                                tracing::debug!(error = %e, "deferring a claim failed; its lease will lapse");
+                                tracing::debug!(error = %e, account_id = %c.endpoint.account, endpoint_id = %c.endpoint.id, delivery_id = %c.delivery.id, "deferring a claim failed; its lease will lapse");
                             }
                             continue;
                         }
@@ -451,6 +460,8 @@ impl Dispatcher {
                             },
                         };
                         let this = self.clone();
+                        let span = attempt_span(&c);
+                        span.follows_from(&claim_span);
                         tasks.spawn(async move {
                             // A rate-limited endpoint's request waits for the send time its
                             // claim reserved (at most the rate horizon away).
@@ -460,7 +471,7 @@ impl Dispatcher {
                                     tokio::time::sleep(wait.min(crate::store::RATE_HORIZON)).await;
                                 }
                             }
-                            this.attempt(c).await;
+                            this.attempt(c, span).await;
                             drop(permit);
                             // A slot (and maybe an endpoint's limit) is free again.
                             this.wake();
@@ -557,17 +568,8 @@ impl Dispatcher {
         }
     }
 
-    /// Makes one attempt of a claimed delivery and settles it.
-    async fn attempt(&self, mut c: Claimed) {
-        let span = tracing::debug_span!(
-            "deliver",
-            event_id = %c.event.id,
-            endpoint_id = %c.endpoint.id,
-            delivery_id = %c.delivery.id,
-            attempt = c.attempt_number,
-            status = tracing::field::Empty,
-            latency_ms = tracing::field::Empty,
-        );
+    /// Makes one attempt of a claimed delivery and settles it, in `span` (see [`attempt_span`]).
+    async fn attempt(&self, mut c: Claimed, span: tracing::Span) {
         async move {
             let inner = &self.inner;
             let started_at = inner.clock.now();
@@ -644,7 +646,10 @@ impl Dispatcher {
             match next {
                 Next::Delivered => tracing::debug!("delivered"),
                 Next::RetryAt(at) => tracing::debug!(retry_at = %at, "attempt failed"),
-                Next::Exhausted => tracing::warn!("retries exhausted; delivery failed"),
+                Next::Exhausted => tracing::warn!(
+                    error = attempt.error.as_deref(),
+                    "retries exhausted; delivery failed"
+                ),
             }
             self.settle(&c, &attempt, next).await;
         }
@@ -721,18 +726,17 @@ impl Dispatcher {
             .disable_endpoint(&c.endpoint.id, &reason, now)
             .await
         {
+            // The attempt's span names the account and endpoint.
             Ok(true) => {
                 crate::metrics::endpoint_disabled();
                 tracing::warn!(
-                account_id = %c.endpoint.account,
-                endpoint_id = %c.endpoint.id,
                 failing_since = %since,
                 "endpoint disabled after failing for too long"
                 )
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::error!(error = %e, endpoint_id = %c.endpoint.id, "disabling a failing endpoint failed")
+                tracing::error!(error = %e, "disabling a failing endpoint failed")
             }
         }
         self.inner.gates.forget(&c.endpoint.id);
@@ -829,6 +833,26 @@ impl Dispatcher {
             timeout: inner.config.request_timeout,
         }
     }
+}
+
+/// The span of one attempt: every line logged in the attempt's task (by the dispatcher, the
+/// transport and the store) carries these ids through it. ERROR level keeps it enabled under any
+/// filter that lets a line through (`RUST_LOG=warn` included); log output never prints spans on
+/// their own. A root span: attempts may run long after, and in another process than, the
+/// publish.
+fn attempt_span(c: &Claimed) -> tracing::Span {
+    tracing::error_span!(
+        parent: None,
+        "attempt",
+        account_id = %c.endpoint.account,
+        endpoint_id = %c.endpoint.id,
+        event_id = %c.event.id,
+        event_type = %c.event.event_type,
+        delivery_id = %c.delivery.id,
+        attempt = c.attempt_number,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
 }
 
 /// The first panic among the tasks of `set` that have finished (dropping the others' results).

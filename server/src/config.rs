@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "HOOKLINE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Export OpenTelemetry traces over OTLP/HTTP to this base URL (`/v1/traces` is appended),
+    /// e.g. http://127.0.0.1:4318; builds with the `otel` feature also honour the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` [default: no export].
+    #[arg(long, env = "HOOKLINE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// The admin API key (`hk_` and at least 32 random characters, e.g. `hk_$(openssl rand -hex
     /// 24)`); when unset, one is generated on first start and shown once.
     #[arg(long, env = "HOOKLINE_ADMIN_KEY", hide_env_values = true)]
@@ -188,6 +193,7 @@ struct FileConfig {
     retention: Option<String>,
     max_event_bytes: Option<usize>,
     log_format: Option<String>,
+    otlp_endpoint: Option<String>,
     admin_key: Option<String>,
 }
 
@@ -251,6 +257,9 @@ pub struct ServerConfig {
     pub max_event_bytes: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Base URL of an OTLP/HTTP collector to export traces to (`None`: the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables decide; no export when they are unset).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -275,6 +284,7 @@ impl Default for ServerConfig {
             retention: Some(Duration::from_secs(30 * 86_400)),
             max_event_bytes: 256 * 1024,
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }
@@ -378,6 +388,26 @@ impl ServerConfig {
         if max_event_bytes < 1024 {
             bail!("max_event_bytes must be at least 1024");
         }
+        let otlp_endpoint = args
+            .otlp_endpoint
+            .or(file.otlp_endpoint)
+            .filter(|u| !u.is_empty());
+        if let Some(u) = &otlp_endpoint {
+            if !cfg!(feature = "otel") {
+                bail!(
+                    "otlp_endpoint: this build exports no traces (build it with the cargo \
+                     feature `otel`, or `full`)"
+                );
+            }
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "http" => {}
+                Ok(p) if p.scheme() == "https" => bail!(
+                    "otlp_endpoint `{u}`: the exporter speaks plain http; send to a local \
+                     collector that forwards over TLS"
+                ),
+                _ => bail!("otlp_endpoint `{u}`: use an http:// URL such as http://127.0.0.1:4318"),
+            }
+        }
         let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
         if let Some(key) = &admin_key {
             check_admin_key(key)?;
@@ -405,6 +435,7 @@ impl ServerConfig {
             retention,
             max_event_bytes,
             log_format,
+            otlp_endpoint,
         })
     }
 }

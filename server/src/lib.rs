@@ -19,7 +19,8 @@
 //! | `sqlite` | yes | the embedded SQLite store (`sqlite://path`) |
 //! | `postgres` | no | the PostgreSQL store (`postgres://…`) |
 //! | `redis` | no | the Redis store (`redis://…`) |
-//! | `full` | no | every store above |
+//! | `otel` | no | OpenTelemetry traces exported over OTLP/HTTP ([`telemetry`]) |
+//! | `full` | no | every store above, and `otel` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "redis")))]

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use super::validate::{self, MAX_QUEUE_ID};
 use super::{Actor, Hookline, ServiceError, page_request};
@@ -231,9 +232,28 @@ impl Hookline {
         Ok(event)
     }
 
-    /// Stores a checked event with one delivery per subscribed endpoint.
+    /// Stores a checked event with one delivery per subscribed endpoint, in an `ingest` span
+    /// that names the event (ERROR level, so that it is enabled under any log filter, like the
+    /// dispatcher's `attempt` span).
     async fn fan_out(&self, event: &Event) -> Result<Receipt, ServiceError> {
-        Ok(self.dispatcher().publish(event).await?)
+        let span = tracing::error_span!(
+            "ingest",
+            account_id = %event.account,
+            event_id = %event.id,
+            event_type = %event.event_type,
+            deliveries = tracing::field::Empty,
+            duplicate_of = tracing::field::Empty,
+        );
+        let receipt = self
+            .dispatcher()
+            .publish(event)
+            .instrument(span.clone())
+            .await?;
+        span.record("deliveries", receipt.deliveries.len());
+        if receipt.duplicate {
+            span.record("duplicate_of", tracing::field::display(&receipt.event_id));
+        }
+        Ok(receipt)
     }
 
     /// Runs a publication within [`write_timeout`](super::ServiceConfig::write_timeout). `work`

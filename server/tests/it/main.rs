@@ -5,10 +5,13 @@ mod cli;
 mod engine;
 mod faults;
 mod listen;
+mod logs;
 mod metrics;
 mod multiprocess;
 mod operations;
 mod ops;
+#[cfg(feature = "otel")]
+mod otel;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod outage;
 #[cfg(feature = "postgres")]

@@ -223,6 +223,10 @@ pub(crate) struct Server {
     args: Vec<String>,
     dir: Arc<tempfile::TempDir>,
     pub(crate) http: reqwest::Client,
+    /// Extra environment variables of the process.
+    env: Vec<(String, String)>,
+    /// Standard error's lines, when captured.
+    log: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Server {
@@ -248,9 +252,61 @@ impl Server {
             args,
             dir,
             http: reqwest::Client::new(),
+            env: Vec::new(),
+            log: None,
         };
         s.spawn().await;
         s
+    }
+
+    /// Starts the binary like [`Server::start`] with `env` set (`RUST_LOG` among them wins over
+    /// the default), capturing its standard error (see [`Server::log_lines`]).
+    pub(crate) async fn start_capturing(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let store = format!("sqlite://{}", dir.path().join("hookline.db").display());
+        let mut s = Self {
+            base: String::new(),
+            store,
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            dir,
+            http: reqwest::Client::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            log: Some(Arc::default()),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// The lines written to standard error so far (only for [`Server::start_capturing`]).
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        self.log
+            .as_ref()
+            .expect("started with start_capturing")
+            .lock()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until a line of standard error satisfies `f` and returns it (or panics after
+    /// `timeout`, showing what was logged).
+    pub(crate) async fn wait_for_log(&self, timeout: Duration, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.log_lines();
+            if let Some(l) = lines.iter().find(|l| f(l)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log line in {timeout:?}; the log:\n{}",
+                lines.join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Another process on the same store with the same flags.
@@ -262,8 +318,8 @@ impl Server {
     async fn spawn(&mut self) {
         let port = free_port();
         self.base = format!("http://127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookline"));
+        cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--store", &self.store])
             .args(["--allow-network", "127.0.0.0/8", "--allow-http"])
@@ -273,10 +329,24 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("HOOKLINE_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the hookline binary");
+            .stdin(Stdio::null());
+        if self.log.is_some() {
+            cmd.stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("start the hookline binary");
+        if let (Some(log), Some(stderr)) = (self.log.clone(), child.stderr.take()) {
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
