@@ -66,16 +66,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = ServerConfig::load(*args).context("invalid configuration")?;
-<<<<<<< HEAD
-            hookline_server::telemetry::init(config.log_format);
-            hookline_server::run(config, shutdown).await
-=======
             let telemetry = hookline_server::telemetry::init_serve(&config)?;
             let result = hookline_server::run(config, shutdown).await;
             // Sends the spans still buffered (blocking, at most 5 s).
             let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
             result
->>>>>>> traces
         }
         Command::Listen(args) => hookline_server::listen::run(args, shutdown).await,
         Command::Ops(command) => ops::run(command, shutdown).await,
