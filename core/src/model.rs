@@ -13,6 +13,7 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     /// Producer-chosen id.
     pub id: AccountId,
@@ -70,6 +71,7 @@ impl Site {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventType {
     /// The name, e.g. `rx.completed`.
     pub name: EventTypeName,
@@ -271,6 +273,7 @@ impl Endpoint {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// `evt_…`; the same on every retry.
     pub id: EventId,
@@ -284,6 +287,7 @@ pub struct Event {
     /// The producer's reference to the work item.
     pub queue_id: Option<String>,
     /// The event's JSON object, byte for byte as accepted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Box<RawValue>,
     /// The producer's idempotency key, if given.
     pub idempotency_key: Option<String>,
@@ -330,6 +334,7 @@ impl PartialEq for Event {
 /// The state of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt.
     Pending,
@@ -367,6 +372,7 @@ impl DeliveryStatus {
 /// What started an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Trigger {
     /// The retry schedule.
     Scheduled,
@@ -397,6 +403,7 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delivery {
     /// `dlv_…`.
     pub id: DeliveryId,
@@ -448,6 +455,7 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// `atm_…`.
     pub id: AttemptId,

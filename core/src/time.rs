@@ -112,6 +112,24 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat, Type};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "An RFC 3339 instant, in UTC with milliseconds when the server writes it.",
+            ))
+            .examples(["2026-11-25T15:40:55.123Z"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Timestamp {}
+
 /// Where the engine reads the time. Passed in everywhere so that tests can drive it.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The current instant.

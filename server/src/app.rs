@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hookline_core::cache::CachedStore;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
 use hookline_core::metrics::MeteredStore;
@@ -34,15 +33,19 @@ use crate::state::AppState;
 /// serves it on `--metrics-listen` then).
 pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
     let max_body = state.hookline.config().max_event_bytes;
-    let mut router = Router::new()
-        .merge(crate::api::routes(max_body))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz));
+    let (mut router, _) = crate::openapi::router(max_body).split_for_parts();
     if let Some(handle) = metrics {
         router = router.merge(crate::metrics::admin_route(handle));
     }
     router
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take this method",
+            )
+        })
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(
@@ -74,13 +77,6 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         "internal error",
     )
     .into_response()
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store().next_due().await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
 }
 
 /// Opens the store named by `url`, among the backends compiled in.

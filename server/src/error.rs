@@ -18,13 +18,28 @@ pub struct ApiError {
     outcome: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error answer (RFC 9457), `application/problem+json`. Its `code` is stable and listed in the
+/// error catalogue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://hookline.dev/problems/unknown_event_type",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "code": "unknown_event_type",
+    "detail": "no event type `rx.nope` in the catalog"
+}))]
+pub struct Problem<'a> {
+    /// `https://hookline.dev/problems/<code>`: an identifier of the problem kind (see the error
+    /// catalogue, where each code has its own entry).
     #[serde(rename = "type")]
     kind: String,
+    /// The HTTP status's reason phrase.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// The stable machine-readable code.
     code: &'a str,
+    /// What was wrong, for people.
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<&'a str>,
@@ -260,6 +275,31 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::bad_request("invalid_query", r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the limit",
+            )
+        } else {
+            Self::bad_request("invalid_body", r.body_text())
+        }
+    }
+}
+
+impl ApiError {
+    /// A request body that is not the JSON expected: `malformed_json` (400) when it is not
+    /// JSON, `invalid_body` (422) when it is JSON of the wrong shape, as with JSON extractors.
+    pub fn from_json(e: serde_json::Error) -> Self {
+        match e.classify() {
+            serde_json::error::Category::Data => Self::unprocessable("invalid_body", e.to_string()),
+            _ => Self::bad_request("malformed_json", e.to_string()),
+        }
     }
 }
 

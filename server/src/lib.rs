@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod listen;
 pub mod metrics;
+pub mod openapi;
 pub mod state;
 pub mod telemetry;
 

@@ -78,13 +78,25 @@ fn render(handle: &PrometheusHandle) -> Response {
 /// `GET /metrics` on the main port: the admin key is required (metrics describe the whole
 /// deployment).
 pub(crate) fn admin_route(handle: PrometheusHandle) -> Router<AppState> {
-    Router::new().route(
-        "/metrics",
-        axum::routing::get(move |Caller(actor): Caller| async move {
-            actor.require_admin().map_err(ApiError::from)?;
-            Ok::<_, ApiError>(render(&handle))
-        }),
-    )
+    Router::new()
+        .route("/metrics", axum::routing::get(admin_metrics))
+        .layer(axum::Extension(handle))
+}
+
+crate::problems!(MetricsProblems = [crate::openapi::AUTH, crate::openapi::ADMIN]);
+
+/// The deployment's metrics in the Prometheus text format (admin key). Absent when the server
+/// serves them on `--metrics-listen` instead.
+#[utoipa::path(get, path = "/metrics", tag = "meta", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format.", body = String,
+        content_type = "text/plain"), MetricsProblems),
+    security(("adminKey" = [])))]
+pub(crate) async fn admin_metrics(
+    axum::Extension(handle): axum::Extension<PrometheusHandle>,
+    Caller(actor): Caller,
+) -> Result<Response, ApiError> {
+    actor.require_admin().map_err(ApiError::from)?;
+    Ok(render(&handle))
 }
 
 /// The router of `--metrics-listen`: `GET /metrics`, open (the address is meant to be reachable

@@ -13,8 +13,10 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAccount {
     /// The id, e.g. `acme`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::id::AccountId))]
     pub id: String,
     /// The display name.
     pub name: Option<String>,
@@ -40,6 +42,7 @@ impl NewAccount {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountPatch {
     /// A new display name.
     pub name: Option<String>,
@@ -63,8 +66,10 @@ impl AccountPatch {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewSite {
     /// The id, e.g. `store-1`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::id::SiteId))]
     pub id: String,
     /// The display name.
     pub name: Option<String>,
@@ -90,6 +95,7 @@ impl NewSite {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SitePatch {
     /// A new display name.
     pub name: Option<String>,

@@ -11,13 +11,16 @@ use crate::model::{EventType, Page};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEventType {
     /// The name, e.g. `order.paid`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::id::EventTypeName))]
     pub name: String,
     /// What the event means.
     #[serde(default)]
     pub description: String,
     /// An optional JSON Schema for the event's `data` (an object or a boolean).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub schema: Option<serde_json::Value>,
     /// Whether it starts archived (accepting no events).
     #[serde(default)]
@@ -58,11 +61,13 @@ impl NewEventType {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventTypePatch {
     /// A new description.
     pub description: Option<String>,
     /// A new schema, or `Some(None)` to remove it.
     #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub schema: Option<Option<serde_json::Value>>,
     /// Archive or restore.
     pub archived: Option<bool>,

@@ -10,10 +10,13 @@ use crate::model::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, Page, Page
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct DeliveryQuery {
     /// Only deliveries in this state: `pending`, `succeeded`, `failed` or `cancelled`.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::model::DeliveryStatus>))]
     pub status: Option<String>,
-    /// Rows at most (see [`Paging`](super::Paging)).
+    /// Rows at most, 1 to 250 (default 50).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 250))]
     pub limit: Option<usize>,
     /// Where the previous page ended.
     pub cursor: Option<String>,

@@ -24,6 +24,7 @@ const DISABLED_BY_CALLER: &str = "disabled through the API";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEndpoint {
     /// The target URL (`https`, or `http` where allowed).
     pub url: String,
@@ -31,16 +32,20 @@ pub struct NewEndpoint {
     pub description: Option<String>,
     /// Event types it takes (names in the catalog); empty takes every type.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::id::EventTypeName>, max_items = 100))]
     pub event_types: Vec<String>,
     /// Sites it takes (ids in the account); empty makes it shared by all sites.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::id::SiteId>, max_items = 100))]
     pub sites: Vec<String>,
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Requests per second, if limited.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295_u64, format = Int64))]
     pub rate_limit: Option<u32>,
     /// Requests in flight at once, if limited.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295_u64, format = Int64))]
     pub max_concurrency: Option<u32>,
     /// Deliver events that share a `queueId` in order.
     #[serde(default)]
@@ -127,6 +132,7 @@ impl NewEndpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndpointPatch {
     /// A new URL.
     pub url: Option<String>,
@@ -134,15 +140,19 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "super::present")]
     pub description: Option<Option<String>>,
     /// A new event-type filter.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::id::EventTypeName>>, max_items = 100))]
     pub event_types: Option<Vec<String>>,
     /// A new site filter.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::id::SiteId>>, max_items = 100))]
     pub sites: Option<Vec<String>>,
     /// New extra headers (replacing all).
     pub headers: Option<BTreeMap<String, String>>,
     /// A new rate limit, or `Some(None)` to remove it.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295_u64, format = Int64))]
     #[serde(default, deserialize_with = "super::present")]
     pub rate_limit: Option<Option<u32>>,
     /// A new concurrency limit, or `Some(None)` to remove it.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295_u64, format = Int64))]
     #[serde(default, deserialize_with = "super::present")]
     pub max_concurrency: Option<Option<u32>>,
     /// Ordered delivery on or off.
@@ -216,6 +226,7 @@ impl EndpointPatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretRotation {
     /// The new signing secret (`whsec_…`).
     pub secret: Option<String>,

@@ -18,14 +18,18 @@ use crate::transport::BoxError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEvent {
     /// The event type, a name in the catalog that is not archived.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::id::EventTypeName))]
     pub event: String,
     /// The site it happened at, if any (an id in the account).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::id::SiteId>))]
     pub site: Option<String>,
     /// The producer's reference to the work item.
     pub queue_id: Option<String>,
     /// The event's JSON object, kept byte for byte.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Box<RawValue>,
     /// Makes publishing idempotent: an event with a key already accepted for the account is
     /// not stored again, and the original's receipt comes back.
@@ -98,6 +102,7 @@ impl NewEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct EventQuery {
     /// Only this event type.
     pub event: Option<String>,
@@ -109,7 +114,8 @@ pub struct EventQuery {
     pub since: Option<Timestamp>,
     /// Only events before this instant.
     pub until: Option<Timestamp>,
-    /// Rows at most (see [`Paging`](super::Paging)).
+    /// Rows at most, 1 to 250 (default 50).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 250))]
     pub limit: Option<usize>,
     /// Where the previous page ended.
     pub cursor: Option<String>,

@@ -394,10 +394,12 @@ impl ServiceConfig {
 /// `limit` and `cursor` of a list request, as received: checked by the listing operations.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct Paging {
-    /// Rows at most, 1 to [`MAX_PAGE_LIMIT`] (default [`DEFAULT_PAGE_LIMIT`]).
+    /// Rows at most, 1 to 250 ([`MAX_PAGE_LIMIT`]; default 50, [`DEFAULT_PAGE_LIMIT`]).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 250))]
     pub limit: Option<usize>,
-    /// Where the previous page ended ([`Cursor::encode`]).
+    /// Where the previous page ended: the `nextCursor` of the page before.
     pub cursor: Option<String>,
 }
 

@@ -10,8 +10,46 @@ use serde::Serialize;
 use super::{Json, ListOut, Path, Query};
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::openapi::{ACCOUNT, ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
+use crate::problems;
 use crate::state::AppState;
 
+problems!(
+    CreateProblems = [
+        AUTH,
+        ADMIN,
+        JSON_BODY,
+        TEXT,
+        &[(400, &["invalid_id"]), (409, &["account_exists"])]
+    ]
+);
+problems!(ListProblems = [AUTH, ADMIN, PAGING]);
+problems!(GetProblems = [AUTH, ACCOUNT]);
+problems!(UpdateProblems = [AUTH, ACCOUNT, JSON_BODY, TEXT, GONE]);
+problems!(DeleteProblems = [AUTH, ACCOUNT, GONE]);
+problems!(KeyProblems = [AUTH, ACCOUNT]);
+problems!(CreateSiteProblems = [AUTH, ACCOUNT, JSON_BODY, TEXT, &[(409, &["site_exists"])]]);
+problems!(ListSitesProblems = [AUTH, ACCOUNT, PAGING]);
+problems!(SiteProblems = [AUTH, ACCOUNT, &[(404, &["site_not_found"])]]);
+problems!(
+    UpdateSiteProblems = [
+        AUTH,
+        ACCOUNT,
+        JSON_BODY,
+        TEXT,
+        GONE,
+        &[(404, &["site_not_found"])]
+    ]
+);
+problems!(DeleteSiteProblems = [AUTH, ACCOUNT, GONE, &[(404, &["site_not_found"])]]);
+
+/// Creates an account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", operation_id = "createAccount",
+    request_body(content = NewAccount, example = json!({"id": "pharma-017", "name": "Pharmacy 017"})),
+    responses((status = 201, description = "The account.", body = Account,
+        example = json!({"id": "pharma-017", "name": "Pharmacy 017", "createdAt": "2026-11-25T15:40:55.123Z", "updatedAt": "2026-11-25T15:40:55.123Z"})),
+        CreateProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -21,6 +59,11 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
+/// Lists accounts, newest first.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", operation_id = "listAccounts",
+    params(Paging),
+    responses((status = 200, description = "A page of accounts.", body = ListOut<Account>), ListProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -30,6 +73,11 @@ pub(crate) async fn list(
     Ok(Json(ListOut::new(page, |a| a)))
 }
 
+/// One account.
+#[utoipa::path(get, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "getAccount",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    responses((status = 200, description = "The account.", body = Account), GetProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -38,6 +86,12 @@ pub(crate) async fn get(
     Ok(Json(state.hookline.account(&by, &account).await?))
 }
 
+/// Changes an account's display name.
+#[utoipa::path(patch, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "updateAccount",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    request_body(content = AccountPatch, example = json!({"name": "Pharmacy 017 (Main St)"})),
+    responses((status = 200, description = "The changed account.", body = Account), UpdateProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -49,6 +103,11 @@ pub(crate) async fn update(
     ))
 }
 
+/// Deletes an account with everything it owns, its keys included.
+#[utoipa::path(delete, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "deleteAccount",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    responses((status = 204, description = "Deleted."), DeleteProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -58,12 +117,17 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+/// A newly issued API key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct KeyOut {
+    /// The key (`hk_…`): shown only here, keep it now.
     key: String,
+    /// Its first characters, for display.
     prefix: String,
+    /// The account it speaks for.
     account: AccountId,
+    /// When it was issued.
     created_at: Timestamp,
 }
 
@@ -78,6 +142,11 @@ impl From<IssuedKey> for KeyOut {
     }
 }
 
+/// Issues a new API key for the account; the key is shown only in this answer.
+#[utoipa::path(post, path = "/v1/accounts/{account}/keys", tag = "accounts", operation_id = "createAccountKey",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    responses((status = 201, description = "The new key.", body = KeyOut), KeyProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -87,13 +156,20 @@ pub(crate) async fn create_key(
     Ok((StatusCode::CREATED, Json(key.into())))
 }
 
-#[derive(Debug, Serialize)]
+/// A location inside an account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Site)]
 pub(crate) struct SiteOut {
+    /// The id, unique within the account.
     id: SiteId,
+    /// The account it belongs to.
     account: AccountId,
+    /// Display name.
     name: String,
+    /// When it was created.
     created_at: Timestamp,
+    /// When it was last changed.
     updated_at: Timestamp,
 }
 
@@ -109,6 +185,12 @@ impl From<Site> for SiteOut {
     }
 }
 
+/// Creates a site in the account.
+#[utoipa::path(post, path = "/v1/accounts/{account}/sites", tag = "accounts", operation_id = "createSite",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    request_body(content = NewSite, example = json!({"id": "store-1", "name": "Main St"})),
+    responses((status = 201, description = "The site.", body = SiteOut), CreateSiteProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn create_site(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -119,6 +201,11 @@ pub(crate) async fn create_site(
     Ok((StatusCode::CREATED, Json(site.into())))
 }
 
+/// Lists the account's sites, newest first.
+#[utoipa::path(get, path = "/v1/accounts/{account}/sites", tag = "accounts", operation_id = "listSites",
+    params(("account" = AccountId, Path, description = "The account id."), Paging),
+    responses((status = 200, description = "A page of sites.", body = ListOut<SiteOut>), ListSitesProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list_sites(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -129,6 +216,11 @@ pub(crate) async fn list_sites(
     Ok(Json(ListOut::new(page, SiteOut::from)))
 }
 
+/// One site.
+#[utoipa::path(get, path = "/v1/accounts/{account}/sites/{site}", tag = "accounts", operation_id = "getSite",
+    params(("account" = AccountId, Path, description = "The account id."), ("site" = SiteId, Path, description = "The site id, unique within the account.")),
+    responses((status = 200, description = "The site.", body = SiteOut), SiteProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn get_site(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -139,6 +231,12 @@ pub(crate) async fn get_site(
     ))
 }
 
+/// Changes a site's display name.
+#[utoipa::path(patch, path = "/v1/accounts/{account}/sites/{site}", tag = "accounts", operation_id = "updateSite",
+    params(("account" = AccountId, Path, description = "The account id."), ("site" = SiteId, Path, description = "The site id, unique within the account.")),
+    request_body(content = SitePatch, example = json!({"name": "Main St (new)"})),
+    responses((status = 200, description = "The changed site.", body = SiteOut), UpdateSiteProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn update_site(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -152,6 +250,11 @@ pub(crate) async fn update_site(
     Ok(Json(site.into()))
 }
 
+/// Deletes a site.
+#[utoipa::path(delete, path = "/v1/accounts/{account}/sites/{site}", tag = "accounts", operation_id = "deleteSite",
+    params(("account" = AccountId, Path, description = "The account id."), ("site" = SiteId, Path, description = "The site id, unique within the account.")),
+    responses((status = 204, description = "Deleted."), DeleteSiteProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn delete_site(
     State(state): State<AppState>,
     Caller(by): Caller,

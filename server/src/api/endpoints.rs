@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::model::{Endpoint, EndpointSecret};
@@ -10,31 +9,89 @@ use hookline_core::service::{EndpointPatch, NewEndpoint, Paging, SecretRotation}
 use hookline_core::{AccountId, EndpointId, EventId, EventTypeName, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Json, ListOut, Path, Query};
+use super::{Body, Json, ListOut, Path, Query};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, TEXT};
+use crate::problems;
 use crate::state::AppState;
 
+/// What a new or changed endpoint's settings may be refused for.
+const SETTINGS: crate::openapi::Codes = &[
+    (400, &["invalid_id"]),
+    (
+        422,
+        &[
+            "invalid_url",
+            "insecure_url",
+            "unknown_event_type",
+            "unknown_site",
+            "too_many_items",
+            "reserved_header",
+            "invalid_header",
+            "invalid_secret",
+            "invalid_limit",
+        ],
+    ),
+];
+/// Routes under `…/endpoints/{endpoint}`.
+const ENDPOINT: crate::openapi::Codes = &[(404, &["endpoint_not_found"])];
+
+problems!(CreateProblems = [AUTH, ACCOUNT, JSON_BODY, TEXT, SETTINGS]);
+problems!(ListProblems = [AUTH, ACCOUNT, PAGING]);
+problems!(GetProblems = [AUTH, ACCOUNT, ENDPOINT]);
+problems!(UpdateProblems = [AUTH, ACCOUNT, ENDPOINT, JSON_BODY, TEXT, SETTINGS, GONE]);
+problems!(ChangeProblems = [AUTH, ACCOUNT, ENDPOINT, GONE]);
+problems!(
+    RotateProblems = [
+        AUTH,
+        ACCOUNT,
+        ENDPOINT,
+        GONE,
+        &[
+            (400, &["malformed_json", "invalid_body"]),
+            (413, &["payload_too_large"]),
+            (422, &["invalid_body", "invalid_secret"]),
+        ]
+    ]
+);
+problems!(RecoverProblems = [AUTH, ACCOUNT, ENDPOINT, JSON_BODY]);
+
 /// An endpoint as the API shows it (secrets only through the secret route).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Endpoint)]
 pub(crate) struct EndpointOut {
+    /// Generated id.
     id: EndpointId,
+    /// Owning account.
     account: AccountId,
+    /// Target URL.
     url: String,
+    /// Free text.
     description: Option<String>,
+    /// Event-type filter; empty means every type.
     event_types: Vec<EventTypeName>,
+    /// Site filter; empty means a shared endpoint for all sites (and events without a site).
     sites: Vec<SiteId>,
+    /// Extra request headers.
     headers: BTreeMap<String, String>,
+    /// Requests per second, if limited.
     rate_limit: Option<u32>,
+    /// Requests in flight at once, if limited.
     max_concurrency: Option<u32>,
+    /// Deliver events that share a `queueId` in order.
     ordered: bool,
+    /// Whether deliveries are sent.
     enabled: bool,
+    /// Why it was disabled, when it is.
     disabled_reason: Option<String>,
     /// Since when every attempt has failed (absent while the endpoint is healthy).
     #[serde(skip_serializing_if = "Option::is_none")]
     failing_since: Option<Timestamp>,
+    /// When it was created.
     created_at: Timestamp,
+    /// When it was last changed.
     updated_at: Timestamp,
 }
 
@@ -61,6 +118,13 @@ impl From<Endpoint> for EndpointOut {
     }
 }
 
+/// Creates an endpoint in the account. Only `url` is required; empty filters take every event
+/// type and every site, and a signing secret is generated unless one is given.
+#[utoipa::path(post, path = "/v1/accounts/{account}/endpoints", tag = "endpoints", operation_id = "createEndpoint",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    request_body(content = NewEndpoint, example = json!({"url": "http://127.0.0.1:9000/webhooks", "eventTypes": ["rx.completed"], "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})),
+    responses((status = 201, description = "The endpoint.", body = EndpointOut, example = json!({"id": "ep_01KB2Z6Q3V8M4J7X0R5T9W1C2D", "account": "pharma-017", "url": "http://127.0.0.1:9000/webhooks", "description": null, "eventTypes": ["rx.completed"], "sites": [], "headers": {}, "rateLimit": null, "maxConcurrency": null, "ordered": false, "enabled": true, "disabledReason": null, "createdAt": "2026-11-25T15:40:55.123Z", "updatedAt": "2026-11-25T15:40:55.123Z"})), CreateProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -71,6 +135,11 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(ep.into())))
 }
 
+/// Lists the account's endpoints, newest first.
+#[utoipa::path(get, path = "/v1/accounts/{account}/endpoints", tag = "endpoints", operation_id = "listEndpoints",
+    params(("account" = AccountId, Path, description = "The account id."), Paging),
+    responses((status = 200, description = "A page of endpoints.", body = ListOut<EndpointOut>), ListProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -84,6 +153,11 @@ pub(crate) async fn list(
     Ok(Json(ListOut::new(page, EndpointOut::from)))
 }
 
+/// One endpoint.
+#[utoipa::path(get, path = "/v1/accounts/{account}/endpoints/{endpoint}", tag = "endpoints", operation_id = "getEndpoint",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    responses((status = 200, description = "The endpoint.", body = EndpointOut), GetProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -93,6 +167,13 @@ pub(crate) async fn get(
     Ok(Json(ep.into()))
 }
 
+/// Changes an endpoint; absent fields stay, `null` clears `description`, `rateLimit` and
+/// `maxConcurrency`. Enabling it this way restarts its failure clock, as `enable` does.
+#[utoipa::path(patch, path = "/v1/accounts/{account}/endpoints/{endpoint}", tag = "endpoints", operation_id = "updateEndpoint",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    request_body(content = EndpointPatch, example = json!({"rateLimit": 5, "description": null})),
+    responses((status = 200, description = "The changed endpoint.", body = EndpointOut), UpdateProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -106,6 +187,12 @@ pub(crate) async fn update(
     Ok(Json(ep.into()))
 }
 
+/// Enables an endpoint (also one disabled after failing): its failure clock starts over and its
+/// pending deliveries go at once.
+#[utoipa::path(post, path = "/v1/accounts/{account}/endpoints/{endpoint}/enable", tag = "endpoints", operation_id = "enableEndpoint",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    responses((status = 200, description = "The endpoint.", body = EndpointOut), ChangeProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn enable(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -118,6 +205,11 @@ pub(crate) async fn enable(
     Ok(Json(ep.into()))
 }
 
+/// Disables an endpoint: its deliveries stay pending until it is enabled again.
+#[utoipa::path(post, path = "/v1/accounts/{account}/endpoints/{endpoint}/disable", tag = "endpoints", operation_id = "disableEndpoint",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    responses((status = 200, description = "The endpoint.", body = EndpointOut), ChangeProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn disable(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -130,6 +222,11 @@ pub(crate) async fn disable(
     Ok(Json(ep.into()))
 }
 
+/// Removes an endpoint; its unfinished deliveries are cancelled.
+#[utoipa::path(delete, path = "/v1/accounts/{account}/endpoints/{endpoint}", tag = "endpoints", operation_id = "deleteEndpoint",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    responses((status = 204, description = "Removed."), ChangeProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -142,7 +239,8 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+/// The secrets that sign an endpoint's requests.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SecretOut {
     /// The current secret.
@@ -151,11 +249,15 @@ pub(crate) struct SecretOut {
     secrets: Vec<SecretEntry>,
 }
 
-#[derive(Debug, Serialize)]
+/// A secret that signs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SecretEntry {
+    /// The secret (`whsec_…`).
     secret: String,
+    /// When it was created.
     created_at: Timestamp,
+    /// When it stops signing; `null` while it is current.
     expires_at: Option<Timestamp>,
 }
 
@@ -179,6 +281,11 @@ impl From<Vec<EndpointSecret>> for SecretOut {
     }
 }
 
+/// The secrets that sign the endpoint's requests now, the current one first.
+#[utoipa::path(get, path = "/v1/accounts/{account}/endpoints/{endpoint}/secret", tag = "endpoints", operation_id = "getEndpointSecret",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    responses((status = 200, description = "The current secret, and every secret that still signs.", body = SecretOut), GetProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn get_secret(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -191,18 +298,26 @@ pub(crate) async fn get_secret(
     Ok(Json(active.into()))
 }
 
+/// Rotates the signing secret: the new one (given, or generated for an empty body) signs from
+/// now on, and the older ones keep signing for the overlap (24 h by default).
+#[utoipa::path(post, path = "/v1/accounts/{account}/endpoints/{endpoint}/secret/rotate", tag = "endpoints", operation_id = "rotateEndpointSecret",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    request_body(content = Option<SecretRotation>, content_type = "application/json", description = "Optional: an empty body generates the new secret.", example = json!({})),
+    responses((status = 200, description = "The secrets that sign now, newest first.", body = SecretOut), RotateProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path((account, endpoint)): Path<(String, String)>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<Json<SecretOut>> {
-    // The body is optional: empty rotates to a generated secret.
+    // The body is optional: empty (or `null`) rotates to a generated secret.
     let rotation: SecretRotation = if body.iter().all(u8::is_ascii_whitespace) {
         SecretRotation::generated()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
+        serde_json::from_slice::<Option<SecretRotation>>(&body)
+            .map_err(ApiError::from_json)?
+            .unwrap_or_else(SecretRotation::generated)
     };
     let active = state
         .hookline
@@ -211,13 +326,21 @@ pub(crate) async fn rotate_secret(
     Ok(Json(active.into()))
 }
 
-#[derive(Debug, Serialize)]
+/// The test event that was sent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TestOut {
+    /// The test event's id.
     id: EventId,
+    /// Deliveries created (one, to this endpoint).
     deliveries: usize,
 }
 
+/// Sends a test event (`hookline.test`) to this endpoint, whatever its filters.
+#[utoipa::path(post, path = "/v1/accounts/{account}/endpoints/{endpoint}/test", tag = "endpoints", operation_id = "sendTestEvent",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    responses((status = 202, description = "The test event, queued.", body = TestOut), GetProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn send_test(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -233,17 +356,27 @@ pub(crate) async fn send_test(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which failed deliveries to send again.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecoverIn {
+    /// Deliveries created at or after this instant.
     since: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+/// How many deliveries were queued again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RecoverOut {
+    /// Failed deliveries made pending again.
     recovered: u64,
 }
 
+/// Re-queues every failed delivery to this endpoint created at or after `since`.
+#[utoipa::path(post, path = "/v1/accounts/{account}/endpoints/{endpoint}/recover", tag = "endpoints", operation_id = "recoverEndpoint",
+    params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
+    request_body(content = RecoverIn, example = json!({"since": "2026-11-25T00:00:00Z"})),
+    responses((status = 202, description = "How many were queued again.", body = RecoverOut), RecoverProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn recover(
     State(state): State<AppState>,
     Caller(by): Caller,

@@ -2,22 +2,60 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use hookline_core::EventId;
 use hookline_core::model::Event;
 use hookline_core::service::{EventQuery, NewEvent};
 use hookline_core::store::Receipt;
+use hookline_core::{AccountId, EventId};
 use serde::Serialize;
 
 use super::{Json, ListOut, Path, Query};
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::openapi::{ACCOUNT, ADMIN, AUTH, JSON_BODY, PAGING, TEXT};
+use crate::problems;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+/// What an event may be refused for.
+const CHECKS: crate::openapi::Codes = &[
+    (400, &["invalid_id", "invalid_idempotency_key"]),
+    (413, &["payload_too_large"]),
+    (
+        422,
+        &[
+            "invalid_body",
+            "unknown_event_type",
+            "event_type_archived",
+            "unknown_site",
+            "invalid_data",
+        ],
+    ),
+];
+
+problems!(CreateProblems = [AUTH, ADMIN, ACCOUNT, JSON_BODY, TEXT, CHECKS]);
+problems!(
+    BatchProblems = [
+        AUTH,
+        ADMIN,
+        ACCOUNT,
+        JSON_BODY,
+        TEXT,
+        CHECKS,
+        &[(422, &["invalid_batch"])]
+    ]
+);
+problems!(ListProblems = [AUTH, ACCOUNT, PAGING, &[(400, &["invalid_id"])]]);
+problems!(GetProblems = [AUTH, ACCOUNT, &[(404, &["event_not_found"])]]);
+
+/// An accepted event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CreatedOut {
+    /// The event's id (the original's, for a duplicate).
     id: EventId,
+    /// Deliveries created, one per subscribed endpoint.
     deliveries: usize,
+    /// Whether an event with this idempotency key was accepted before (and this one was not
+    /// stored again).
     duplicate: bool,
 }
 
@@ -31,6 +69,15 @@ impl From<Receipt> for CreatedOut {
     }
 }
 
+/// Publishes an event to the account: it is checked, stored durably, and delivered to every
+/// subscribed endpoint. A repeated `Idempotency-Key` answers with the original event.
+#[utoipa::path(post, path = "/v1/accounts/{account}/events", tag = "events", operation_id = "publishEvent",
+    params(("account" = AccountId, Path, description = "The account id."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; an event with a key already accepted for the account is not stored again.", example = "q_8842-done")),
+    request_body(content = NewEvent, example = json!({"event": "rx.completed", "queueId": "q_8842", "data": {"patientId": "p_77", "din": "02242903"}})),
+    responses((status = 202, description = "Accepted.", body = CreatedOut,
+        example = json!({"id": "evt_01KB2Z6Q3V8M4J7X0R5T9W1C2D", "deliveries": 1, "duplicate": false})), CreateProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -44,11 +91,21 @@ pub(crate) async fn create(
     Ok((StatusCode::ACCEPTED, Json(receipt.into())))
 }
 
-#[derive(Debug, Serialize)]
+/// The accepted events of a batch, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct BatchOut {
+    /// One receipt per event, in the batch's order.
     data: Vec<CreatedOut>,
 }
 
+/// Publishes 1 to 100 events at once: every event is checked first, and one refused event stores
+/// none of them (its problem's `detail` names its position). Each event may carry its own
+/// `idempotencyKey`.
+#[utoipa::path(post, path = "/v1/accounts/{account}/events/batch", tag = "events", operation_id = "publishEvents",
+    params(("account" = AccountId, Path, description = "The account id.")),
+    request_body(content = Vec<NewEvent>, example = json!([{"event": "rx.completed", "queueId": "q_8842", "data": {"patientId": "p_77"}, "idempotencyKey": "q_8842-done"}])),
+    responses((status = 202, description = "Accepted, in order.", body = BatchOut), BatchProblems),
+    security(("adminKey" = [])))]
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -60,6 +117,11 @@ pub(crate) async fn create_batch(
     Ok((StatusCode::ACCEPTED, Json(BatchOut { data })))
 }
 
+/// Lists the account's events, newest first, filtered by type, site, queue id and time.
+#[utoipa::path(get, path = "/v1/accounts/{account}/events", tag = "events", operation_id = "listEvents",
+    params(("account" = AccountId, Path, description = "The account id."), EventQuery),
+    responses((status = 200, description = "A page of events.", body = ListOut<Event>), ListProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
@@ -70,6 +132,11 @@ pub(crate) async fn list(
     Ok(Json(ListOut::new(page, |e| e)))
 }
 
+/// One event, with its `data` as accepted.
+#[utoipa::path(get, path = "/v1/accounts/{account}/events/{event}", tag = "events", operation_id = "getEvent",
+    params(("account" = AccountId, Path, description = "The account id."), ("event" = EventId, Path, description = "The event id.")),
+    responses((status = 200, description = "The event.", body = Event), GetProblems),
+    security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(by): Caller,

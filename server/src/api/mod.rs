@@ -2,11 +2,11 @@
 //! [`Hookline`](hookline_core::service::Hookline) façade (which holds every rule) and renders
 //! the answer.
 
-use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::routing::{get, post};
 use hookline_core::model::Page;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,6 +28,18 @@ impl<T: Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
+/// A raw request body whose rejections are problem documents.
+#[derive(Debug)]
+pub(crate) struct Body(pub(crate) axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(axum::body::Bytes::from_request(req, state).await?))
+    }
+}
+
 /// A query string whose rejections are problem documents.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
@@ -38,11 +50,13 @@ pub(crate) struct Query<T>(pub(crate) T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub(crate) T);
 
-/// A page of a list: `{"data": [...], "nextCursor": "..."}`.
-#[derive(Debug, Serialize)]
+/// A page of a list, newest first: `{"data": [...], "nextCursor": "..."}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListOut<T> {
+    /// The rows of this page.
     data: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
     next_cursor: Option<String>,
 }
 
@@ -55,98 +69,43 @@ impl<T> ListOut<T> {
     }
 }
 
-/// The `/v1` routes.
-pub fn routes(max_event_bytes: usize) -> Router<AppState> {
-    let acct = "/v1/accounts/{account}";
-    Router::new()
-        .route("/v1/accounts", post(accounts::create).get(accounts::list))
-        .route(
-            acct,
-            get(accounts::get)
-                .patch(accounts::update)
-                .delete(accounts::delete),
-        )
-        .route(&format!("{acct}/keys"), post(accounts::create_key))
-        .route(
-            &format!("{acct}/sites"),
-            post(accounts::create_site).get(accounts::list_sites),
-        )
-        .route(
-            &format!("{acct}/sites/{{site}}"),
-            get(accounts::get_site)
-                .patch(accounts::update_site)
-                .delete(accounts::delete_site),
-        )
-        .route("/v1/event-types", post(catalog::create).get(catalog::list))
-        .route(
-            "/v1/event-types/{name}",
-            get(catalog::get)
-                .patch(catalog::update)
-                .delete(catalog::delete),
-        )
-        .route(
-            &format!("{acct}/endpoints"),
-            post(endpoints::create).get(endpoints::list),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}"),
-            get(endpoints::get)
-                .patch(endpoints::update)
-                .delete(endpoints::delete),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/secret"),
-            get(endpoints::get_secret),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/secret/rotate"),
-            post(endpoints::rotate_secret),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/enable"),
-            post(endpoints::enable),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/disable"),
-            post(endpoints::disable),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/test"),
-            post(endpoints::send_test),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/recover"),
-            post(endpoints::recover),
-        )
-        .route(
-            &format!("{acct}/endpoints/{{endpoint}}/deliveries"),
-            get(deliveries::endpoint_deliveries),
-        )
-        .route(
-            &format!("{acct}/events"),
-            post(events::create).get(events::list),
-        )
-        .route(
-            &format!("{acct}/events/batch"),
-            post(events::create_batch).layer(axum::extract::DefaultBodyLimit::max(
-                max_event_bytes.saturating_mul(16),
-            )),
-        )
-        .route(&format!("{acct}/events/{{event}}"), get(events::get))
-        .route(
-            &format!("{acct}/events/{{event}}/deliveries"),
-            get(deliveries::event_deliveries),
-        )
-        .route(
-            &format!("{acct}/deliveries/{{delivery}}"),
-            get(deliveries::get),
-        )
-        .route(
-            &format!("{acct}/deliveries/{{delivery}}/attempts"),
-            get(deliveries::attempts),
-        )
-        .route(
-            &format!("{acct}/deliveries/{{delivery}}/retry"),
-            post(deliveries::retry),
-        )
+/// The `/v1` routes, each with its OpenAPI operation.
+pub fn routes(max_event_bytes: usize) -> OpenApiRouter<AppState> {
+    let batch = OpenApiRouter::new()
+        .routes(routes!(events::create_batch))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            max_event_bytes.saturating_mul(16),
+        ));
+    OpenApiRouter::new()
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::get, accounts::update, accounts::delete))
+        .routes(routes!(accounts::create_key))
+        .routes(routes!(accounts::create_site, accounts::list_sites))
+        .routes(routes!(
+            accounts::get_site,
+            accounts::update_site,
+            accounts::delete_site
+        ))
+        .routes(routes!(catalog::create, catalog::list))
+        .routes(routes!(catalog::get, catalog::update, catalog::delete))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(
+            endpoints::get,
+            endpoints::update,
+            endpoints::delete
+        ))
+        .routes(routes!(endpoints::get_secret))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::enable))
+        .routes(routes!(endpoints::disable))
+        .routes(routes!(endpoints::send_test))
+        .routes(routes!(endpoints::recover))
+        .routes(routes!(deliveries::endpoint_deliveries))
+        .routes(routes!(events::create, events::list))
+        .merge(batch)
+        .routes(routes!(events::get))
+        .routes(routes!(deliveries::event_deliveries))
+        .routes(routes!(deliveries::get))
+        .routes(routes!(deliveries::attempts))
+        .routes(routes!(deliveries::retry))
 }
