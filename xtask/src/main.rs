@@ -22,7 +22,9 @@ Usage: cargo xtask <command> [args]
 
 Commands:
   services [start|status]   check PostgreSQL and Redis (default: check, then start what is down)
-  pydeps                    make sure <target>/xtask/venv has the `standardwebhooks` Python package
+  pydeps                    make sure <target>/xtask/venv has the pinned Python packages the tests
+                            drive (standardwebhooks, openapi-spec-validator, schemathesis,
+                            openapi-python-client)
   test [--store <s>] [-- <cargo test args>]
                             services + pydeps, then `cargo test --workspace --all-features`
                             (<s> = sqlite|postgres|redis|all, passed on as HOOKLINE_TEST_STORES)

@@ -1,5 +1,7 @@
-//! `cargo xtask pydeps`: a Python venv with the reference `standardwebhooks` package, used by the tests
-//! that check our signatures against the Standard Webhooks implementation.
+//! `cargo xtask pydeps`: a Python venv with the PyPI packages the tests drive: the reference
+//! `standardwebhooks` (our signatures against the Standard Webhooks implementation), and
+//! `openapi-spec-validator`, `schemathesis` and `openapi-python-client` (the OpenAPI document
+//! against independent tools). Versions are pinned so that runs compare like with like.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,21 +10,37 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::{Cmd, find_in_path};
 
-const PACKAGE: &str = "standardwebhooks";
-const MODULE: &str = "standardwebhooks";
+/// The pinned packages (pip requirement, module to import).
+const PACKAGES: &[(&str, &str)] = &[
+    ("standardwebhooks==1.1.0", "standardwebhooks"),
+    ("openapi-spec-validator==0.9.0", "openapi_spec_validator"),
+    ("schemathesis==4.32.5", "schemathesis"),
+    ("openapi-python-client==0.29.1", "openapi_python_client"),
+];
 
-/// Ensures `<target dir>/xtask/venv` exists with `standardwebhooks` installed; returns its python.
+/// Ensures `<target dir>/xtask/venv` exists with [`PACKAGES`] installed at their pinned
+/// versions; returns its python.
 pub(crate) fn ensure() -> Result<PathBuf> {
     let venv = crate::target_dir().join("xtask").join("venv");
     let python = venv_bin(&venv, "python");
     let python_str = path_str(&python)?;
-    let import_check = Cmd::new(python_str).args(["-c", &format!("import {MODULE}")]);
+    let requirements: Vec<&str> = PACKAGES.iter().map(|(req, _)| *req).collect();
+    let summary = requirements.join(", ");
+    // Imports every module and checks every pinned version.
+    let check_script = format!(
+        "import importlib.metadata as m\n{}",
+        PACKAGES
+            .iter()
+            .map(|(req, module)| {
+                let (name, version) = req.split_once("==").unwrap_or((req, ""));
+                format!("import {module}\nassert m.version('{name}') == '{version}', '{name}'\n")
+            })
+            .collect::<String>()
+    );
+    let import_check = Cmd::new(python_str).args(["-c", &check_script]);
 
     if import_check.probe()? == Some(true) {
-        println!(
-            "pydeps: {PACKAGE} is already installed in {}",
-            venv.display()
-        );
+        println!("pydeps: {summary} already installed in {}", venv.display());
         return Ok(python);
     }
 
@@ -31,7 +49,7 @@ pub(crate) fn ensure() -> Result<PathBuf> {
     if !usable {
         if find_in_path("python3").is_none() {
             bail!(
-                "python3 was not found on PATH; it is needed for the {PACKAGE} cross-check \
+                "python3 was not found on PATH; it is needed for the Python cross-checks \
                  (install it with `apt-get install python3 python3-venv`)"
             );
         }
@@ -56,19 +74,20 @@ pub(crate) fn ensure() -> Result<PathBuf> {
         );
     }
     Cmd::new(path_str(&pip)?)
-        .args(["install", "--quiet", PACKAGE])
+        .args(["install", "--quiet"])
+        .args(requirements.iter().copied())
         .run()
         .with_context(|| {
             format!(
-                "could not install the PyPI package `{PACKAGE}` into {}",
+                "could not install the PyPI packages {summary} into {}",
                 venv.display()
             )
         })?;
 
     if import_check.probe()? != Some(true) {
-        bail!("`{PACKAGE}` was installed but `{import_check}` still fails");
+        bail!("{summary} were installed but importing them still fails");
     }
-    println!("pydeps: {PACKAGE} installed in {}", venv.display());
+    println!("pydeps: {summary} installed in {}", venv.display());
     Ok(python)
 }
 

@@ -20,7 +20,7 @@ pub struct NewEventType {
     #[serde(default)]
     pub description: String,
     /// An optional JSON Schema for the event's `data` (an object or a boolean).
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<JsonSchemaDoc>))]
     pub schema: Option<serde_json::Value>,
     /// Whether it starts archived (accepting no events).
     #[serde(default)]
@@ -67,7 +67,7 @@ pub struct EventTypePatch {
     pub description: Option<String>,
     /// A new schema, or `Some(None)` to remove it.
     #[serde(default, deserialize_with = "super::present")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<JsonSchemaDoc>))]
     pub schema: Option<Option<serde_json::Value>>,
     /// Archive or restore.
     pub archived: Option<bool>,
@@ -95,6 +95,29 @@ impl EventTypePatch {
     pub fn archived(mut self, archived: bool) -> Self {
         self.archived = Some(archived);
         self
+    }
+}
+
+/// How the OpenAPI document describes a JSON Schema: an object, or a boolean.
+#[cfg(feature = "openapi")]
+pub(crate) struct JsonSchemaDoc;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for JsonSchemaDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Object))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .description(Some("A JSON Schema: an object, or a boolean."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for JsonSchemaDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "JsonSchema".into()
     }
 }
 

@@ -8,6 +8,7 @@ mod listen;
 mod logs;
 mod metrics;
 mod multiprocess;
+mod openapi;
 mod operations;
 mod ops;
 #[cfg(feature = "otel")]
