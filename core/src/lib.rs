@@ -42,6 +42,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `testkit` | no | the `testkit` module: the store conformance suite every backend runs, an in-memory store and a clock for tests with paused tokio time |
+//! | `openapi` | no | `utoipa::ToSchema` on the model and the service inputs (and `IntoParams` on the list queries), for the server's OpenAPI document |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
