@@ -39,13 +39,6 @@ pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
     }
     router
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take this method",
-            )
-        })
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(

@@ -41,7 +41,10 @@ pub struct Problem<'a> {
     code: &'a str,
     /// What was wrong, for people.
     detail: &'a str,
+    /// On 500 and 503 answers, whether the request took effect: `not_applied` (nothing was
+    /// changed) or `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(not_applied|unknown)$")]
     outcome: Option<&'a str>,
 }
 

@@ -24,6 +24,7 @@ const SETTINGS: crate::openapi::Codes = &[
         &[
             "invalid_url",
             "insecure_url",
+            "forbidden_address",
             "unknown_event_type",
             "unknown_site",
             "too_many_items",
