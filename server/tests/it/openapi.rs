@@ -114,7 +114,9 @@ async fn served() -> BTreeSet<(String, String)> {
         hookline_transport_http::HttpTransport::new(Default::default()).unwrap(),
     );
     let state = hookline_server::AppState::new(Hookline::builder(store, transport).build());
-    let app = hookline_server::app(state);
+    // With the metrics route on the main port, as `serve` has it without `--metrics-listen`.
+    let metrics = hookline_server::metrics::install().unwrap();
+    let app = hookline_server::app(state, Some(metrics));
     // axum keeps its route table private; its `Debug` lists every path (`RouteId(n): "/…"`).
     let table = format!("{app:?}");
     // The fallback router's own paths (`/`, `/{*…}`) are not routes.
