@@ -113,17 +113,29 @@ pub(crate) async fn kill9_thousand(mut srv: Server) {
     let mut sends = tokio::task::JoinSet::new();
     for b in 0..10u64 {
         let chunk: Vec<_> = (0..100u64)
-            .map(|n| json!({"event": "rx.completed", "data": {"n": b * 100 + n}}))
+            .map(|n| {
+                let n = b * 100 + n;
+                json!({"event": "rx.completed", "data": {"n": n}, "idempotencyKey": format!("k{n}")})
+            })
             .collect();
         let (http, url) = (srv.http.clone(), srv.url("/v1/accounts/acct/events/batch"));
         sends.spawn(async move {
-            let res = http
-                .post(url)
-                .bearer_auth(crate::support::ADMIN_KEY)
-                .json(&json!(chunk))
-                .send()
-                .await
-                .unwrap();
+            // A producer repeats a batch answered 503 (a store that did not answer within the
+            // write timeout, as on an overloaded machine), keys making the repeat safe.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let res = loop {
+                let res = http
+                    .post(&url)
+                    .bearer_auth(crate::support::ADMIN_KEY)
+                    .json(&json!(chunk))
+                    .send()
+                    .await
+                    .unwrap();
+                if res.status() != 503 || std::time::Instant::now() > deadline {
+                    break res;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
             assert_eq!(res.status(), 202);
             let r: serde_json::Value = res.json().await.unwrap();
             r["data"]
@@ -203,14 +215,23 @@ async fn send_timed(srv: &Server, n: usize) -> Vec<std::time::Instant> {
                 if i >= n {
                     return;
                 }
-                let t = std::time::Instant::now();
-                let res = http
-                    .post(&url)
-                    .bearer_auth(crate::support::ADMIN_KEY)
-                    .json(&json!({"event": "rx.completed", "data": {"n": i}}))
-                    .send()
-                    .await
-                    .unwrap();
+                // A 503 (the store did not answer within the write timeout, as on an
+                // overloaded machine) is repeated with the same key, as producers do.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                let (t, res) = loop {
+                    let t = std::time::Instant::now();
+                    let res = http
+                        .post(&url)
+                        .bearer_auth(crate::support::ADMIN_KEY)
+                        .header("idempotency-key", format!("t{i}"))
+                        .json(&json!({"event": "rx.completed", "data": {"n": i}}))
+                        .send()
+                        .await
+                        .unwrap();
+                    if res.status() != 503 || std::time::Instant::now() > deadline {
+                        break (t, res);
+                    }
+                };
                 assert_eq!(res.status(), 202);
                 sent.lock().unwrap()[i] = t;
             }
