@@ -172,6 +172,7 @@ mod list;
 mod scripts;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,6 +202,9 @@ pub struct RedisConfig {
     /// How long one store operation may take in all, reconnecting included, before it fails
     /// with `StoreError::Unavailable` (default 5 s).
     pub operation_timeout: Duration,
+    /// CA certificates (a PEM file) that a `rediss://` server's certificate must be issued by,
+    /// trusted instead of the public roots built in (see [TLS](crate#tls)).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -211,6 +215,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(3),
             operation_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -243,6 +248,12 @@ impl RedisConfig {
     /// Sets [`operation_timeout`](Self::operation_timeout).
     pub fn operation_timeout(mut self, d: Duration) -> Self {
         self.operation_timeout = d;
+        self
+    }
+
+    /// Sets [`ca_file`](Self::ca_file).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 }
@@ -292,8 +303,8 @@ impl RedisStore {
             Some(p) => cfg.prefix(p),
             None => cfg,
         };
-        let client =
-            redis::Client::open(url.as_str()).map_err(|e| RedisError::InvalidUrl(Box::new(e)))?;
+        let client = client(&url, cfg.ca_file.as_deref())?;
+        let target = client.get_connection_info().addr().to_string();
         let manager_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.response_timeout))
@@ -306,8 +317,15 @@ impl RedisStore {
             ConnectionManager::new_with_config(client.clone(), manager_cfg),
         )
         .await
-        .map_err(|_| RedisError::Timeout(wait))?
-        .map_err(RedisError::Connect)?;
+        .map_err(|_| RedisError::Timeout {
+            target: target.clone(),
+            after: wait,
+        })?
+        .map_err(|source| RedisError::Connect {
+            reason: error::connect_reason(&source),
+            target,
+            source,
+        })?;
         let mut store = Self::from_connection_manager(conn, cfg)?;
         store.client = Some(client);
         store.check_persistence().await;
@@ -433,6 +451,53 @@ impl RedisStore {
             ),
         }
     }
+}
+
+/// The client for `url`: TLS for `rediss://`, trusting the certificates in `ca_file` if given.
+fn client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, RedisError> {
+    let invalid = |e: redis::RedisError| RedisError::InvalidUrl(Box::new(e));
+    let parsed = url::Url::parse(url).map_err(|e| RedisError::InvalidUrl(Box::new(e)))?;
+    let tls = parsed.scheme() == "rediss";
+    if tls && parsed.fragment() == Some("insecure") {
+        return Err(RedisError::InsecureTls);
+    }
+    if tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+        // What rustls itself does when one provider is compiled in; with several (an embedder's
+        // other dependencies), it would panic instead of choosing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    match ca_file {
+        None => redis::Client::open(url).map_err(invalid),
+        Some(_) if !tls => Err(RedisError::CaWithoutTls),
+        Some(path) => {
+            let root_cert = read_ca_file(path)?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certs).map_err(invalid)
+        }
+    }
+}
+
+/// The contents of `path`, which must hold at least one PEM certificate.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, RedisError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |reason: String| RedisError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut n = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| fail(format!("not a PEM certificate file ({e})")))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(fail("no PEM certificate in it".to_owned()));
+    }
+    Ok(pem)
 }
 
 /// One setting of `CONFIG GET`.
