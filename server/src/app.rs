@@ -117,7 +117,10 @@ pub async fn open_store_with(url: &str, options: &StoreOptions) -> anyhow::Resul
     } else {
         "sqlite"
     };
-    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(unused_variables))]
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "redis")),
+        allow(unused_variables)
+    )]
     let opening = |e: anyhow::Error, name: &str| {
         e.context(format!("opening {name} store `{}`", redact_url(url)))
     };
@@ -145,7 +148,9 @@ pub async fn open_store_with(url: &str, options: &StoreOptions) -> anyhow::Resul
             match PgStore::connect(url, cfg).await {
                 Ok(store) => Ok(Arc::new(store)),
                 // These name the server and the cause already.
-                Err(e @ (PgError::Connect { .. } | PgError::ConnectTimeout { .. })) => Err(e.into()),
+                Err(e @ (PgError::Connect { .. } | PgError::ConnectTimeout { .. })) => {
+                    Err(e.into())
+                }
                 Err(e) => Err(opening(e.into(), "PostgreSQL")),
             }
         }

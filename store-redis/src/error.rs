@@ -60,6 +60,9 @@ pub enum RedisError {
     },
 }
 
+/// How [`connect_reason`] starts when the server hung up.
+pub(crate) const CLOSED: &str = "the server closed the connection";
+
 /// A few words on why connecting failed: the kind of network error, the TLS failure, or what
 /// Redis answered (authentication).
 pub(crate) fn connect_reason(e: &redis::RedisError) -> String {
@@ -77,7 +80,7 @@ pub(crate) fn connect_reason(e: &redis::RedisError) -> String {
             ErrorKind::ConnectionReset
             | ErrorKind::ConnectionAborted
             | ErrorKind::UnexpectedEof
-            | ErrorKind::BrokenPipe => format!("the server closed the connection ({io})"),
+            | ErrorKind::BrokenPipe => format!("{CLOSED} ({io})"),
             _ => io.to_string(),
         };
     }

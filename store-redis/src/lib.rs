@@ -321,10 +321,17 @@ impl RedisStore {
             target: target.clone(),
             after: wait,
         })?
-        .map_err(|source| RedisError::Connect {
-            reason: error::connect_reason(&source),
-            target,
-            source,
+        .map_err(|source| {
+            let mut reason = error::connect_reason(&source);
+            if reason.starts_with(error::CLOSED) && !url.starts_with("rediss:") {
+                // What a server that speaks only TLS does to a plain-text client.
+                reason.push_str("; does it expect TLS (`rediss://`)?");
+            }
+            RedisError::Connect {
+                reason,
+                target,
+                source,
+            }
         })?;
         let mut store = Self::from_connection_manager(conn, cfg)?;
         store.client = Some(client);
