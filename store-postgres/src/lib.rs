@@ -161,10 +161,36 @@
 //! back. Response bodies and transport errors recorded with an attempt have NUL characters
 //! replaced (PostgreSQL text cannot hold them).
 //!
+//! [`PgStore::connect`] opens one connection on its own before the pool, so that a server it
+//! cannot reach fails at once with [`PgError::Connect`], whose message names the server and the
+//! cause — `could not connect to PostgreSQL at 127.0.0.1:5432: connection refused`, `… TLS
+//! handshake failed: invalid peer certificate: UnknownIssuer`, or the server's own message
+//! (authentication, unknown database) — and never the password; a server that does not answer
+//! within [`PgConfig::acquire_timeout`] gives [`PgError::ConnectTimeout`].
+//!
+//! ## TLS
+//! TLS is rustls (with *ring*), always compiled in, and set up by the URL's `sslmode`, as with
+//! libpq:
+//!
+//! | `sslmode` | encrypted | what is checked |
+//! | --- | --- | --- |
+//! | `disable` | no | nothing |
+//! | `prefer` (the default) | when the server offers TLS | nothing: a man in the middle can read everything |
+//! | `require` | always, or no connection | nothing: protects from passive eavesdropping only |
+//! | `verify-ca` | always | the certificate chain leads to a trusted CA; with sqlx 0.8 the host name too, as `verify-full` (it misses rustls's newer name-mismatch error, launchbadge/sqlx#3793) |
+//! | `verify-full` | always | the chain, and that the certificate names the URL's host (a DNS name, or an IP address for an IP host) |
+//!
+//! Trusted CAs are the Mozilla roots built in (`webpki-roots`, the same set as Hookline's
+//! webhook requests; the operating system's store is not read) plus the PEM file of the URL's
+//! `sslrootcert=/path/ca.pem`, or else of [`PgConfig::ca_file`]. With `ca_file` and no
+//! `sslmode` in the URL, the connection uses `verify-full` instead of `prefer` (not on a Unix
+//! socket, which has no TLS). `sslcert` and `sslkey` present a client certificate. sqlx also
+//! reads `PGSSLMODE` and `PGSSLROOTCERT` when the URL does not set them.
+//!
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | *(none)* | — | sqlx's PostgreSQL driver over plain TCP. TLS (`sslmode=require`) is not compiled in yet; use a local socket, a private network or a TLS-terminating proxy |
+//! | *(none)* | — | sqlx's PostgreSQL driver, with TLS (rustls, Mozilla roots) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 

@@ -25,11 +25,29 @@
 //! ```
 //!
 //! ## URLs
-//! `redis://[user:password@]host[:port][/db][?prefix=<prefix>]`, or `rediss://…` for TLS (needs
-//! the redis crate's TLS support in the final binary). A `prefix` query parameter overrides
+//! `redis://[user:password@]host[:port][/db][?prefix=<prefix>]`, or `rediss://…` for TLS (see
+//! [TLS](#tls)). A `prefix` query parameter overrides
 //! [`RedisConfig::prefix`], so deployments and tests can share one server from a URL alone
 //! (`hookline serve --store 'redis://127.0.0.1:6379/?prefix=staging:'`). Other query parameters
 //! go to the redis crate (`protocol`, …).
+//!
+//! ## TLS
+//! `rediss://` connects with TLS (rustls with *ring*, always compiled in) and always verifies
+//! the server: its certificate chain must lead to a trusted CA and name the URL's host (a DNS
+//! name, or an IP address for an IP host). Trusted CAs are the Mozilla roots built in
+//! (`webpki-roots`, the same set as Hookline's webhook requests; the operating system's store is
+//! not read), or, with [`RedisConfig::ca_file`], only the CAs of that PEM file. Not supported:
+//! `rediss://…/#insecure` (no certificate checks; refused as [`RedisError::InsecureTls`]: give
+//! the server's CA instead) and client certificates (a server with `tls-auth-clients yes`). A
+//! CA file with a `redis://` URL is refused ([`RedisError::CaWithoutTls`]).
+//!
+//! If a rustls crypto provider is not installed for the process yet, connecting to a `rediss://`
+//! URL installs *ring*'s (what rustls does by itself when only one provider is compiled in).
+//!
+//! [`RedisStore::connect`] fails at once when Redis cannot be reached, with
+//! [`RedisError::Connect`], whose message names the server and the cause (`could not connect
+//! to Redis at 127.0.0.1:6379: connection refused`, `… TLS handshake failed: invalid peer
+//! certificate: UnknownIssuer`) and never the password.
 //!
 //! ## Key layout
 //! Every key starts with the prefix `P` (default `hookline:`). Times are milliseconds since the
@@ -157,7 +175,7 @@
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | *(none)* | — | the store, over the `redis` crate with tokio and its connection manager |
+//! | *(none)* | — | the store, over the `redis` crate with tokio, its connection manager and TLS (rustls, Mozilla roots) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 

@@ -237,7 +237,7 @@ impl Drop for TlsPostgres {
             // The postmaster's pid is the first line of postmaster.pid.
             let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
             if let Some(pid) = pid.lines().next().filter(|p| !p.is_empty()) {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
+                let _ = self.command("pg_ctl").args(["kill", "KILL", pid]).status();
             }
         }
     }
