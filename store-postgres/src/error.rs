@@ -64,6 +64,9 @@ pub(crate) fn connect_reason(e: &sqlx::Error) -> String {
         sqlx::Error::Tls(tls) => format!("TLS handshake failed: {tls}"),
         sqlx::Error::Database(db) => db.message().to_owned(),
         sqlx::Error::Configuration(c) => format!("invalid connection settings: {c}"),
+        sqlx::Error::Protocol(p) if p.starts_with(hookline_store_sql::CLOSED_AT_SSL_REQUEST) => {
+            "the server closed the connection when asked for TLS".to_owned()
+        }
         other => other.to_string(),
     }
 }
