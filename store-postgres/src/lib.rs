@@ -176,7 +176,7 @@
 //! | --- | --- | --- |
 //! | `disable` | no | nothing |
 //! | `prefer` (the default) | when the server offers TLS | nothing: a man in the middle can read everything |
-//! | `require` | always, or no connection | nothing: protects from passive eavesdropping only |
+//! | `require` | always, or no connection | nothing, even with a CA given (libpq would check the chain then): protects from passive eavesdropping only |
 //! | `verify-ca` | always | the certificate chain leads to a trusted CA; with sqlx 0.8 the host name too, as `verify-full` (it misses rustls's newer name-mismatch error, launchbadge/sqlx#3793) |
 //! | `verify-full` | always | the chain, and that the certificate names the URL's host (a DNS name, or an IP address for an IP host) |
 //!
