@@ -1,5 +1,6 @@
 //! The HTTP application (routes behind tower middleware) and the `serve` entry point.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,16 +73,55 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// How a store is reached, beyond its URL.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// CA certificates (a PEM file) that the store server's TLS certificate must be issued by:
+    /// PostgreSQL's when the URL names no `sslrootcert` (and `verify-full` when it sets no
+    /// `sslmode`), a `rediss://` server's. SQLite has no server: a CA file is refused there.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl StoreOptions {
+    /// The store settings of `config`.
+    pub fn from_config(config: &ServerConfig) -> Self {
+        Self {
+            ca_file: config.store_ca_file.clone(),
+        }
+    }
+}
+
 /// Opens the store named by `url`, among the backends compiled in.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(url, &StoreOptions::default()).await
+}
+
+/// Opens the store named by `url` with `options`. A store that cannot be reached fails with
+/// one line naming its host and port and the cause (`could not connect to PostgreSQL at
+/// 127.0.0.1:5432: connection refused`); other failures name the URL, its password masked.
+pub async fn open_store_with(url: &str, options: &StoreOptions) -> anyhow::Result<Arc<dyn Store>> {
     let scheme = if url.contains("://") {
         url.split("://").next().unwrap_or_default()
     } else {
         "sqlite"
     };
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "redis")),
+        allow(unused_variables)
+    )]
+    let opening = |e: anyhow::Error, name: &str| {
+        e.context(format!("opening {name} store `{}`", redact_url(url)))
+    };
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
+            if let Some(ca) = &options.ca_file {
+                anyhow::bail!(
+                    "store_ca_file ({}) is for PostgreSQL and Redis servers; the SQLite store has none",
+                    ca.display()
+                );
+            }
             let store = hookline_store_sqlite::SqliteStore::connect(url, Default::default())
                 .await
                 .with_context(|| format!("opening SQLite store `{url}`"))?;
@@ -89,17 +129,32 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
-            let store = hookline_store_postgres::PgStore::connect(url, Default::default())
-                .await
-                .with_context(|| format!("opening PostgreSQL store `{}`", redact_url(url)))?;
-            Ok(Arc::new(store))
+            use hookline_store_postgres::{PgConfig, PgError, PgStore};
+            let mut cfg = PgConfig::default();
+            if let Some(ca) = &options.ca_file {
+                cfg = cfg.ca_file(ca);
+            }
+            match PgStore::connect(url, cfg).await {
+                Ok(store) => Ok(Arc::new(store)),
+                // These name the server and the cause already.
+                Err(e @ (PgError::Connect { .. } | PgError::ConnectTimeout { .. })) => {
+                    Err(e.into())
+                }
+                Err(e) => Err(opening(e.into(), "PostgreSQL")),
+            }
         }
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
-            let store = hookline_store_redis::RedisStore::connect(url, Default::default())
-                .await
-                .with_context(|| format!("opening Redis store `{}`", redact_url(url)))?;
-            Ok(Arc::new(store))
+            use hookline_store_redis::{RedisConfig, RedisError, RedisStore};
+            let mut cfg = RedisConfig::default();
+            if let Some(ca) = &options.ca_file {
+                cfg = cfg.ca_file(ca);
+            }
+            match RedisStore::connect(url, cfg).await {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(e @ (RedisError::Connect { .. } | RedisError::Timeout { .. })) => Err(e.into()),
+                Err(e) => Err(opening(e.into(), "Redis")),
+            }
         }
         #[allow(unreachable_patterns)]
         "sqlite" | "postgres" | "postgresql" | "redis" | "rediss" => anyhow::bail!(
@@ -176,7 +231,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let metrics = crate::metrics::install()?;
     // One cached store for the API and the dispatcher alike (see `hookline_core::cache`), over
     // the backend's calls counted and timed (`hookline_core::metrics`).
-    let backend: Arc<dyn Store> = Arc::new(MeteredStore::new(open_store(&config.store).await?));
+    let backend = open_store_with(&config.store, &StoreOptions::from_config(&config)).await?;
+    let backend: Arc<dyn Store> = Arc::new(MeteredStore::new(backend));
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(backend));
     let dispatcher = dispatcher(&config, store.clone())?;
     let state = AppState::new(Hookline::new(

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// address (where it needs the admin key).
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// CA certificates (PEM) the store server's TLS certificate must be issued by: PostgreSQL
+    /// without `sslrootcert` in the URL, and `rediss://`.
+    #[arg(long, env = "HOOKLINE_STORE_CA_FILE", value_name = "PATH")]
+    pub store_ca_file: Option<PathBuf>,
     /// CIDRs exempt from the SSRF guard (comma-separated or repeated), e.g. 127.0.0.1/32.
     #[arg(
         long = "allow-network",
@@ -104,17 +108,25 @@ pub struct MigrateArgs {
     /// The store URL (the help lists the backends compiled into this build).
     #[arg(long, env = "HOOKLINE_STORE", help = STORE_HELP.as_str(), value_name = "URL")]
     pub store: Option<String>,
+    /// CA certificates (PEM) the store server's TLS certificate must be issued by.
+    #[arg(long, env = "HOOKLINE_STORE_CA_FILE", value_name = "PATH")]
+    pub store_ca_file: Option<PathBuf>,
 }
 
 impl MigrateArgs {
     /// The store URL: the flag or environment, else the file's `store`, else the default.
     pub fn store_url(self) -> anyhow::Result<String> {
-        let config = ServerConfig::load(ServeArgs {
+        Ok(self.load()?.store)
+    }
+
+    /// The store settings (URL and CA file) merged like `serve`'s.
+    pub fn load(self) -> anyhow::Result<ServerConfig> {
+        ServerConfig::load(ServeArgs {
             config: self.config,
             store: self.store,
+            store_ca_file: self.store_ca_file,
             ..ServeArgs::default()
-        })?;
-        Ok(config.store)
+        })
     }
 }
 
@@ -178,6 +190,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     store: Option<String>,
     metrics_listen: Option<SocketAddr>,
+    store_ca_file: Option<PathBuf>,
     allow_networks: Option<Vec<IpNet>>,
     allow_http: Option<bool>,
     retry_schedule: Option<String>,
@@ -225,6 +238,8 @@ pub struct ServerConfig {
     pub store: String,
     /// Where `/metrics` is served without a key (`None`: on `listen`, with the admin key).
     pub metrics_listen: Option<SocketAddr>,
+    /// CA certificates trusted for the store's TLS (see [`crate::app::StoreOptions`]).
+    pub store_ca_file: Option<PathBuf>,
     /// Admin key, if configured.
     pub admin_key: Option<Redacted>,
     /// SSRF guard exemptions.
@@ -268,6 +283,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: "sqlite://hookline.db".into(),
             metrics_listen: None,
+            store_ca_file: None,
             admin_key: None,
             allow_networks: Vec::new(),
             allow_http: false,
@@ -416,6 +432,7 @@ impl ServerConfig {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             store: args.store.or(file.store).unwrap_or(d.store),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            store_ca_file: args.store_ca_file.or(file.store_ca_file),
             admin_key: admin_key.map(Redacted),
             allow_networks: args
                 .allow_networks
@@ -452,7 +469,7 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:9999\"\nretry_schedule = \"1s,2s\"\nallow_http = true\n\
-             circuit_failure_rate = 60\nmetrics_listen = \"127.0.0.1:9464\"\n",
+             circuit_failure_rate = 60\nmetrics_listen = \"127.0.0.1:9464\"\nstore_ca_file = \"/etc/hookline/ca.pem\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -469,6 +486,10 @@ mod tests {
         assert_eq!(cfg.circuit_failure_rate, 60);
         assert_eq!(cfg.circuit_threshold, 5);
         assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            cfg.store_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/hookline/ca.pem"))
+        );
     }
 
     #[test]

@@ -75,12 +75,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => hookline_server::listen::run(args, shutdown).await,
         Command::Ops(command) => ops::run(command, shutdown).await,
         Command::Migrate(args) => {
-            let store = args.store_url().context("invalid configuration")?;
+            let config = args.load().context("invalid configuration")?;
+            let store = &config.store;
             hookline_server::telemetry::init(LogFormat::Text);
-            hookline_server::open_store(&store).await?;
+            let options = hookline_server::app::StoreOptions::from_config(&config);
+            hookline_server::app::open_store_with(store, &options).await?;
             // The SQL stores migrate on opening and report no counts: success means the schema
             // is at the version this build expects. Redis keeps no schema.
-            let shown = hookline_server::app::redact_url(&store);
+            let shown = hookline_server::app::redact_url(store);
             if store.starts_with("redis") {
                 println!("connected to {shown}: Redis has no schema to migrate");
             } else {

@@ -161,16 +161,43 @@
 //! back. Response bodies and transport errors recorded with an attempt have NUL characters
 //! replaced (PostgreSQL text cannot hold them).
 //!
+//! [`PgStore::connect`] opens one connection on its own before the pool, so that a server it
+//! cannot reach fails at once with [`PgError::Connect`], whose message names the server and the
+//! cause — `could not connect to PostgreSQL at 127.0.0.1:5432: connection refused`, `… TLS
+//! handshake failed: invalid peer certificate: UnknownIssuer`, or the server's own message
+//! (authentication, unknown database) — and never the password; a server that does not answer
+//! within [`PgConfig::acquire_timeout`] gives [`PgError::ConnectTimeout`].
+//!
+//! ## TLS
+//! TLS is rustls (with *ring*), always compiled in, and set up by the URL's `sslmode`, as with
+//! libpq:
+//!
+//! | `sslmode` | encrypted | what is checked |
+//! | --- | --- | --- |
+//! | `disable` | no | nothing |
+//! | `prefer` (the default) | when the server offers TLS | nothing: a man in the middle can read everything |
+//! | `require` | always, or no connection | nothing, even with a CA given (libpq would check the chain then): protects from passive eavesdropping only |
+//! | `verify-ca` | always | the certificate chain leads to a trusted CA; with sqlx 0.8 the host name too, as `verify-full` (it misses rustls's newer name-mismatch error, launchbadge/sqlx#3793) |
+//! | `verify-full` | always | the chain, and that the certificate names the URL's host (a DNS name, or an IP address for an IP host) |
+//!
+//! Trusted CAs are the Mozilla roots built in (`webpki-roots`, the same set as Hookline's
+//! webhook requests; the operating system's store is not read) plus the PEM file of the URL's
+//! `sslrootcert=/path/ca.pem`, or else of [`PgConfig::ca_file`]. With `ca_file` and no
+//! `sslmode` in the URL, the connection uses `verify-full` instead of `prefer` (not on a Unix
+//! socket, which has no TLS). `sslcert` and `sslkey` present a client certificate. sqlx also
+//! reads `PGSSLMODE` and `PGSSLROOTCERT` when the URL does not set them.
+//!
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | *(none)* | — | sqlx's PostgreSQL driver over plain TCP. TLS (`sslmode=require`) is not compiled in yet; use a local socket, a private network or a TLS-terminating proxy |
+//! | *(none)* | — | sqlx's PostgreSQL driver, with TLS (rustls, Mozilla roots) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod deliveries;
 mod error;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -251,6 +278,10 @@ pub struct PgConfig {
     pub schema: Option<String>,
     /// `application_name` reported to the server when the URL names none (default `hookline`).
     pub application_name: String,
+    /// CA certificates (a PEM file) that the server's certificate may be issued by, used when
+    /// the URL names no `sslrootcert`; trusted besides the public roots built in. When the URL
+    /// sets no `sslmode` either, the connection then uses `verify-full` (see [TLS](crate#tls)).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PgConfig {
@@ -262,6 +293,7 @@ impl Default for PgConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             schema: None,
             application_name: "hookline".to_owned(),
+            ca_file: None,
         }
     }
 }
@@ -302,6 +334,78 @@ impl PgConfig {
         self.application_name = name.into();
         self
     }
+
+    /// Sets [`ca_file`](Self::ca_file).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+}
+
+/// Where `options` connect to: `host:port`, or the Unix socket's path.
+fn target(options: &PgConnectOptions) -> String {
+    let port = options.get_port();
+    match options.get_socket() {
+        Some(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+        None if options.get_host().contains(':') => format!("[{}]:{port}", options.get_host()),
+        None => format!("{}:{port}", options.get_host()),
+    }
+}
+
+/// Trusts the CA certificates in `ca` unless the URL (or `PGSSLROOTCERT`) names its own, and
+/// verifies the server (`verify-full`) unless the URL chooses an `sslmode`.
+fn with_ca_file(
+    options: PgConnectOptions,
+    url: &str,
+    ca: &Path,
+) -> Result<PgConnectOptions, PgError> {
+    use sqlx::ConnectOptions as _;
+    let given = |keys: &[&str]| {
+        options
+            .to_url_lossy()
+            .query_pairs()
+            .any(|(k, _)| keys.contains(&k.as_ref()))
+    };
+    if given(&["sslrootcert"]) {
+        return Ok(options);
+    }
+    check_ca_file(ca)?;
+    let mut options = options.ssl_root_cert(ca);
+    let mode_in_url = url
+        .split_once('?')
+        .map(|(_, query)| query.split('#').next().unwrap_or_default())
+        .is_some_and(|query| {
+            query
+                .split('&')
+                .any(|kv| matches!(kv.split('=').next(), Some("sslmode" | "ssl-mode")))
+        });
+    if !mode_in_url
+        && options.get_socket().is_none()
+        && matches!(options.get_ssl_mode(), sqlx::postgres::PgSslMode::Prefer)
+    {
+        options = options.ssl_mode(sqlx::postgres::PgSslMode::VerifyFull);
+    }
+    Ok(options)
+}
+
+/// Fails unless `path` can be read and holds at least one PEM certificate.
+fn check_ca_file(path: &Path) -> Result<(), PgError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |reason: String| PgError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut n = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| fail(format!("not a PEM certificate file ({e})")))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(fail("no PEM certificate in it".to_owned()));
+    }
+    Ok(())
 }
 
 /// Whether `name` is a schema name we accept: it needs no quoting anywhere.
@@ -346,6 +450,32 @@ impl PgStore {
             }
             options = options.options([("search_path", schema.as_str())]);
         }
+        if let Some(ca) = &cfg.ca_file {
+            options = with_ca_file(options, url, ca)?;
+        }
+        // One connection first, on its own: the pool would retry until its acquire timeout and
+        // then report only that it timed out, where this names the server and the cause.
+        let target = target(&options);
+        match tokio::time::timeout(cfg.acquire_timeout, sqlx::ConnectOptions::connect(&options))
+            .await
+        {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(source)) => {
+                return Err(PgError::Connect {
+                    target,
+                    reason: error::connect_reason(&source),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(PgError::ConnectTimeout {
+                    target,
+                    after: cfg.acquire_timeout,
+                });
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
             .min_connections(cfg.min_connections)
@@ -353,7 +483,11 @@ impl PgStore {
             .idle_timeout(cfg.idle_timeout)
             .connect_with(options)
             .await
-            .map_err(PgError::Connect)?;
+            .map_err(|source| PgError::Connect {
+                reason: error::connect_reason(&source),
+                target: target.clone(),
+                source,
+            })?;
         if let Some(schema) = &cfg.schema {
             // Validated above: a bare identifier needs no quoting. Processes starting together
             // race here, and `IF NOT EXISTS` does not stop the loser from failing on the

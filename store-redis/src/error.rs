@@ -1,6 +1,7 @@
 //! Errors: the public one of connecting, and the private one every operation returns, which is
 //! classified into [`StoreError`] at the trait boundary.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::store::StoreError;
@@ -13,15 +14,98 @@ pub enum RedisError {
     /// The URL could not be parsed (the message never repeats a password).
     #[error("invalid Redis URL")]
     InvalidUrl(#[source] BoxError),
-    /// Redis could not be reached or refused the connection (authentication, TLS, …).
-    #[error("could not connect to Redis")]
-    Connect(#[source] redis::RedisError),
+    /// The URL asks for TLS without certificate checks (`rediss://…/#insecure`), which this
+    /// store does not do: give the server's CA instead
+    /// ([`RedisConfig::ca_file`](crate::RedisConfig::ca_file)).
+    #[error(
+        "`rediss://…#insecure` (TLS without certificate checks) is not supported: trust the \
+         server's CA certificate with a CA file instead"
+    )]
+    InsecureTls,
+    /// A CA file was given for a URL without TLS (`redis://`, not `rediss://`).
+    #[error("a CA file was given, but the Redis URL does not use TLS (use `rediss://`)")]
+    CaWithoutTls,
+    /// [`RedisConfig::ca_file`](crate::RedisConfig::ca_file) could not be read, or holds no PEM
+    /// certificate.
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Redis could not be reached, refused the connection, or the TLS handshake or the
+    /// authentication failed. `target` is `host:port` (or the socket's path); the password is
+    /// never part of the message.
+    #[error("could not connect to Redis at {target}: {reason}")]
+    Connect {
+        /// `host:port`, or the Unix socket's path.
+        target: String,
+        /// What went wrong, in a few words (`connection refused`, `TLS handshake failed: …`).
+        reason: String,
+        /// The error of the redis crate.
+        #[source]
+        source: redis::RedisError,
+    },
     /// The key prefix contains `{` or `}`, which would break the hash tags.
     #[error("invalid key prefix {0:?}: it must not contain `{{` or `}}`")]
     InvalidPrefix(String),
-    /// Redis did not answer in time.
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
+    /// Redis did not complete a connection in time.
+    #[error("could not connect to Redis at {target}: no answer within {after:?}")]
+    Timeout {
+        /// `host:port`, or the Unix socket's path.
+        target: String,
+        /// How long it waited.
+        after: Duration,
+    },
+}
+
+/// How [`connect_reason`] starts when the server hung up.
+pub(crate) const CLOSED: &str = "the server closed the connection";
+
+/// A few words on why connecting failed: the kind of network error, the TLS failure, or what
+/// Redis answered (authentication).
+pub(crate) fn connect_reason(e: &redis::RedisError) -> String {
+    use std::io::ErrorKind;
+    if let Some(io) = io_error(e) {
+        // rustls reports a failed handshake (certificate not trusted, wrong name, …) as an I/O
+        // error wrapping its own.
+        if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            return format!("TLS handshake failed: {tls}");
+        }
+        return match io.kind() {
+            ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            ErrorKind::TimedOut => "connection timed out".to_owned(),
+            ErrorKind::NotFound => "no such socket".to_owned(),
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::BrokenPipe => format!("{CLOSED} ({io})"),
+            _ => io.to_string(),
+        };
+    }
+    e.to_string()
+}
+
+/// The I/O error under `e`, if it is one. The redis crate keeps it behind an `Arc`, whose
+/// `source` skips it, so each cause is looked into as such an `Arc` too.
+fn io_error(e: &redis::RedisError) -> Option<&std::io::Error> {
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    let mut cause = std::error::Error::source(e);
+    for _ in 0..8 {
+        let c = cause?;
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        if let Some(io) = c
+            .downcast_ref::<Shared>()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+        {
+            return Some(io);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// What an operation can fail with inside this crate.

@@ -25,11 +25,29 @@
 //! ```
 //!
 //! ## URLs
-//! `redis://[user:password@]host[:port][/db][?prefix=<prefix>]`, or `rediss://…` for TLS (needs
-//! the redis crate's TLS support in the final binary). A `prefix` query parameter overrides
+//! `redis://[user:password@]host[:port][/db][?prefix=<prefix>]`, or `rediss://…` for TLS (see
+//! [TLS](#tls)). A `prefix` query parameter overrides
 //! [`RedisConfig::prefix`], so deployments and tests can share one server from a URL alone
 //! (`hookline serve --store 'redis://127.0.0.1:6379/?prefix=staging:'`). Other query parameters
 //! go to the redis crate (`protocol`, …).
+//!
+//! ## TLS
+//! `rediss://` connects with TLS (rustls with *ring*, always compiled in) and always verifies
+//! the server: its certificate chain must lead to a trusted CA and name the URL's host (a DNS
+//! name, or an IP address for an IP host). Trusted CAs are the Mozilla roots built in
+//! (`webpki-roots`, the same set as Hookline's webhook requests; the operating system's store is
+//! not read), or, with [`RedisConfig::ca_file`], only the CAs of that PEM file. Not supported:
+//! `rediss://…/#insecure` (no certificate checks; refused as [`RedisError::InsecureTls`]: give
+//! the server's CA instead) and client certificates (a server with `tls-auth-clients yes`). A
+//! CA file with a `redis://` URL is refused ([`RedisError::CaWithoutTls`]).
+//!
+//! If a rustls crypto provider is not installed for the process yet, connecting to a `rediss://`
+//! URL installs *ring*'s (what rustls does by itself when only one provider is compiled in).
+//!
+//! [`RedisStore::connect`] fails at once when Redis cannot be reached, with
+//! [`RedisError::Connect`], whose message names the server and the cause (`could not connect
+//! to Redis at 127.0.0.1:6379: connection refused`, `… TLS handshake failed: invalid peer
+//! certificate: UnknownIssuer`) and never the password.
 //!
 //! ## Key layout
 //! Every key starts with the prefix `P` (default `hookline:`). Times are milliseconds since the
@@ -157,7 +175,7 @@
 //! ## Features
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | *(none)* | — | the store, over the `redis` crate with tokio and its connection manager |
+//! | *(none)* | — | the store, over the `redis` crate with tokio, its connection manager and TLS (rustls, Mozilla roots) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
@@ -172,6 +190,7 @@ mod list;
 mod scripts;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,6 +220,9 @@ pub struct RedisConfig {
     /// How long one store operation may take in all, reconnecting included, before it fails
     /// with `StoreError::Unavailable` (default 5 s).
     pub operation_timeout: Duration,
+    /// CA certificates (a PEM file) that a `rediss://` server's certificate must be issued by,
+    /// trusted instead of the public roots built in (see [TLS](crate#tls)).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -211,6 +233,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(3),
             operation_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -243,6 +266,12 @@ impl RedisConfig {
     /// Sets [`operation_timeout`](Self::operation_timeout).
     pub fn operation_timeout(mut self, d: Duration) -> Self {
         self.operation_timeout = d;
+        self
+    }
+
+    /// Sets [`ca_file`](Self::ca_file).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 }
@@ -292,8 +321,8 @@ impl RedisStore {
             Some(p) => cfg.prefix(p),
             None => cfg,
         };
-        let client =
-            redis::Client::open(url.as_str()).map_err(|e| RedisError::InvalidUrl(Box::new(e)))?;
+        let client = client(&url, cfg.ca_file.as_deref())?;
+        let target = client.get_connection_info().addr().to_string();
         let manager_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.response_timeout))
@@ -306,8 +335,22 @@ impl RedisStore {
             ConnectionManager::new_with_config(client.clone(), manager_cfg),
         )
         .await
-        .map_err(|_| RedisError::Timeout(wait))?
-        .map_err(RedisError::Connect)?;
+        .map_err(|_| RedisError::Timeout {
+            target: target.clone(),
+            after: wait,
+        })?
+        .map_err(|source| {
+            let mut reason = error::connect_reason(&source);
+            if reason.starts_with(error::CLOSED) && !url.starts_with("rediss:") {
+                // What a server that speaks only TLS does to a plain-text client.
+                reason.push_str("; does it expect TLS (`rediss://`)?");
+            }
+            RedisError::Connect {
+                reason,
+                target,
+                source,
+            }
+        })?;
         let mut store = Self::from_connection_manager(conn, cfg)?;
         store.client = Some(client);
         store.check_persistence().await;
@@ -433,6 +476,53 @@ impl RedisStore {
             ),
         }
     }
+}
+
+/// The client for `url`: TLS for `rediss://`, trusting the certificates in `ca_file` if given.
+fn client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, RedisError> {
+    let invalid = |e: redis::RedisError| RedisError::InvalidUrl(Box::new(e));
+    let parsed = url::Url::parse(url).map_err(|e| RedisError::InvalidUrl(Box::new(e)))?;
+    let tls = parsed.scheme() == "rediss";
+    if tls && parsed.fragment() == Some("insecure") {
+        return Err(RedisError::InsecureTls);
+    }
+    if tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+        // What rustls itself does when one provider is compiled in; with several (an embedder's
+        // other dependencies), it would panic instead of choosing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    match ca_file {
+        None => redis::Client::open(url).map_err(invalid),
+        Some(_) if !tls => Err(RedisError::CaWithoutTls),
+        Some(path) => {
+            let root_cert = read_ca_file(path)?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certs).map_err(invalid)
+        }
+    }
+}
+
+/// The contents of `path`, which must hold at least one PEM certificate.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, RedisError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |reason: String| RedisError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut n = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| fail(format!("not a PEM certificate file ({e})")))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(fail("no PEM certificate in it".to_owned()));
+    }
+    Ok(pem)
 }
 
 /// One setting of `CONFIG GET`.

@@ -84,9 +84,15 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => is_transient(db.as_ref()),
+        // The connection closed while asking the server for TLS (sqlx reads the missing answer
+        // byte as 0x00).
+        sqlx::Error::Protocol(msg) => msg.starts_with(CLOSED_AT_SSL_REQUEST),
         _ => false,
     }
 }
+
+/// How sqlx reports a connection closed before the server answered its TLS request.
+pub const CLOSED_AT_SSL_REQUEST: &str = "unexpected response from SSLRequest: 0x00";
 
 /// A database error that means "not now" rather than "never", in the dialect that raised it.
 #[allow(unused_variables)] // without a dialect feature there is nothing to look at
@@ -127,6 +133,16 @@ mod tests {
         );
         assert!(matches!(
             DbError::from(sqlx::Error::RowNotFound).into_store("event"),
+            StoreError::Backend(_)
+        ));
+        let closed = sqlx::Error::Protocol(format!("{CLOSED_AT_SSL_REQUEST} (tls.rs:95)"));
+        assert!(matches!(
+            DbError::from(closed).into_store("event"),
+            StoreError::Unavailable(_)
+        ));
+        let other = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x45".into());
+        assert!(matches!(
+            DbError::from(other).into_store("event"),
             StoreError::Backend(_)
         ));
     }

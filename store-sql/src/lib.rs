@@ -46,7 +46,7 @@ use hookline_core::model::{Attempt, Event, Trigger};
 use hookline_core::store::{Claimed, LeaseToken, Next, Receipt, StoreError, WorkListener};
 use hookline_core::{EndpointId, Timestamp};
 
-pub use error::{DbError, DbResult, is_unavailable};
+pub use error::{CLOSED_AT_SSL_REQUEST, DbError, DbResult, is_unavailable};
 
 /// A SQL store: where its queries run.
 pub trait SqlStore: Send + Sync {

@@ -23,6 +23,7 @@ mod receivers;
 mod redis;
 mod secrets;
 mod support;
+mod tls;
 
 use std::time::Duration;
 

@@ -23,3 +23,6 @@ mod conformance {
 
     hookline_core::store_conformance!(fresh);
 }
+
+mod tls;
+mod tls_cluster;

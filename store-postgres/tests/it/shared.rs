@@ -180,9 +180,10 @@ async fn unreachable_database_is_unavailable_quickly() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 
-    // `connect` itself reports the failure as a connection error, quickly.
+    // `connect` itself reports the failure as a connection error naming the server and the
+    // cause (not the password), quickly.
     let started = Instant::now();
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let url = format!("postgres://postgres:s3cret@127.0.0.1:{port}/postgres");
     let err = PgStore::connect(
         &url,
         PgConfig::default().acquire_timeout(Duration::from_secs(1)),
@@ -190,9 +191,14 @@ async fn unreachable_database_is_unavailable_quickly() {
     .await
     .expect_err("nothing listens there");
     assert!(
-        matches!(err, hookline_store_postgres::PgError::Connect(_)),
+        matches!(err, hookline_store_postgres::PgError::Connect { .. }),
         "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        format!("could not connect to PostgreSQL at 127.0.0.1:{port}: connection refused")
+    );
+    assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 

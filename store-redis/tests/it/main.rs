@@ -20,3 +20,5 @@ mod conformance {
 }
 
 mod redis_specific;
+mod tls;
+mod tls_server;
