@@ -382,3 +382,58 @@ pub async fn enqueue_batch_racing_single_enqueues_stores_each_key_once(store: Ar
         2 * KEYS
     );
 }
+
+/// A caller that goes away while its batch is being written (its future dropped at various
+/// points) leaves the batch stored whole or not at all: at once, and for good (sending it again
+/// is answered either as all duplicates or as all new, and then it is all there).
+pub async fn enqueue_batch_dropped_midway_is_stored_whole_or_not_at_all(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let mut eps = Vec::new();
+    for _ in 0..40 {
+        eps.push(new_endpoint(s, &a, &[], &[]).await);
+    }
+    let to = targets(&eps.iter().collect::<Vec<_>>());
+    const EVENTS: usize = 50;
+    for (round, patience_us) in [0u64, 200, 1_000, 5_000, 20_000, 100_000]
+        .into_iter()
+        .enumerate()
+    {
+        let items: Vec<(Event, Vec<EndpointId>)> = (0..EVENTS)
+            .map(|i| {
+                let mut ev = keyed(&a, &format!("drop-{round}-{i}"), 0);
+                ev.queue_id = Some(format!("drop-{round}"));
+                (ev, to.clone())
+            })
+            .collect();
+        let patience = std::time::Duration::from_micros(patience_us);
+        let _ = tokio::time::timeout(patience, s.enqueue_batch(&items, at(0), Trigger::Scheduled))
+            .await;
+        let filter = EventFilter {
+            queue_id: Some(format!("drop-{round}")),
+            ..EventFilter::default()
+        };
+        let n = events_of(s, &a, &filter).await.len();
+        assert!(
+            n == 0 || n == EVENTS,
+            "dropped after {patience:?}: {n} of {EVENTS} events stored"
+        );
+        let again = s
+            .enqueue_batch(&items, at(1), Trigger::Scheduled)
+            .await
+            .expect("the batch sent again");
+        let duplicates = again.iter().filter(|r| r.duplicate).count();
+        assert!(
+            duplicates == 0 || duplicates == EVENTS,
+            "dropped after {patience:?}: {duplicates} of {EVENTS} events had been stored"
+        );
+        for r in &again {
+            assert_eq!(
+                r.deliveries.len(),
+                eps.len(),
+                "every delivery of every event"
+            );
+        }
+        assert_eq!(events_of(s, &a, &filter).await.len(), EVENTS);
+    }
+}

@@ -168,6 +168,7 @@ macro_rules! store_conformance {
             enqueue_batch_with_an_unknown_target_writes_nothing,
             enqueue_batch_answers_duplicates_inside_and_across_batches,
             enqueue_batch_racing_single_enqueues_stores_each_key_once,
+            enqueue_batch_dropped_midway_is_stored_whole_or_not_at_all,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
