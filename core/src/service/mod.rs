@@ -9,7 +9,12 @@
 //! - endpoints: create, update, rotate the secret, enable, disable, send a test event, recover
 //!   failed deliveries ([`create_endpoint`](Hookline::create_endpoint), …);
 //! - events: publish one or a batch, with every check (catalog, archived types, sites, the
-//!   shape and size of `data`, idempotency keys) ([`publish`](Hookline::publish), …);
+//!   shape and size of `data`, idempotency keys) ([`publish`](Hookline::publish), …). A batch
+//!   ([`publish_batch`](Hookline::publish_batch)) is stored all or nothing, in one atomic store
+//!   write, within two limits checked before anything is stored:
+//!   [`max_batch`](ServiceConfig::max_batch) events (`invalid_batch`) and
+//!   [`max_batch_deliveries`](ServiceConfig::max_batch_deliveries) deliveries in all, its events
+//!   times their subscribed endpoints (`batch_too_large`);
 //! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
 //!
 //! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
