@@ -40,7 +40,7 @@
 //! * `create_endpoint`, `update_endpoint`, `remove_endpoint`, `disable_endpoint`,
 //!   `record_healthy`, and a `record_failing` that starts an endpoint's failure clock: every
 //!   subscriber list (they carry the endpoints' fields, the failure clock included);
-//! * an `enqueue`/`enqueue_with` refused with [`StoreError::NotFound`] (a target is gone): every
+//! * an `enqueue`/`enqueue_with`/`enqueue_batch` refused with [`StoreError::NotFound`] (a target is gone): every
 //!   subscriber list, so the caller's next [`subscribers`](EndpointStore::subscribers) reads the
 //!   store.
 //!
@@ -419,6 +419,19 @@ impl<S: Store + ?Sized> QueueStore for CachedStore<S> {
     ) -> Result<Receipt, StoreError> {
         let r = self.inner.enqueue(event, targets, now).await;
         self.after_enqueue(&r);
+        r
+    }
+
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let r = self.inner.enqueue_batch(items, now, trigger).await;
+        if let Err(StoreError::NotFound(_)) = &r {
+            self.subscribers.clear();
+        }
         r
     }
 

@@ -1,6 +1,7 @@
 //! The dispatcher: fans events out on publish, then claims due deliveries, signs and sends
 //! them with bounded concurrency, and settles each attempt.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,6 +176,15 @@ pub enum PublishError {
     /// The store could not find subscribers or store the event.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A batch would create more deliveries than allowed
+    /// ([`Dispatcher::publish_batch_limited`]); nothing was stored.
+    #[error("the batch would create {deliveries} deliveries, more than {limit}")]
+    TooManyDeliveries {
+        /// Deliveries the batch would create (to the subscribers read).
+        deliveries: usize,
+        /// The most allowed.
+        limit: usize,
+    },
 }
 
 /// Why [`Dispatcher::run`] stopped before it was told to. Either way it stopped claiming and
@@ -331,6 +341,72 @@ impl Dispatcher {
             match self.publish_to(event, &targets).await {
                 Err(PublishError::Store(StoreError::NotFound(_))) if tries < 2 => tries += 1,
                 other => return other,
+            }
+        }
+    }
+
+    /// Stores `events` with one delivery per subscribed endpoint each, in one atomic write
+    /// ([`QueueStore::enqueue_batch`](crate::store::QueueStore::enqueue_batch): all or nothing),
+    /// then wakes the workers once. Receipts come in order; an event whose id or idempotency key
+    /// was accepted before (also earlier in the batch) is a duplicate.
+    pub async fn publish_batch(&self, events: &[Event]) -> Result<Vec<Receipt>, PublishError> {
+        self.publish_batch_limited(events, usize::MAX).await
+    }
+
+    /// [`publish_batch`](Self::publish_batch), refused with
+    /// [`PublishError::TooManyDeliveries`] (nothing stored) when the events would create more
+    /// than `max_deliveries` deliveries in all.
+    pub async fn publish_batch_limited(
+        &self,
+        events: &[Event],
+        max_deliveries: usize,
+    ) -> Result<Vec<Receipt>, PublishError> {
+        let store = &self.inner.store;
+        // As in `publish`: a target removed since the subscribers were read makes the store
+        // refuse the whole batch, so read them again and retry.
+        let mut tries = 0;
+        loop {
+            // Events of one type and site share their subscribers: read them once per batch.
+            let mut subscribers: HashMap<_, Vec<EndpointId>> = HashMap::new();
+            let mut items = Vec::with_capacity(events.len());
+            let mut deliveries = 0usize;
+            for event in events {
+                let key = (&event.account, event.site.as_ref(), &event.event_type);
+                let targets = match subscribers.get(&key) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let subs = store
+                            .subscribers(&event.account, event.site.as_ref(), &event.event_type)
+                            .await?;
+                        let t: Vec<EndpointId> = subs.into_iter().map(|e| e.id).collect();
+                        subscribers.insert(key, t.clone());
+                        t
+                    }
+                };
+                deliveries = deliveries.saturating_add(targets.len());
+                items.push((event.clone(), targets));
+            }
+            if deliveries > max_deliveries {
+                return Err(PublishError::TooManyDeliveries {
+                    deliveries,
+                    limit: max_deliveries,
+                });
+            }
+            match store
+                .enqueue_batch(&items, self.inner.clock.now(), Trigger::Scheduled)
+                .await
+            {
+                Err(StoreError::NotFound(_)) if tries < 2 => tries += 1,
+                Err(e) => return Err(e.into()),
+                Ok(receipts) => {
+                    if receipts
+                        .iter()
+                        .any(|r| !r.duplicate && !r.deliveries.is_empty())
+                    {
+                        self.wake();
+                    }
+                    return Ok(receipts);
+                }
             }
         }
     }

@@ -392,6 +392,19 @@ impl<S: Store + ?Sized> QueueStore for MeteredStore<S> {
         .await
     }
 
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        metered(
+            "enqueue_batch",
+            self.inner.enqueue_batch(items, now, trigger),
+        )
+        .await
+    }
+
     async fn claim_due_except(
         &self,
         now: Timestamp,

@@ -9,6 +9,10 @@
 //!   atomic step: after it returns `Ok`, all of it is durable; after an error, none of it exists.
 //!   An event whose idempotency key (per account) or id was already accepted writes nothing and
 //!   returns the original's receipt with `duplicate: true`.
+//! * [`QueueStore::enqueue_batch`] does the same for several events in one atomic step: either
+//!   every event is stored (or answered as a duplicate) with its deliveries, or nothing of the
+//!   batch is written. Its events are taken in order, so one with the id or idempotency key of
+//!   an earlier one of the same batch is that one's duplicate.
 //! * [`QueueStore::claim_due`] leases up to `max` pending deliveries due at `now` (oldest due
 //!   first) to the caller until `now + lease`. While the lease is live no other claim returns
 //!   them; once it ends they are due again, so the work of a dead worker is retried.
@@ -347,6 +351,23 @@ pub trait QueueStore: Send + Sync + 'static {
         self.enqueue_with(event, targets, now, Trigger::Scheduled)
             .await
     }
+    /// Stores several events, each with one pending delivery (due at `now`) per target of its
+    /// own, in one atomic write: all or nothing. Returns one receipt per item, in order.
+    ///
+    /// Each item is answered as [`enqueue_with`](Self::enqueue_with) would answer it if the
+    /// items were enqueued one after the other: an event whose id or idempotency key was
+    /// accepted before — by an earlier call or by an earlier item of this batch — writes nothing
+    /// and gets the original's receipt with `duplicate: true`. If any new event names a target
+    /// that is not an endpoint of its account, the whole batch is refused with
+    /// [`StoreError::NotFound`] and nothing of it is written. Whatever the outcome, a batch is
+    /// never stored in part: after an error that may have changed something
+    /// ([`StoreError::changed_nothing`] false) it is stored whole or not at all.
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError>;
     /// Leases up to `max` pending deliveries of enabled endpoints due at `now`, oldest due first
     /// ([`claim_due_except`](Self::claim_due_except) skipping nothing).
     async fn claim_due(

@@ -239,6 +239,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         dispatcher.clone(),
         ServiceConfig::default()
             .with_max_event_bytes(config.max_event_bytes)
+            .with_max_batch_deliveries(config.max_batch_deliveries)
             .with_allow_http(config.allow_http)
             .with_endpoint_addresses(address_rule(&config.allow_networks)),
     ));

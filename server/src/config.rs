@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Largest event request body in bytes [default: 262144].
     #[arg(long, env = "HOOKLINE_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
+    /// Most deliveries one event batch may create (its events × their subscribed endpoints)
+    /// [default: 10000].
+    #[arg(long, env = "HOOKLINE_MAX_BATCH_DELIVERIES")]
+    pub max_batch_deliveries: Option<usize>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "HOOKLINE_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -205,6 +209,7 @@ struct FileConfig {
     disable_after: Option<String>,
     retention: Option<String>,
     max_event_bytes: Option<usize>,
+    max_batch_deliveries: Option<usize>,
     log_format: Option<String>,
     otlp_endpoint: Option<String>,
     admin_key: Option<String>,
@@ -270,6 +275,8 @@ pub struct ServerConfig {
     pub retention: Option<Duration>,
     /// Largest event request body.
     pub max_event_bytes: usize,
+    /// Most deliveries one event batch may create.
+    pub max_batch_deliveries: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Base URL of an OTLP/HTTP collector to export traces to (`None`: the standard
@@ -299,6 +306,7 @@ impl Default for ServerConfig {
             disable_after: Some(Duration::from_secs(5 * 86_400)),
             retention: Some(Duration::from_secs(30 * 86_400)),
             max_event_bytes: 256 * 1024,
+            max_batch_deliveries: 10_000,
             log_format: LogFormat::Text,
             otlp_endpoint: None,
         }
@@ -424,6 +432,13 @@ impl ServerConfig {
                 _ => bail!("otlp_endpoint `{u}`: use an http:// URL such as http://127.0.0.1:4318"),
             }
         }
+        let max_batch_deliveries = args
+            .max_batch_deliveries
+            .or(file.max_batch_deliveries)
+            .unwrap_or(d.max_batch_deliveries);
+        if max_batch_deliveries == 0 {
+            bail!("max_batch_deliveries must be at least 1");
+        }
         let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
         if let Some(key) = &admin_key {
             check_admin_key(key)?;
@@ -451,6 +466,7 @@ impl ServerConfig {
             disable_after,
             retention,
             max_event_bytes,
+            max_batch_deliveries,
             log_format,
             otlp_endpoint,
         })

@@ -253,6 +253,35 @@ impl SqlQueue for PgStore {
         Err(StoreError::Conflict("event"))
     }
 
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        // The transaction runs in a task of its own, so a caller that goes away (a client that
+        // hung up) never leaves it between statements: it commits whole or rolls back.
+        let pool = self.pool.clone();
+        let items = items.to_vec();
+        let receipts = tokio::spawn(async move {
+            for _ in 0..DUPLICATE_LOOKUPS {
+                if let Some(receipts) = enqueue_batch_tx(&pool, &items, now, trigger).await? {
+                    return Ok(receipts);
+                }
+            }
+            Err(StoreError::Conflict("event"))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))??;
+        if receipts
+            .iter()
+            .any(|r| !r.duplicate && !r.deliveries.is_empty())
+        {
+            self.announcer.announce(&self.pool);
+        }
+        Ok(receipts)
+    }
+
     fn listen_for_work(&self) -> Option<hookline_core::store::WorkListener> {
         Some(self.work_listener())
     }
@@ -390,6 +419,201 @@ impl SqlQueue for PgStore {
     }
 }
 
+/// What becomes of one item of a batch enqueue.
+#[derive(Debug, Clone)]
+enum BatchItem {
+    /// A new event: the `n`-th of the batch's inserts.
+    New(usize),
+    /// A duplicate of an event stored before (its id).
+    Stored(String),
+    /// A duplicate of an earlier item of the batch (its position).
+    Earlier(usize),
+}
+
+/// [`QueueStore::enqueue_batch`] in one transaction: `None` when an event lost a race to a
+/// concurrent enqueue whose row has vanished again (the transaction is rolled back; try again).
+///
+/// The targets of every event are locked (`FOR KEY SHARE`, as [`enqueue_one`] does) and
+/// checked, the events stored before looked up, and the batch's own duplicates found (the
+/// first of an id or idempotency key wins), before anything is written; the new events then go
+/// in as one [`enqueue_many`] statement, sorted by idempotency key so that concurrent batches
+/// take the key locks in one order. A new event that conflicts anyway (a concurrent enqueue
+/// committed it first) becomes a duplicate of the winner, read in a later statement of the
+/// transaction (READ COMMITTED sees it).
+async fn enqueue_batch_tx(
+    pool: &sqlx::PgPool,
+    items: &[(Event, Vec<EndpointId>)],
+    now: Timestamp,
+    trigger: Trigger,
+) -> Result<Option<Vec<Receipt>>, StoreError> {
+    use std::collections::HashMap;
+
+    let mut tx = pool.begin().await.map_err(DbError::from)?;
+    let targets: Vec<&str> = items
+        .iter()
+        .flat_map(|(_, t)| t.iter().map(|e| e.as_str()))
+        .collect();
+    let known: HashMap<String, String> = sqlx::query_as(&format!(
+        "SELECT id, account FROM ({KNOWN} WHERE id = ANY($1::text[]) FOR KEY SHARE) k"
+    ))
+    .bind(&targets)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(DbError::from)?
+    .into_iter()
+    .collect();
+    let stored = stored_originals(&mut tx, items.iter().map(|(e, _)| e)).await?;
+
+    let mut plan = Vec::with_capacity(items.len());
+    let mut new_ops = Vec::new();
+    let mut first_by_id: HashMap<&str, usize> = HashMap::new();
+    let mut first_by_key: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, (event, targets)) in items.iter().enumerate() {
+        let key = event
+            .idempotency_key
+            .as_deref()
+            .map(|k| (event.account.as_str(), k));
+        let earlier = first_by_id
+            .get(event.id.as_str())
+            .or_else(|| key.and_then(|k| first_by_key.get(&k)));
+        let item = if let Some(original) = stored.original(event) {
+            BatchItem::Stored(original.to_owned())
+        } else if let Some(&j) = earlier {
+            BatchItem::Earlier(j)
+        } else {
+            let own = |t: &EndpointId| {
+                known
+                    .get(t.as_str())
+                    .is_some_and(|a| a == event.account.as_str())
+            };
+            if !targets.iter().all(own) {
+                return Err(StoreError::NotFound("endpoint"));
+            }
+            first_by_id.insert(event.id.as_str(), i);
+            if let Some(k) = key {
+                first_by_key.insert(k, i);
+            }
+            new_ops.push(EnqueueOp {
+                event: event.clone(),
+                targets: targets.clone(),
+                deliveries: targets.iter().map(|_| DeliveryId::generate()).collect(),
+                now,
+                trigger,
+            });
+            BatchItem::New(new_ops.len() - 1)
+        };
+        plan.push(item);
+    }
+
+    let mut sorted: Vec<&EnqueueOp> = new_ops.iter().collect();
+    sorted.sort_by_key(|op| {
+        (
+            op.event.account.as_str(),
+            op.event.idempotency_key.as_deref(),
+        )
+    });
+    let inserted = if sorted.is_empty() {
+        Default::default()
+    } else {
+        enqueue_many(&mut *tx, &sorted)
+            .await
+            .map_err(|e| e.into_store("event"))?
+    };
+    let lost: Vec<&Event> = new_ops
+        .iter()
+        .filter(|op| !inserted.contains(op.event.id.as_str()))
+        .map(|op| &op.event)
+        .collect();
+    let winners = stored_originals(&mut tx, lost.iter().copied()).await?;
+
+    let mut receipts: Vec<Receipt> = Vec::with_capacity(items.len());
+    for item in plan {
+        let receipt = match item {
+            BatchItem::New(n) => {
+                let op = &new_ops[n];
+                if inserted.contains(op.event.id.as_str()) {
+                    Receipt::new(op.event.id.clone(), op.deliveries.clone(), false)
+                } else {
+                    match winners.original(&op.event) {
+                        Some(id) => original_receipt(&mut tx, id).await?,
+                        None => return Ok(None),
+                    }
+                }
+            }
+            BatchItem::Stored(id) => original_receipt(&mut tx, &id).await?,
+            BatchItem::Earlier(j) => {
+                let first = &receipts[j];
+                Receipt::new(first.event_id.clone(), first.deliveries.clone(), true)
+            }
+        };
+        receipts.push(receipt);
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Some(receipts))
+}
+
+/// The events stored already with the ids or idempotency keys of some events.
+#[derive(Debug, Default)]
+struct Originals {
+    ids: std::collections::HashSet<String>,
+    keys: std::collections::HashMap<(String, String), String>,
+}
+
+impl Originals {
+    /// The stored event `event` is a duplicate of: the one with its id, else the one with its
+    /// idempotency key.
+    fn original<'a>(&'a self, event: &'a Event) -> Option<&'a str> {
+        if self.ids.contains(event.id.as_str()) {
+            return Some(event.id.as_str());
+        }
+        let key = event.idempotency_key.as_ref()?;
+        self.keys
+            .get(&(event.account.as_str().to_owned(), key.clone()))
+            .map(String::as_str)
+    }
+}
+
+/// Looks up, in one statement, the stored events with the ids or idempotency keys of `events`.
+async fn stored_originals<'e>(
+    conn: &mut PgConnection,
+    events: impl Iterator<Item = &'e Event>,
+) -> DbResult<Originals> {
+    let (mut ids, mut accounts, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        ids.push(e.id.as_str());
+        if let Some(k) = &e.idempotency_key {
+            accounts.push(e.account.as_str());
+            keys.push(k.as_str());
+        }
+    }
+    let mut found = Originals::default();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, account, idempotency_key FROM events WHERE id = ANY($1::text[]) \
+         UNION \
+         SELECT e.id, e.account, e.idempotency_key FROM events e \
+         JOIN UNNEST($2::text[], $3::text[]) AS k (account, idempotency_key) \
+           ON e.account = k.account AND e.idempotency_key = k.idempotency_key",
+    )
+    .bind(&ids)
+    .bind(&accounts)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    for (id, account, key) in rows {
+        if let Some(k) = key {
+            found.keys.insert((account, k), id.clone());
+        }
+        if wanted.contains(id.as_str()) {
+            found.ids.insert(id);
+        }
+    }
+    Ok(found)
+}
+
 /// One [`QueueStore::enqueue_with`] call, with the ids of its deliveries.
 #[derive(Debug)]
 pub(crate) struct EnqueueOp {
@@ -504,10 +728,11 @@ const KNOWN: &str = "SELECT id, account, ordered FROM endpoints";
 /// returns the ids of the events that were new. Two events with one idempotency key: the
 /// first is inserted, the second conflicts with it and writes nothing. An event with a target
 /// that is not an endpoint of its account is not inserted either.
-async fn enqueue_many(
-    pool: &sqlx::PgPool,
-    ops: &[EnqueueOp],
+async fn enqueue_many<'e, O: std::borrow::Borrow<EnqueueOp>>(
+    conn: impl sqlx::PgExecutor<'e>,
+    ops: &[O],
 ) -> DbResult<std::collections::HashSet<String>> {
+    let ops: &[&EnqueueOp] = &ops.iter().map(O::borrow).collect::<Vec<_>>();
     let mut d_event = Vec::new();
     let mut d_id = Vec::new();
     let mut d_endpoint = Vec::new();
@@ -569,7 +794,7 @@ async fn enqueue_many(
     .bind(d_endpoint)
     .bind(d_at)
     .bind(d_trigger)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     Ok(inserted.into_iter().collect())
 }

@@ -54,6 +54,13 @@
 //!   deliveries (`duplicate: true`); concurrent creates with one idempotency key wait for the
 //!   winner. A group with two events of one id, or whose statement fails, runs again one event
 //!   per statement.
+//! * **A batch** (`enqueue_batch`) is one transaction, run in a task of its own so that a caller
+//!   that goes away cannot leave it between statements: it locks the targets of every event
+//!   (`FOR KEY SHARE`) and checks them, looks up the events stored before (by id and idempotency
+//!   key), and only then writes the new events and their deliveries as one multi-event statement
+//!   (the group's), sorted by idempotency key so that concurrent batches take the key locks in one
+//!   order. A target that is not an endpoint of its event's account rolls everything back
+//!   (`NotFound`); an event a concurrent enqueue committed first becomes a duplicate of it.
 //! * **Claim** is one statement: a `SELECT … ORDER BY next_attempt_at, id LIMIT n FOR UPDATE
 //!   OF d SKIP LOCKED` inside an `UPDATE … RETURNING` that stamps a fresh lease id
 //!   (`gen_random_uuid()`) and the lease's end (`lease_until`); a delivery is claimable when it

@@ -2,7 +2,8 @@
 -- Concurrent enqueues share one call (see `group.rs`); the events are stored one after the
 -- other, exactly as if each were a call of its own (so a second event with the id or the
 -- idempotency key of an earlier one of the same call is answered with the earlier's receipt).
--- ARGV: [2] retention (ms), then per event: event id, account, idempotency key ('' = none),
+-- ARGV: [2] retention (ms), [3] mode: 'each' (the events of concurrent enqueues, each stored
+--       or refused on its own) or 'all' (one batch: stored all or nothing), then per event: event id, account, idempotency key ('' = none),
 --       event JSON, event index member, now, queue id ('' = none), first attempt's trigger
 --       ('scheduled' | 'manual'), number of deliveries n, then
 --       n times: delivery id, endpoint id, delivery index member.
@@ -13,7 +14,9 @@
 -- so no separate PUBLISH round trip is needed.
 -- Returns per event {'new' | 'dup', event id, {delivery ids}}, {'unknown', event id, {}} (a target
 -- is not an endpoint of the event's account: nothing of it was written), or '!<error>' (that event
--- failed).
+-- failed). In mode 'all' every event is checked before any is written, exactly as storing them
+-- in turn would answer it (a duplicate of a stored or of an earlier event needs no known
+-- targets): if one would be 'unknown', nothing is written and every event answers 'unknown'.
 local ttl = ARGV[2]
 
 local function receipt(id)
@@ -91,6 +94,42 @@ local function store(a)
   return {'new', ev_id, ids}, entries, placements
 end
 
+-- Mode 'all': the check before any write.
+if ARGV[3] == 'all' then
+  local ids, keys, unknown = {}, {}, false
+  local a = 4
+  while a <= #ARGV do
+    local ev_id, acct, idem, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 8])
+    local dup = ids[ev_id] or redis.call('EXISTS', Q .. 'ev:' .. ev_id) == 1
+    if not dup and idem ~= '' then
+      local ik = acct .. ':' .. idem
+      local orig = redis.call('GET', Q .. 'idem:' .. ik)
+      dup = keys[ik] or (orig and redis.call('EXISTS', Q .. 'ev:' .. orig) == 1)
+    end
+    if not dup then
+      for i = a + 9, a + 6 + 3 * n, 3 do
+        if endpoint(ARGV[i + 1]).account ~= acct then
+          unknown = true
+        end
+      end
+      ids[ev_id] = true
+      if idem ~= '' then
+        keys[acct .. ':' .. idem] = true
+      end
+    end
+    a = a + 9 + 3 * n
+  end
+  if unknown then
+    local out = {}
+    a = 4
+    while a <= #ARGV do
+      out[#out + 1] = {'unknown', ARGV[a], {}}
+      a = a + 9 + 3 * tonumber(ARGV[a + 8])
+    end
+    return out
+  end
+end
+
 local out = {}
 -- Per event answered: its index entries and deliveries to schedule (new events only).
 local pending = {}
@@ -100,7 +139,7 @@ local indexes, index_order = {}, {}
 -- Events per account, for trimming its indexes.
 local accounts = {}
 local events = 0
-local a = 3
+local a = 4
 while a <= #ARGV do
   local ok, r, entries, placements = pcall(store, a)
   local k = #out + 1

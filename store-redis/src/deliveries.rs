@@ -61,38 +61,41 @@ impl RedisStore {
         now: Timestamp,
         trigger: Trigger,
     ) -> DbResult<Receipt> {
-        let item = EnqueueItem {
-            event: event.id.as_str().to_owned(),
-            account: event.account.as_str().to_owned(),
-            idempotency_key: event.idempotency_key.clone().unwrap_or_default(),
-            json: codec::to_json(event, "event")?,
-            member: member(event.timestamp, event.id.as_str()),
-            now: now.as_millis(),
-            queue: event.queue_id.clone().unwrap_or_default(),
-            trigger,
-            deliveries: targets
-                .iter()
-                .map(|target| {
-                    let id = DeliveryId::generate();
-                    let m = member(now, id.as_str());
-                    (id.as_str().to_owned(), target.as_str().to_owned(), m)
-                })
-                .collect(),
-        };
+        let item = EnqueueItem::new(event, targets, now, trigger)?;
         let bytes = item.json.len() + 64 * item.deliveries.len();
         let (outcome, event_id, deliveries) = self
             .groups
             .enqueues
             .submit(item, bytes, |items| self.enqueue_call(items))
             .await?;
-        if outcome == "unknown" {
-            return Err(DbError::Store(StoreError::NotFound("endpoint")));
+        receipt((outcome, event_id, deliveries))
+    }
+
+    /// One script call storing a whole batch, all or nothing (see `lua/enqueue.lua`, mode
+    /// `all`). It does not join the enqueue group: its events are checked together before any
+    /// is written, which a group of independent enqueues does not do.
+    async fn enqueue_batch_inner(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> DbResult<Vec<Receipt>> {
+        let items = items
+            .iter()
+            .map(|(event, targets)| EnqueueItem::new(event, targets, now, trigger))
+            .collect::<DbResult<Vec<_>>>()?;
+        let expected = items.len();
+        let answers = self.enqueue_script(&items, "all").await?;
+        if answers.len() != expected {
+            return Err(DbError::corrupt(
+                "enqueue reply",
+                format!("{} answers for {expected} events", answers.len()),
+            ));
         }
-        Ok(Receipt::new(
-            EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
-            parse_ids(deliveries, "receipt", DeliveryId::parse)?,
-            outcome == "dup",
-        ))
+        answers
+            .into_iter()
+            .map(|a| a.map_err(DbError::Script).and_then(receipt))
+            .collect()
     }
 
     /// One script call storing the events of `items` (see `lua/enqueue.lua`): each one's
@@ -101,11 +104,20 @@ impl RedisStore {
         &self,
         items: Vec<EnqueueItem>,
     ) -> BoxFuture<'static, DbResult<Vec<ItemResult<EnqueueAnswer>>>> {
+        self.enqueue_script(&items, "each")
+    }
+
+    /// The enqueue script's call for `items` in `mode` (`each` or `all`).
+    fn enqueue_script(
+        &self,
+        items: &[EnqueueItem],
+        mode: &'static str,
+    ) -> BoxFuture<'static, DbResult<Vec<ItemResult<EnqueueAnswer>>>> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
         let mut inv = scripts::ENQUEUE.key(k.due());
-        inv.arg(k.q()).arg(self.retention_ms);
-        for it in &items {
+        inv.arg(k.q()).arg(self.retention_ms).arg(mode);
+        for it in items {
             inv.arg(&it.event)
                 .arg(&it.account)
                 .arg(&it.idempotency_key)
@@ -422,8 +434,50 @@ pub(crate) struct EnqueueItem {
     deliveries: Vec<(String, String, String)>,
 }
 
-/// What enqueue answers for one event: `new` or `dup`, the event id, its delivery ids.
+impl EnqueueItem {
+    /// `event` to `targets`, each delivery with a fresh id.
+    fn new(
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> DbResult<Self> {
+        Ok(Self {
+            event: event.id.as_str().to_owned(),
+            account: event.account.as_str().to_owned(),
+            idempotency_key: event.idempotency_key.clone().unwrap_or_default(),
+            json: codec::to_json(event, "event")?,
+            member: member(event.timestamp, event.id.as_str()),
+            now: now.as_millis(),
+            queue: event.queue_id.clone().unwrap_or_default(),
+            trigger,
+            deliveries: targets
+                .iter()
+                .map(|target| {
+                    let id = DeliveryId::generate();
+                    let m = member(now, id.as_str());
+                    (id.as_str().to_owned(), target.as_str().to_owned(), m)
+                })
+                .collect(),
+        })
+    }
+}
+
+/// What enqueue answers for one event: `new`, `dup` or `unknown`, the event id, its delivery
+/// ids.
 pub(crate) type EnqueueAnswer = (String, String, Vec<String>);
+
+/// The receipt of one enqueue answer (`unknown`: `NotFound`).
+fn receipt((outcome, event_id, deliveries): EnqueueAnswer) -> DbResult<Receipt> {
+    if outcome == "unknown" {
+        return Err(DbError::Store(StoreError::NotFound("endpoint")));
+    }
+    Ok(Receipt::new(
+        EventId::parse(&event_id).map_err(|e| DbError::corrupt("receipt", e))?,
+        parse_ids(deliveries, "receipt", DeliveryId::parse)?,
+        outcome == "dup",
+    ))
+}
 
 /// One settle of a group call.
 pub(crate) struct SettleItem {
@@ -458,6 +512,15 @@ impl QueueStore for RedisStore {
     ) -> Result<Receipt, StoreError> {
         self.op(self.enqueue_inner(event, targets, now, trigger))
             .await
+    }
+
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        self.op(self.enqueue_batch_inner(items, now, trigger)).await
     }
 
     async fn claim_due_except(

@@ -134,6 +134,15 @@
 //! that error. A call that stores deliveries publishes on the work channel once, and trims the
 //! indexes it wrote once per account. Under light load a call carries a single item.
 //!
+//! A batch (`enqueue_batch`) is one script call of its own, outside the group, in the script's
+//! all-or-nothing mode: it checks every event first — duplicates as the one-by-one answers would
+//! find them, and the targets of every new event — and writes nothing if one names a target that
+//! is not an endpoint of its account; otherwise it stores the events in order as above. Redis
+//! runs the script without interleaving anything else and the AOF records it as one
+//! transaction, so no reader and no restart sees part of a batch. (Redis does not undo the
+//! commands of a script that fails half-way; only a key of the wrong type under the prefix, a
+//! corrupted store, could make a check-passed batch fail.)
+//!
 //! ## Cluster
 //! Every multi-key script and transaction touches keys of one hash slot. A claim must see the due
 //! deliveries of **all** accounts atomically, so the whole delivery pipeline — endpoints, events,

@@ -78,6 +78,14 @@ pub trait SqlQueue: SqlStore {
         trigger: Trigger,
     ) -> impl Future<Output = Result<Receipt, StoreError>> + Send;
 
+    /// `QueueStore::enqueue_batch`.
+    fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> impl Future<Output = Result<Vec<Receipt>, StoreError>> + Send;
+
     /// `QueueStore::claim_due_except` for `max > 0`, the leases ending at `lease_end`.
     fn claim(
         &self,
@@ -427,6 +435,15 @@ macro_rules! impl_queue_store {
                 trigger: $crate::__private::Trigger,
             ) -> Result<$crate::__private::Receipt, $crate::__private::StoreError> {
                 <Self as $crate::SqlQueue>::enqueue_with(self, event, targets, now, trigger).await
+            }
+
+            async fn enqueue_batch(
+                &self,
+                items: &[($crate::__private::Event, Vec<$crate::__private::EndpointId>)],
+                now: $crate::__private::Timestamp,
+                trigger: $crate::__private::Trigger,
+            ) -> Result<Vec<$crate::__private::Receipt>, $crate::__private::StoreError> {
+                <Self as $crate::SqlQueue>::enqueue_batch(self, items, now, trigger).await
             }
 
             async fn claim_due_except(

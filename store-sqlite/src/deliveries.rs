@@ -140,8 +140,32 @@ impl SqlQueue for SqliteStore {
             .await
             .map(|done| match done {
                 Done::Enqueued(r) => r,
-                Done::Settled => unreachable!("an enqueue answers with a receipt"),
+                _ => unreachable!("an enqueue answers with a receipt"),
             })
+    }
+
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        // One operation of the write group, submitted from a task of its own: once handed over
+        // it is written whole (or not at all) even if the caller goes away, and it never waits
+        // in the queue for a later caller to lead its group.
+        let (group, pool) = (self.group.clone(), self.write.clone());
+        let op = Op::EnqueueBatch {
+            items: items.to_vec(),
+            now,
+            trigger,
+        };
+        let done = tokio::spawn(async move { group.submit(&pool, op).await })
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))??;
+        match done {
+            Done::Batch(receipts) => Ok(receipts),
+            _ => unreachable!("a batch enqueue answers with receipts"),
+        }
     }
 
     async fn claim(

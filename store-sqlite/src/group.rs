@@ -12,6 +12,10 @@
 //! [`Group`](hookline_store_sql::group::Group): the group runs in a task of its own, so a leader
 //! whose caller goes away does not abandon the others' writes half-way.
 //!
+//! A batch enqueue is one operation: its events and deliveries are written together with the
+//! group's, and in the one-by-one run it has one savepoint for all of them, so it is stored
+//! whole or not at all.
+//!
 //! Everything a group writes is here: the multi-row statements ([`run_batched`]) and the
 //! one-by-one fallback ([`enqueue_in`], [`settle_in`]).
 
@@ -40,6 +44,13 @@ pub(crate) enum Op {
         now: Timestamp,
         trigger: Trigger,
     },
+    /// [`QueueStore::enqueue_batch`](hookline_core::store::QueueStore::enqueue_batch): one
+    /// operation, so one savepoint in the one-by-one run.
+    EnqueueBatch {
+        items: Vec<(Event, Vec<EndpointId>)>,
+        now: Timestamp,
+        trigger: Trigger,
+    },
     /// [`QueueStore::settle`](hookline_core::store::QueueStore::settle).
     Settle {
         lease: LeaseToken,
@@ -52,10 +63,37 @@ pub(crate) enum Op {
 #[derive(Debug)]
 pub(crate) enum Done {
     Enqueued(Receipt),
+    Batch(Vec<Receipt>),
     Settled,
 }
 
 type Reply = hookline_store_sql::group::Reply<Done>;
+
+/// One event an operation enqueues: the event, its targets, `now` and the first trigger.
+type Item<'a> = (&'a Event, &'a [EndpointId], Timestamp, Trigger);
+
+impl Op {
+    /// The events this operation enqueues, in order (none for a settle).
+    fn items(&self) -> Vec<Item<'_>> {
+        match self {
+            Op::Enqueue {
+                event,
+                targets,
+                now,
+                trigger,
+            } => vec![(event, targets.as_slice(), *now, *trigger)],
+            Op::EnqueueBatch {
+                items,
+                now,
+                trigger,
+            } => items
+                .iter()
+                .map(|(event, targets)| (event, targets.as_slice(), *now, *trigger))
+                .collect(),
+            Op::Settle { .. } => Vec::new(),
+        }
+    }
+}
 
 /// The queue and the commit lock (the shared [`Group`]), answering with [`Done`].
 #[derive(Debug)]
@@ -136,12 +174,14 @@ fn batchable(ops: &[Op]) -> bool {
     let mut keys = HashSet::new();
     let mut leased = HashSet::new();
     ops.iter().all(|op| match op {
-        Op::Enqueue { event, .. } => {
-            ids.insert(event.id.as_str())
-                && event
-                    .idempotency_key
-                    .as_deref()
-                    .is_none_or(|k| keys.insert((event.account.as_str(), k)))
+        Op::Enqueue { .. } | Op::EnqueueBatch { .. } => {
+            op.items().into_iter().all(|(event, ..)| {
+                ids.insert(event.id.as_str())
+                    && event
+                        .idempotency_key
+                        .as_deref()
+                        .is_none_or(|k| keys.insert((event.account.as_str(), k)))
+            })
         }
         Op::Settle { lease, .. } => leased.insert(lease.delivery.as_str()),
     })
@@ -162,6 +202,7 @@ async fn run_one(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<Done, Sto
         } => enqueue_in(conn, event, targets, *now, *trigger)
             .await
             .map(Done::Enqueued),
+        Op::EnqueueBatch { .. } => enqueue_batch_in(conn, op).await.map(Done::Batch),
         Op::Settle {
             lease,
             attempt,
@@ -225,16 +266,14 @@ pub(crate) async fn run_batched(
     let enqueues: Vec<(usize, &Event, &[EndpointId], Timestamp, Trigger)> = ops
         .iter()
         .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Enqueue {
-                event,
-                targets,
-                now,
-                trigger,
-            } => Some((i, event, targets.as_slice(), *now, *trigger)),
-            Op::Settle { .. } => None,
+        .flat_map(|(i, op)| {
+            op.items()
+                .into_iter()
+                .map(move |(event, targets, now, trigger)| (i, event, targets, now, trigger))
         })
         .collect();
+    // Each operation's receipts, in the order of its events.
+    let mut receipts: Vec<Vec<Receipt>> = ops.iter().map(|_| Vec::new()).collect();
     let mut inserted = HashSet::new();
     for chunk in by_size(&enqueues, |(_, event, _, _, _)| event.data.get().len()) {
         let mut qb: QueryBuilder<'_, Sqlite> =
@@ -267,18 +306,26 @@ pub(crate) async fn run_batched(
                     "an event was neither inserted nor a duplicate".into(),
                 ));
             };
-            results[i] = Some(Ok(Done::Enqueued(original_receipt(&mut *conn, &id).await?)));
+            receipts[i].push(original_receipt(&mut *conn, &id).await?);
             continue;
         }
         let ids: Vec<DeliveryId> = targets.iter().map(|_| DeliveryId::generate()).collect();
         for (id, target) in ids.iter().zip(targets) {
             rows.push((id.as_str().to_owned(), event, target, now, trigger));
         }
-        results[i] = Some(Ok(Done::Enqueued(Receipt::new(
-            event.id.clone(),
-            ids,
-            false,
-        ))));
+        receipts[i].push(Receipt::new(event.id.clone(), ids, false));
+    }
+    for (i, (op, mut got)) in ops.iter().zip(receipts).enumerate() {
+        match op {
+            Op::Enqueue { .. } => {
+                let receipt = got
+                    .pop()
+                    .ok_or_else(|| DbError::Group("an enqueue got no receipt".into()))?;
+                results[i] = Some(Ok(Done::Enqueued(receipt)));
+            }
+            Op::EnqueueBatch { .. } => results[i] = Some(Ok(Done::Batch(got))),
+            Op::Settle { .. } => {}
+        }
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         // Only to endpoints of the event's account: a row left out is an unknown target, which
@@ -319,7 +366,7 @@ pub(crate) async fn run_batched(
                 attempt,
                 next,
             } => Some((i, lease, attempt, *next)),
-            Op::Enqueue { .. } => None,
+            Op::Enqueue { .. } | Op::EnqueueBatch { .. } => None,
         })
         .collect();
     for chunk in settles.chunks(ROWS_PER_STATEMENT) {
@@ -460,6 +507,50 @@ pub(crate) async fn enqueue_in(
         deliveries.push(id);
     }
     Ok(Receipt::new(event.id.clone(), deliveries, false))
+}
+
+/// A batch enqueue inside the caller's savepoint (see [`run_one`]): its events one after the
+/// other, each as [`enqueue_in`] (so one with the id or idempotency key of an earlier one is
+/// that one's duplicate). The first error ends it; the caller's savepoint is then rolled back,
+/// so nothing of the batch is written. A batch without duplicates of its own is tried first as
+/// the multi-row statements of [`run_batched`], inside a savepoint of its own.
+async fn enqueue_batch_in(
+    conn: &mut SqliteConnection,
+    op: &Op,
+) -> Result<Vec<Receipt>, StoreError> {
+    let single = std::slice::from_ref(op);
+    if batchable(single) {
+        let step = |sql: &'static str| sqlx::query(sql);
+        step("SAVEPOINT batch")
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+        let fast = match run_batched(&mut *conn, single).await {
+            Ok(mut results) => match results.pop() {
+                Some(Ok(Done::Batch(receipts))) => Some(receipts),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        if fast.is_none() {
+            step("ROLLBACK TO batch")
+                .execute(&mut *conn)
+                .await
+                .map_err(DbError::from)?;
+        }
+        step("RELEASE batch")
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+        if let Some(receipts) = fast {
+            return Ok(receipts);
+        }
+    }
+    let mut receipts = Vec::new();
+    for (event, targets, now, trigger) in op.items() {
+        receipts.push(enqueue_in(&mut *conn, event, targets, now, trigger).await?);
+    }
+    Ok(receipts)
 }
 
 /// Settle inside the caller's write transaction (see [`crate::group`]).

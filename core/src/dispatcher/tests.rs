@@ -646,3 +646,111 @@ async fn a_panicking_task_ends_run_with_an_error_after_the_others_finish() {
         "the panicked delivery is retried when its lease ends"
     );
 }
+
+/// A new event of `account` at `now`.
+fn batch_event(account: &AccountId, now: Timestamp) -> Event {
+    Event::new(
+        EventId::generate(),
+        account.clone(),
+        EventTypeName::parse("rx.completed").unwrap(),
+        RawValue::from_string(r#"{"patientId":"p_77"}"#.into()).unwrap(),
+        now,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_goes_to_each_events_subscribers_whole_and_within_its_delivery_limit() {
+    let h = Harness::new(quiet_config(), Schedule::fixed(vec![secs(3600)])).await;
+    let a = h.endpoint("https://a.example/hook").await;
+    let b = h.endpoint("https://b.example/hook").await;
+    let events: Vec<Event> = (0..3)
+        .map(|_| batch_event(&h.account, h.clock.now()))
+        .collect();
+
+    // 3 events × 2 subscribers: 6 deliveries.
+    match h.dispatcher.publish_batch_limited(&events, 5).await {
+        Err(super::PublishError::TooManyDeliveries {
+            deliveries: 6,
+            limit: 5,
+        }) => {}
+        other => panic!("expected TooManyDeliveries, got {other:?}"),
+    }
+    for ev in &events {
+        assert_eq!(h.store.event(&h.account, &ev.id).await.unwrap(), None);
+    }
+
+    let receipts = h
+        .dispatcher
+        .publish_batch_limited(&events, 6)
+        .await
+        .unwrap();
+    assert_eq!(receipts.len(), 3);
+    for (ev, r) in events.iter().zip(&receipts) {
+        assert_eq!((&r.event_id, r.duplicate), (&ev.id, false));
+        let mut to: Vec<EndpointId> = Vec::new();
+        for id in &r.deliveries {
+            to.push(h.delivery(id).await.endpoint_id);
+        }
+        to.sort();
+        let mut want = vec![a.id.clone(), b.id.clone()];
+        want.sort();
+        assert_eq!(to, want, "one delivery per subscriber");
+    }
+    let again = h.dispatcher.publish_batch(&events).await.unwrap();
+    assert!(
+        again.iter().all(|r| r.duplicate),
+        "published twice: duplicates"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_to_an_endpoint_removed_behind_the_cache_reads_the_subscribers_again() {
+    let clock = TokioClock::new(T0);
+    let inner = Arc::new(MemoryStore::new());
+    let cached = Arc::new(crate::cache::CachedStore::new(inner.clone()));
+    let (receiver, account) = (Receiver::new(clock), AccountId::parse("acme").unwrap());
+    let dispatcher = Dispatcher::builder(cached.clone(), receiver.transport())
+        .clock(Arc::new(clock))
+        .config(quiet_config())
+        .build();
+    inner
+        .create_account(&Account::new(account.clone(), "Acme", T0))
+        .await
+        .unwrap();
+    let mut kept = Vec::new();
+    for host in ["a", "b"] {
+        let ep = Endpoint::new(
+            EndpointId::generate(),
+            account.clone(),
+            format!("https://{host}.example/hook"),
+            vec![],
+            T0,
+        );
+        inner.create_endpoint(&ep).await.unwrap();
+        kept.push(ep);
+    }
+    let kind = EventTypeName::parse("rx.completed").unwrap();
+    assert_eq!(
+        cached
+            .subscribers(&account, None, &kind)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Removed without the cache knowing: its subscriber list is stale.
+    let gone = kept.remove(0);
+    assert!(inner.remove_endpoint(&account, &gone.id).await.unwrap());
+
+    let events = vec![batch_event(&account, T0), batch_event(&account, T0)];
+    let receipts = dispatcher.publish_batch(&events).await.unwrap();
+    for r in &receipts {
+        assert_eq!(r.deliveries.len(), 1, "only the endpoint that is left");
+        let d = inner
+            .delivery(&account, &r.deliveries[0])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.endpoint_id, kept[0].id);
+    }
+}

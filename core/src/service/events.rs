@@ -262,6 +262,39 @@ impl Hookline {
         Ok(receipt)
     }
 
+    /// Stores checked events with one delivery per subscribed endpoint each, all or nothing,
+    /// within [`max_batch_deliveries`](super::ServiceConfig::max_batch_deliveries), in an
+    /// `ingest_batch` span (ERROR level, as `ingest`).
+    async fn fan_out_batch(
+        &self,
+        account: &AccountId,
+        events: &[Event],
+    ) -> Result<Vec<Receipt>, ServiceError> {
+        let span = tracing::error_span!(
+            "ingest_batch",
+            account_id = %account,
+            events = events.len(),
+            deliveries = tracing::field::Empty,
+            duplicates = tracing::field::Empty,
+        );
+        let receipts = self
+            .dispatcher()
+            .publish_batch_limited(events, self.config().max_batch_deliveries)
+            .instrument(span.clone())
+            .await?;
+        let (mut deliveries, mut duplicates) = (0, 0);
+        for r in &receipts {
+            if r.duplicate {
+                duplicates += 1;
+            } else {
+                deliveries += r.deliveries.len();
+            }
+        }
+        span.record("deliveries", deliveries);
+        span.record("duplicates", duplicates);
+        Ok(receipts)
+    }
+
     /// Runs a publication within [`write_timeout`](super::ServiceConfig::write_timeout). `work`
     /// raises `writing` just before its first store write; past the deadline the answer is
     /// `Unavailable`, unconfirmed when the write had been sent (it may still land).
@@ -318,9 +351,17 @@ impl Hookline {
     }
 
     /// Publishes 1 to [`max_batch`](super::ServiceConfig::max_batch) events (`invalid_batch`
-    /// otherwise) to an account (admin only). Every event is checked first, so a refused item
-    /// ([`ServiceError::InBatch`]) stores nothing; each event may carry its own idempotency
-    /// key. Receipts come back in order.
+    /// otherwise) to an account (admin only), all or nothing. Every event is checked first, so
+    /// a refused item ([`ServiceError::InBatch`]) stores nothing; a batch that would create more
+    /// than [`max_batch_deliveries`](super::ServiceConfig::max_batch_deliveries) deliveries
+    /// (events × their subscribed endpoints) is refused with `batch_too_large`, nothing stored.
+    /// The batch is then stored in one atomic write
+    /// ([`Dispatcher::publish_batch_limited`](crate::dispatcher::Dispatcher::publish_batch_limited)):
+    /// every event with its deliveries, or none of them — also when the store fails, the
+    /// caller goes away or the write times out (`Unavailable`, unconfirmed: it may have been
+    /// stored whole). Each event may carry its own idempotency key, and one with the key (or
+    /// id) of an earlier event of the batch is that event's duplicate. Receipts come back in
+    /// order.
     pub async fn publish_batch(
         &self,
         by: &Actor,
@@ -348,7 +389,8 @@ impl Hookline {
         }
         .await;
         for (i, kind) in types.iter().enumerate() {
-            // An event stored before a later one failed was stored all the same.
+            // The batch is stored whole or not at all: each event counts with its own
+            // duplicate flag once stored, else with the batch's error.
             let own = match (stored.get(i), &result) {
                 (Some(duplicate), _) => Ok(*duplicate),
                 (None, Err(e)) => Err(e),
@@ -385,14 +427,10 @@ impl Hookline {
                 })?;
             checked.push(ev);
         }
-        let mut out = Vec::with_capacity(checked.len());
         batch.writing.store(true, Ordering::SeqCst);
-        for ev in &checked {
-            let receipt = self.fan_out(ev).await?;
-            batch.stored.push(receipt.duplicate);
-            out.push(receipt);
-        }
-        Ok(out)
+        let receipts = self.fan_out_batch(&a.id, &checked).await?;
+        batch.stored.extend(receipts.iter().map(|r| r.duplicate));
+        Ok(receipts)
     }
 
     /// Lists an account's events matching `query`, newest first.

@@ -9,7 +9,12 @@
 //! - endpoints: create, update, rotate the secret, enable, disable, send a test event, recover
 //!   failed deliveries ([`create_endpoint`](Hookline::create_endpoint), …);
 //! - events: publish one or a batch, with every check (catalog, archived types, sites, the
-//!   shape and size of `data`, idempotency keys) ([`publish`](Hookline::publish), …);
+//!   shape and size of `data`, idempotency keys) ([`publish`](Hookline::publish), …). A batch
+//!   ([`publish_batch`](Hookline::publish_batch)) is stored all or nothing, in one atomic store
+//!   write, within two limits checked before anything is stored:
+//!   [`max_batch`](ServiceConfig::max_batch) events (`invalid_batch`) and
+//!   [`max_batch_deliveries`](ServiceConfig::max_batch_deliveries) deliveries in all, its events
+//!   times their subscribed endpoints (`batch_too_large`);
 //! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
 //!
 //! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
@@ -118,7 +123,7 @@ impl From<Role> for Actor {
 /// | kind | JSON API status | codes |
 /// | --- | --- | --- |
 /// | `NotFound` | 404 | `account_not_found`, `site_not_found`, `event_type_not_found`, `endpoint_not_found`, `event_not_found`, `delivery_not_found`, `not_found` |
-/// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `invalid_body` |
+/// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
 /// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
 /// | `Forbidden` | 403 | `forbidden` |
 /// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
@@ -284,6 +289,13 @@ impl From<PublishError> for ServiceError {
     fn from(e: PublishError) -> Self {
         match e {
             PublishError::Store(s) => s.into(),
+            PublishError::TooManyDeliveries { deliveries, limit } => Self::invalid(
+                "batch_too_large",
+                format!(
+                    "the batch would create {deliveries} deliveries (events × subscribed \
+                     endpoints); at most {limit} are allowed: send fewer events per batch"
+                ),
+            ),
         }
     }
 }
@@ -306,6 +318,10 @@ pub struct ServiceConfig {
     pub rotation_overlap: Duration,
     /// Most events in one batch (default 100).
     pub max_batch: usize,
+    /// Most deliveries one batch may create: the sum over its events of their subscribed
+    /// endpoints (default 10,000). A larger batch is refused with `batch_too_large`, nothing
+    /// stored.
+    pub max_batch_deliveries: usize,
     /// How long publishing (its checks and its write) may wait for the store before answering
     /// [`ServiceError::Unavailable`] (default 5 s): an unreachable or stalled store is reported
     /// within this time, as unconfirmed once the write had been sent.
@@ -347,6 +363,7 @@ impl Default for ServiceConfig {
             allow_http: false,
             rotation_overlap: Duration::from_secs(24 * 3600),
             max_batch: 100,
+            max_batch_deliveries: 10_000,
             write_timeout: Duration::from_secs(5),
             endpoint_addresses: None,
         }
@@ -387,6 +404,12 @@ impl ServiceConfig {
     /// Sets the most events in one batch.
     pub fn with_max_batch(mut self, n: usize) -> Self {
         self.max_batch = n;
+        self
+    }
+
+    /// Sets the most deliveries one batch may create.
+    pub fn with_max_batch_deliveries(mut self, n: usize) -> Self {
+        self.max_batch_deliveries = n;
         self
     }
 }
@@ -660,11 +683,14 @@ mod tests {
             ),
             (256 * 1024, false, Duration::from_secs(24 * 3600), 100)
         );
+        assert_eq!(c.max_batch_deliveries, 10_000);
         let c = c
             .with_max_event_bytes(10)
             .with_allow_http(true)
             .with_rotation_overlap(Duration::from_secs(1))
-            .with_max_batch(3);
+            .with_max_batch(3)
+            .with_max_batch_deliveries(7);
+        assert_eq!(c.max_batch_deliveries, 7);
         assert_eq!(
             (
                 c.max_event_bytes,

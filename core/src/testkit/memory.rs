@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the whole store contract in one process's memory, for tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -171,6 +171,83 @@ fn page<T: Clone>(
 }
 
 impl State {
+    /// Whether `target` is an endpoint of `account` (disabled ones included).
+    fn known_target(&self, account: &AccountId, target: &EndpointId) -> bool {
+        self.endpoints
+            .get(target)
+            .is_some_and(|e| e.endpoint.account == *account)
+    }
+
+    /// [`QueueStore::enqueue_with`] on the locked state.
+    fn enqueue(
+        &mut self,
+        event: &Event,
+        targets: &[EndpointId],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Receipt, StoreError> {
+        let s = self;
+        if s.events.contains_key(&event.id) {
+            return Ok(s.receipt(&event.id));
+        }
+        let key = event
+            .idempotency_key
+            .as_ref()
+            .map(|k| (event.account.clone(), k.clone()));
+        if let Some(original) = key.as_ref().and_then(|k| s.idempotency.get(k)) {
+            let original = original.clone();
+            return Ok(s.receipt(&original));
+        }
+        // Every target must be an endpoint of the event's account (disabled ones included).
+        if !targets.iter().all(|t| s.known_target(&event.account, t)) {
+            return Err(StoreError::NotFound("endpoint"));
+        }
+        let mut deliveries = Vec::with_capacity(targets.len());
+        for target in targets {
+            let ordering_key = s
+                .endpoints
+                .get(target)
+                .filter(|e| e.endpoint.ordered)
+                .and_then(|_| event.queue_id.clone());
+            let id = DeliveryId::generate();
+            s.seq += 1;
+            let row = DeliveryRow {
+                delivery: Delivery {
+                    id: id.clone(),
+                    account: event.account.clone(),
+                    event_id: event.id.clone(),
+                    endpoint_id: target.clone(),
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: Some(now),
+                    last_attempt_at: None,
+                    created_at: now,
+                },
+                seq: s.seq,
+                lease: None,
+                trigger,
+                ordering_key,
+            };
+            s.deliveries.insert(id.clone(), row);
+            deliveries.push(id);
+        }
+        if let Some(k) = key {
+            s.idempotency.insert(k, event.id.clone());
+        }
+        s.events.insert(
+            event.id.clone(),
+            EventRow {
+                event: event.clone(),
+                deliveries: deliveries.clone(),
+            },
+        );
+        Ok(Receipt {
+            event_id: event.id.clone(),
+            deliveries,
+            duplicate: false,
+        })
+    }
+
     /// The enabled endpoint a delivery of `account` to `id` goes to, if any.
     fn live_endpoint(&self, account: &AccountId, id: &EndpointId) -> Option<&EndpointRow> {
         self.endpoints
@@ -475,71 +552,43 @@ impl QueueStore for MemoryStore {
         now: Timestamp,
         trigger: Trigger,
     ) -> Result<Receipt, StoreError> {
+        self.state()?.enqueue(event, targets, now, trigger)
+    }
+
+    async fn enqueue_batch(
+        &self,
+        items: &[(Event, Vec<EndpointId>)],
+        now: Timestamp,
+        trigger: Trigger,
+    ) -> Result<Vec<Receipt>, StoreError> {
         let mut s = self.state()?;
-        if s.events.contains_key(&event.id) {
-            return Ok(s.receipt(&event.id));
+        // Check every item as if the earlier ones were stored already, then write: the writes
+        // cannot fail, so the batch is stored whole or not at all.
+        let mut ids = HashSet::new();
+        let mut keys = HashSet::new();
+        for (event, targets) in items {
+            let key = event
+                .idempotency_key
+                .as_ref()
+                .map(|k| (event.account.clone(), k.clone()));
+            let duplicate = s.events.contains_key(&event.id)
+                || ids.contains(&event.id)
+                || key
+                    .as_ref()
+                    .is_some_and(|k| s.idempotency.contains_key(k) || keys.contains(k));
+            if duplicate {
+                continue;
+            }
+            if !targets.iter().all(|t| s.known_target(&event.account, t)) {
+                return Err(StoreError::NotFound("endpoint"));
+            }
+            ids.insert(event.id.clone());
+            keys.extend(key);
         }
-        let key = event
-            .idempotency_key
-            .as_ref()
-            .map(|k| (event.account.clone(), k.clone()));
-        if let Some(original) = key.as_ref().and_then(|k| s.idempotency.get(k)) {
-            let original = original.clone();
-            return Ok(s.receipt(&original));
-        }
-        // Every target must be an endpoint of the event's account (disabled ones included).
-        let known = |t: &EndpointId| {
-            s.endpoints
-                .get(t)
-                .is_some_and(|e| e.endpoint.account == event.account)
-        };
-        if !targets.iter().all(known) {
-            return Err(StoreError::NotFound("endpoint"));
-        }
-        let mut deliveries = Vec::with_capacity(targets.len());
-        for target in targets {
-            let ordering_key = s
-                .endpoints
-                .get(target)
-                .filter(|e| e.endpoint.ordered)
-                .and_then(|_| event.queue_id.clone());
-            let id = DeliveryId::generate();
-            s.seq += 1;
-            let row = DeliveryRow {
-                delivery: Delivery {
-                    id: id.clone(),
-                    account: event.account.clone(),
-                    event_id: event.id.clone(),
-                    endpoint_id: target.clone(),
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_attempt_at: Some(now),
-                    last_attempt_at: None,
-                    created_at: now,
-                },
-                seq: s.seq,
-                lease: None,
-                trigger,
-                ordering_key,
-            };
-            s.deliveries.insert(id.clone(), row);
-            deliveries.push(id);
-        }
-        if let Some(k) = key {
-            s.idempotency.insert(k, event.id.clone());
-        }
-        s.events.insert(
-            event.id.clone(),
-            EventRow {
-                event: event.clone(),
-                deliveries: deliveries.clone(),
-            },
-        );
-        Ok(Receipt {
-            event_id: event.id.clone(),
-            deliveries,
-            duplicate: false,
-        })
+        items
+            .iter()
+            .map(|(event, targets)| s.enqueue(event, targets, now, trigger))
+            .collect()
     }
 
     async fn claim_due_except(

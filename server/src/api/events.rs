@@ -40,7 +40,7 @@ problems!(
         JSON_BODY,
         TEXT,
         CHECKS,
-        &[(422, &["invalid_batch"])]
+        &[(422, &["invalid_batch", "batch_too_large"])]
     ]
 );
 problems!(ListProblems = [AUTH, ACCOUNT, PAGING, &[(400, &["invalid_id"])]]);
@@ -98,9 +98,12 @@ pub(crate) struct BatchOut {
     data: Vec<CreatedOut>,
 }
 
-/// Publishes 1 to 100 events at once: every event is checked first, and one refused event stores
-/// none of them (its problem's `detail` names its position). Each event may carry its own
-/// `idempotencyKey`.
+/// Publishes 1 to 100 events at once, all or nothing: every event is checked first, and one
+/// refused event stores none of them (its problem's `detail` names its position); a batch that
+/// would create more than 10,000 deliveries (`--max-batch-deliveries`) is refused with
+/// `batch_too_large`; then every event is stored with all its deliveries in one atomic write, or
+/// none is. Each event may carry its own `idempotencyKey`; one with the key of an earlier event
+/// of the batch is that event's duplicate.
 #[utoipa::path(post, path = "/v1/accounts/{account}/events/batch", tag = "events", operation_id = "publishEvents",
     params(("account" = AccountId, Path, description = "The account id.")),
     request_body(content = Vec<NewEvent>, example = json!([{"event": "rx.completed", "queueId": "q_8842", "data": {"patientId": "p_77"}, "idempotencyKey": "q_8842-done"}])),

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `hookline` binary: real HTTP on 127.0.0.1, real SQLite files.
 
+mod batches;
 mod breaker;
 mod cli;
 mod engine;

@@ -386,3 +386,13 @@ mod metrics_on_postgres {
         crate::metrics::backlog_while_down(&server(&db, crate::metrics::DOWN_FLAGS).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_are_stored_all_or_nothing() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&db.url(), dir, crate::batches::FLAGS).await;
+    crate::batches::all_or_nothing(&srv).await;
+    drop(srv);
+    drop(db);
+}

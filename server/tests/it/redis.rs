@@ -339,3 +339,13 @@ mod metrics_on_redis {
         crate::metrics::backlog_while_down(&server(&keys, crate::metrics::DOWN_FLAGS).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_batches_are_stored_all_or_nothing() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&keys.url(), dir, crate::batches::FLAGS).await;
+    crate::batches::all_or_nothing(&srv).await;
+    drop(srv);
+    drop(keys);
+}

@@ -24,9 +24,9 @@
 //! A factory may also return `(Arc<dyn Store>, guard)`: the guard (a temporary directory, a
 //! schema-dropping handle, …) lives until the case has finished. See [`Fixture`].
 //!
-//! The cases live in one module per concern (catalog, endpoints, enqueue, claims, settling,
-//! limits, ordering, manual sends, listings, retention, backlog) and are re-exported here; the shared
-//! fixtures are in `support`.
+//! The cases live in one module per concern (catalog, endpoints, enqueue, batches, claims,
+//! settling, limits, ordering, manual sends, listings, retention, backlog) and are re-exported
+//! here; the shared fixtures are in `support`.
 //!
 //! The generated tests are plain `#[test]` functions that run the case on a two-worker
 //! multi-threaded tokio runtime (see [`run`]), so the calling crate needs no tokio macros and the
@@ -39,6 +39,7 @@ use std::time::Duration;
 use crate::store::Store;
 
 mod backlog;
+mod batches;
 mod catalog;
 mod claims;
 mod endpoints;
@@ -52,6 +53,7 @@ mod settle;
 mod support;
 
 pub use backlog::*;
+pub use batches::*;
 pub use catalog::*;
 pub use claims::*;
 pub use endpoints::*;
@@ -162,6 +164,11 @@ macro_rules! store_conformance {
             disable_endpoint_is_one_step,
             hold_endpoint_makes_its_backlog_wait,
             backlog_counts_pending_deliveries,
+            enqueue_batch_stores_every_event_with_its_deliveries,
+            enqueue_batch_with_an_unknown_target_writes_nothing,
+            enqueue_batch_answers_duplicates_inside_and_across_batches,
+            enqueue_batch_racing_single_enqueues_stores_each_key_once,
+            enqueue_batch_dropped_midway_is_stored_whole_or_not_at_all,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
