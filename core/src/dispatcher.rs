@@ -505,6 +505,10 @@ impl Dispatcher {
                     store_backoff = Duration::from_millis(100);
                     store_failures = 0;
                     let mut first = Some(first);
+                    // Claims given back are written from a task of their own, so that a claim
+                    // holding many deliveries of one busy endpoint does not keep the loop (and
+                    // every other endpoint's deliveries) waiting for one write each.
+                    let mut given_back = Vec::new();
                     for c in claims {
                         if let Admit::Wait(until) =
                             self.inner.gates.admit(&c.endpoint, Instant::now())
@@ -523,9 +527,7 @@ impl Dispatcher {
                                     .add(t.saturating_duration_since(Instant::now())),
                                 None => self.inner.clock.now().add(Duration::from_millis(100)),
                             };
-                            if let Err(e) = self.inner.store.defer(&c.lease, at).await {
-                                tracing::debug!(error = %e, account_id = %c.endpoint.account, endpoint_id = %c.endpoint.id, delivery_id = %c.delivery.id, "deferring a claim failed; its lease will lapse");
-                            }
+                            given_back.push((c, at));
                             continue;
                         }
                         let permit = match first.take() {
@@ -551,6 +553,16 @@ impl Dispatcher {
                             drop(permit);
                             // A slot (and maybe an endpoint's limit) is free again.
                             this.wake();
+                        });
+                    }
+                    if !given_back.is_empty() {
+                        let this = self.clone();
+                        tasks.spawn(async move {
+                            for (c, at) in given_back {
+                                if let Err(e) = this.inner.store.defer(&c.lease, at).await {
+                                    tracing::debug!(error = %e, account_id = %c.endpoint.account, endpoint_id = %c.endpoint.id, delivery_id = %c.delivery.id, "deferring a claim failed; its lease will lapse");
+                                }
+                            }
                         });
                     }
                 }
