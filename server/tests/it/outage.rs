@@ -68,6 +68,30 @@ async fn publish(srv: &Producer, key: &str, n: usize) -> Answer {
     }
 }
 
+/// Starts a server on `store_url` (the store reached through `proxy`) with one endpoint and one
+/// event accepted before the outage, then runs [`outage_under_load`] on it.
+pub(crate) async fn outage_on(store_url: &str, proxy: &TcpProxy, refusals_known: bool) {
+    let _heavy = crate::support::HEAVY.lock().await;
+    let rx = Receiver::start().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(
+        store_url,
+        dir,
+        &["--retry-schedule", "200ms,200ms,200ms,500ms,1s,1s"],
+    )
+    .await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": rx.url("/hook")})).await;
+    let (s, first) = srv
+        .post(
+            "/v1/accounts/acct/events",
+            json!({"event": "rx.completed", "data": {"n": -1}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{first}");
+    outage_under_load(&srv, proxy, &rx, refusals_known).await;
+}
+
 /// Runs the outage scenario against a server whose store is reached through `proxy`; the
 /// account `acct` has one endpoint on `rx` at `/hook`. With `refusals_known`, the store must
 /// report a refused connection as having changed nothing (some 503s say `not_applied`).
