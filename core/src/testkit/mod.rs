@@ -4,6 +4,8 @@
 mod clock;
 pub mod conformance;
 mod memory;
+#[cfg(feature = "testkit-tls")]
+pub mod pki;
 
 pub use clock::TokioClock;
 pub use memory::{Fault, MemoryStore};
