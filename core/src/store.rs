@@ -530,9 +530,10 @@ pub trait HistoryStore: Send + Sync + 'static {
         let mut all = self.attempts(account, delivery).await?;
         all.retain(|a| {
             filter.outcome.is_none_or(|o| o == AttemptOutcome::of(a))
-                && page.after.as_ref().is_none_or(|c| {
-                    (a.started_at, a.id.as_str()) < (c.created_at, c.id.as_str())
-                })
+                && page
+                    .after
+                    .as_ref()
+                    .is_none_or(|c| (a.started_at, a.id.as_str()) < (c.created_at, c.id.as_str()))
         });
         all.sort_by(|x, y| (y.started_at, y.id.as_str()).cmp(&(x.started_at, x.id.as_str())));
         all.truncate(page.limit.saturating_add(1));

@@ -111,9 +111,7 @@ impl Hookline {
     ) -> Result<Page<Attempt>, ServiceError> {
         let d = self.delivery(by, account, delivery).await?;
         let q = query.check(&[Filter::Outcome])?;
-        let filter = AttemptFilter {
-            outcome: q.outcome,
-        };
+        let filter = AttemptFilter { outcome: q.outcome };
         Ok(self
             .store()
             .list_attempts(&d.account, &d.id, &filter, &q.page)

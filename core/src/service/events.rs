@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::Instrument as _;
 
-use super::validate::{self, MAX_QUEUE_ID};
 use super::lists::{Filter, ListQuery};
+use super::validate::{self, MAX_QUEUE_ID};
 use super::{Actor, Hookline, ServiceError};
 use crate::id::{AccountId, EventId, EventTypeName, SiteId};
 use crate::model::{Event, EventFilter, Page};
@@ -375,7 +375,12 @@ impl Hookline {
         query: &ListQuery,
     ) -> Result<Page<Event>, ServiceError> {
         let a = self.reach_account(by, account).await?;
-        let q = query.check(&[Filter::EventType, Filter::Site, Filter::QueueId, Filter::Time])?;
+        let q = query.check(&[
+            Filter::EventType,
+            Filter::Site,
+            Filter::QueueId,
+            Filter::Time,
+        ])?;
         let filter = EventFilter {
             event_type: q.event_type,
             site: q.site,

@@ -151,8 +151,14 @@ pub struct ReplayJob {
 impl ReplayJob {
     fn advance(&mut self, reached: Timestamp) {
         self.reached = reached.max(self.since);
-        let span = self.until.as_millis().saturating_sub(self.since.as_millis());
-        let walked = self.until.as_millis().saturating_sub(self.reached.as_millis());
+        let span = self
+            .until
+            .as_millis()
+            .saturating_sub(self.since.as_millis());
+        let walked = self
+            .until
+            .as_millis()
+            .saturating_sub(self.reached.as_millis());
         self.progress = if span <= 0 {
             1.0
         } else {

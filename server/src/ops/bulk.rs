@@ -269,12 +269,20 @@ pub(crate) async fn replay(api: &Api, output: Output, args: ReplayArgs) -> anyho
     if let Some(st) = &args.status {
         body["status"] = json!(st);
     }
-    let mut job = api.post(&["v1", "accounts", account, "replay"], &body).await?;
-    let id = job["id"].as_str().context("the replay job has no id")?.to_owned();
+    let mut job = api
+        .post(&["v1", "accounts", account, "replay"], &body)
+        .await?;
+    let id = job["id"]
+        .as_str()
+        .context("the replay job has no id")?
+        .to_owned();
     let bar = render::job_bar(output, "re-queuing");
     while job["state"] == "running" {
         tokio::time::sleep(REPLAY_POLL).await;
-        job = match api.get(&["v1", "accounts", account, "replay", &id], &[]).await {
+        job = match api
+            .get(&["v1", "accounts", account, "replay", &id], &[])
+            .await
+        {
             Ok(j) => j,
             Err(e) => {
                 bar.finish_and_clear();

@@ -116,7 +116,8 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
 
     let mut completed = Vec::new();
     for n in 0..5 {
-        let mut body = json!({"event": "rx.completed", "queueId": format!("q{}", n % 2), "data": {"n": n}});
+        let mut body =
+            json!({"event": "rx.completed", "queueId": format!("q{}", n % 2), "data": {"n": n}});
         if n % 2 == 0 {
             body["site"] = json!("s1");
         }
@@ -138,33 +139,70 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
     assert_eq!(all.len(), 7, "{all:?}");
     let mut sorted = all.clone();
     sorted.sort_by(|a, b| {
-        (b["createdAt"].as_str(), b["id"].as_str()).cmp(&(a["createdAt"].as_str(), a["id"].as_str()))
+        (b["createdAt"].as_str(), b["id"].as_str())
+            .cmp(&(a["createdAt"].as_str(), a["id"].as_str()))
     });
     assert_eq!(ids(&all), ids(&sorted));
     let count = |q: String| {
         let srv = &srv;
         async move { every_page(srv, &q, 250).await.len() }
     };
-    assert_eq!(count(format!("{base}/deliveries?eventType=rx.failed")).await, 2);
-    assert_eq!(count(format!("{base}/deliveries?eventType=rx.completed&endpoint={p}")).await, 5);
+    assert_eq!(
+        count(format!("{base}/deliveries?eventType=rx.failed")).await,
+        2
+    );
+    assert_eq!(
+        count(format!(
+            "{base}/deliveries?eventType=rx.completed&endpoint={p}"
+        ))
+        .await,
+        5
+    );
     assert_eq!(count(format!("{base}/deliveries?endpoint={q}")).await, 1);
-    assert_eq!(count(format!("{base}/deliveries?status=succeeded")).await, 6);
+    assert_eq!(
+        count(format!("{base}/deliveries?status=succeeded")).await,
+        6
+    );
     assert_eq!(count(format!("{base}/deliveries?since={mid}")).await, 2);
     assert_eq!(count(format!("{base}/deliveries?until={mid}")).await, 5);
     assert_eq!(
         count(format!("{base}/deliveries?since={mid}&status=succeeded")).await,
         1
     );
-    assert_eq!(count(format!("{base}/deliveries?eventType=rx.resolved")).await, 0);
-    assert_eq!(count(format!("{base}/endpoints/{p}/deliveries?eventType=rx.completed")).await, 5);
-    assert_eq!(count(format!("{base}/endpoints/{p}/deliveries?since={mid}")).await, 1);
-    assert_eq!(count(format!("{base}/events/{failed_event}/deliveries?endpoint={p}")).await, 1);
     assert_eq!(
-        count(format!("{base}/events/{failed_event}/deliveries?status=failed")).await,
+        count(format!("{base}/deliveries?eventType=rx.resolved")).await,
+        0
+    );
+    assert_eq!(
+        count(format!(
+            "{base}/endpoints/{p}/deliveries?eventType=rx.completed"
+        ))
+        .await,
+        5
+    );
+    assert_eq!(
+        count(format!("{base}/endpoints/{p}/deliveries?since={mid}")).await,
+        1
+    );
+    assert_eq!(
+        count(format!(
+            "{base}/events/{failed_event}/deliveries?endpoint={p}"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        count(format!(
+            "{base}/events/{failed_event}/deliveries?status=failed"
+        ))
+        .await,
         1
     );
     // Events: type (and its older name), site, queue id, time.
-    assert_eq!(count(format!("{base}/events?eventType=rx.completed")).await, 5);
+    assert_eq!(
+        count(format!("{base}/events?eventType=rx.completed")).await,
+        5
+    );
     assert_eq!(count(format!("{base}/events?event=rx.completed")).await, 5);
     assert_eq!(count(format!("{base}/events?site=s1&queueId=q0")).await, 3);
     assert_eq!(count(format!("{base}/events?until={mid}")).await, 5);
@@ -181,9 +219,15 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
     assert_eq!(s, 202);
     rx.wait_for("/q", 3, WAIT).await;
     let attempts = format!("{base}/deliveries/{qd}/attempts");
-    poll(&srv, &attempts, |b| b["data"].as_array().unwrap().len() == 3).await;
+    poll(&srv, &attempts, |b| {
+        b["data"].as_array().unwrap().len() == 3
+    })
+    .await;
     let paged = every_page(&srv, &attempts, 1).await;
-    let numbers: Vec<u64> = paged.iter().map(|a| a["number"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = paged
+        .iter()
+        .map(|a| a["number"].as_u64().unwrap())
+        .collect();
     assert_eq!(numbers, [3, 2, 1], "newest first");
     let (_, ok) = srv.get(&format!("{attempts}?outcome=succeeded")).await;
     assert_eq!(ok["data"].as_array().unwrap().len(), 1);
@@ -213,7 +257,11 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
         ] {
             let url = format!("{list}?{query}");
             let (s, body) = srv.get(&url).await;
-            assert_eq!((s, body["code"].as_str()), (400, Some(code)), "{url}: {body}");
+            assert_eq!(
+                (s, body["code"].as_str()),
+                (400, Some(code)),
+                "{url}: {body}"
+            );
         }
         let (s, page) = srv.get(&format!("{list}?limit=250")).await;
         assert_eq!(s, 200, "{list}: {page}");
@@ -230,19 +278,33 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
         format!("{attempts}?status=failed"),
     ] {
         let (s, body) = srv.get(&url).await;
-        assert_eq!((s, body["code"].as_str()), (400, Some("invalid_query")), "{url}: {body}");
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{url}: {body}"
+        );
     }
     // Bad filter values.
     for (url, code) in [
         (format!("{base}/deliveries?status=done"), "invalid_query"),
         (format!("{base}/deliveries?endpoint=nope"), "invalid_id"),
-        (format!("{base}/deliveries?eventType=Not%20A%20Type"), "invalid_id"),
-        (format!("{base}/deliveries?since={mid}&until={mid}"), "invalid_query"),
+        (
+            format!("{base}/deliveries?eventType=Not%20A%20Type"),
+            "invalid_id",
+        ),
+        (
+            format!("{base}/deliveries?since={mid}&until={mid}"),
+            "invalid_query",
+        ),
         (format!("{attempts}?outcome=maybe"), "invalid_query"),
         (format!("{base}/events?queueId="), "invalid_query"),
     ] {
         let (s, body) = srv.get(&url).await;
-        assert_eq!((s, body["code"].as_str()), (400, Some(code)), "{url}: {body}");
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (400, Some(code)),
+            "{url}: {body}"
+        );
     }
 }
 
@@ -283,7 +345,11 @@ async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
     let job_path = format!("{base}/replay/{id}");
     let done = poll(&srv, &job_path, |j| j["state"] != "running").await;
     assert_eq!(done["state"], "completed", "{done}");
-    assert_eq!((done["matched"].as_u64(), done["queued"].as_u64()), (Some(2), Some(2)), "{done}");
+    assert_eq!(
+        (done["matched"].as_u64(), done["queued"].as_u64()),
+        (Some(2), Some(2)),
+        "{done}"
+    );
     assert_eq!(done["done"], 2);
     assert_eq!(done["progress"], 1.0);
     assert_eq!(done["reached"], json!(since));
@@ -293,25 +359,47 @@ async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
         .map(|r| r.json()["id"].as_str().unwrap().to_owned())
         .collect();
     again.sort();
-    assert_eq!(again, completed, "exactly the matching deliveries were sent again");
+    assert_eq!(
+        again, completed,
+        "exactly the matching deliveries were sent again"
+    );
     assert!(got[5..].iter().all(|r| r.json()["attempt"]["number"] == 2));
 
     // The whole window, every endpoint and type: 3 events × 2 endpoints.
     let (s, job) = srv
-        .post(&format!("{base}/replay"), json!({"since": since, "until": until}))
+        .post(
+            &format!("{base}/replay"),
+            json!({"since": since, "until": until}),
+        )
         .await;
     assert_eq!(s, 202, "{job}");
     let job_path = format!("{base}/replay/{}", job["id"].as_str().unwrap());
     let done = poll(&srv, &job_path, |j| j["state"] != "running").await;
-    assert_eq!((done["state"].as_str(), done["queued"].as_u64()), (Some("completed"), Some(6)), "{done}");
+    assert_eq!(
+        (done["state"].as_str(), done["queued"].as_u64()),
+        (Some("completed"), Some(6)),
+        "{done}"
+    );
     rx.wait_for("/a", 10, WAIT).await;
     rx.wait_for("/b", 8, WAIT).await;
 
     // Refusals.
     for (body, status, code) in [
-        (json!({"since": until, "until": since}), 422, "invalid_replay"),
-        (json!({"since": since, "status": "done"}), 422, "invalid_replay"),
-        (json!({"since": since, "endpoint": "nope"}), 400, "invalid_id"),
+        (
+            json!({"since": until, "until": since}),
+            422,
+            "invalid_replay",
+        ),
+        (
+            json!({"since": since, "status": "done"}),
+            422,
+            "invalid_replay",
+        ),
+        (
+            json!({"since": since, "endpoint": "nope"}),
+            400,
+            "invalid_id",
+        ),
         (
             json!({"since": since, "endpoint": "ep_01KB2Z6Q3V8M4J7X0R5T9W1C2D"}),
             404,
@@ -330,7 +418,11 @@ async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
     // Jobs live in the process: after a restart the job is unknown.
     srv.restart().await;
     let (s, r) = srv.get(&job_path).await;
-    assert_eq!((s, r["code"].as_str()), (404, Some("replay_not_found")), "{r}");
+    assert_eq!(
+        (s, r["code"].as_str()),
+        (404, Some("replay_not_found")),
+        "{r}"
+    );
 }
 
 macro_rules! on_every_store {

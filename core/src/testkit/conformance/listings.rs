@@ -347,7 +347,10 @@ pub async fn list_deliveries_filter_by_event_type_and_time(store: Arc<dyn Store>
         }
     };
     let cases: Vec<(DeliveryFilter, BTreeSet<DeliveryId>)> = vec![
-        (f(&["rx.failed"], None, None), want(&|k, _, _| k == "rx.failed")),
+        (
+            f(&["rx.failed"], None, None),
+            want(&|k, _, _| k == "rx.failed"),
+        ),
         (
             f(&["rx.completed"], None, None),
             want(&|k, _, _| k == "rx.completed"),
@@ -477,7 +480,12 @@ pub async fn list_attempts_pages_newest_first_by_outcome(store: Arc<dyn Store>) 
         vec![a2, a1]
     );
     let theirs = s
-        .list_attempts(&b, &d[0], &AttemptFilter::default(), &PageRequest::first(10))
+        .list_attempts(
+            &b,
+            &d[0],
+            &AttemptFilter::default(),
+            &PageRequest::first(10),
+        )
         .await
         .expect("list_attempts");
     assert!(theirs.items.is_empty(), "another account sees no attempts");
