@@ -173,6 +173,7 @@ pub(crate) struct EndpointDeliveryListParams {
 #[allow(dead_code)]
 pub(crate) struct AttemptListParams {
     /// Only attempts that ended this way: `succeeded` (a 2xx answer) or `failed`.
+    #[param(inline)]
     outcome: Option<hookline_core::model::AttemptOutcome>,
     /// Rows at most, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
