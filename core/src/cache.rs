@@ -535,6 +535,15 @@ impl<S: Store + ?Sized> QueueStore for CachedStore<S> {
         self.inner.retry_delivery(account, id, now).await
     }
 
+    async fn retry_deliveries(
+        &self,
+        account: &AccountId,
+        ids: &[DeliveryId],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.retry_deliveries(account, ids, now).await
+    }
+
     async fn recover_failed(
         &self,
         account: &AccountId,
@@ -595,6 +604,18 @@ impl<S: Store + ?Sized> HistoryStore for CachedStore<S> {
         delivery: &DeliveryId,
     ) -> Result<Vec<Attempt>, StoreError> {
         self.inner.attempts(account, delivery).await
+    }
+
+    async fn list_attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+        filter: &crate::model::AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Attempt>, StoreError> {
+        self.inner
+            .list_attempts(account, delivery, filter, page)
+            .await
     }
 }
 

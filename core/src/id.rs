@@ -129,6 +129,11 @@ generated_id!(
     AttemptId, "atm_", "attempt id"
 );
 
+generated_id!(
+    /// A replay job id: `rpl_` + a sortable unique id.
+    ReplayId, "rpl_", "replay id"
+);
+
 macro_rules! named_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $max:literal, $extra:literal) => {
         $(#[$meta])*

@@ -498,6 +498,19 @@ impl<S: Store + ?Sized> QueueStore for MeteredStore<S> {
         .await
     }
 
+    async fn retry_deliveries(
+        &self,
+        account: &AccountId,
+        ids: &[DeliveryId],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        metered(
+            "retry_deliveries",
+            self.inner.retry_deliveries(account, ids, now),
+        )
+        .await
+    }
+
     async fn recover_failed(
         &self,
         account: &AccountId,
@@ -555,6 +568,20 @@ impl<S: Store + ?Sized> HistoryStore for MeteredStore<S> {
         delivery: &DeliveryId,
     ) -> Result<Vec<Attempt>, StoreError> {
         metered("attempts", self.inner.attempts(account, delivery)).await
+    }
+
+    async fn list_attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+        filter: &crate::model::AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Attempt>, StoreError> {
+        metered(
+            "list_attempts",
+            self.inner.list_attempts(account, delivery, filter, page),
+        )
+        .await
     }
 }
 

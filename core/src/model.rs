@@ -527,6 +527,76 @@ pub struct DeliveryFilter {
     pub endpoint: Option<EndpointId>,
     /// Only deliveries in this state.
     pub status: Option<DeliveryStatus>,
+    /// Only deliveries of events of one of these types (every type when empty).
+    pub event_types: Vec<EventTypeName>,
+    /// Only deliveries created at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only deliveries created before this instant.
+    pub until: Option<Timestamp>,
+}
+
+impl DeliveryFilter {
+    /// Whether `d`, a delivery of an event of type `event_type`, passes every filter but the
+    /// account (which every store checks on its own).
+    pub fn keeps(&self, d: &Delivery, event_type: &EventTypeName) -> bool {
+        self.keeps_without_type(d)
+            && (self.event_types.is_empty() || self.event_types.contains(event_type))
+    }
+
+    /// Whether `d` passes every filter but the account and the event types.
+    pub fn keeps_without_type(&self, d: &Delivery) -> bool {
+        self.event.as_ref().is_none_or(|e| *e == d.event_id)
+            && self.endpoint.as_ref().is_none_or(|e| *e == d.endpoint_id)
+            && self.status.is_none_or(|s| s == d.status)
+            && self.since.is_none_or(|t| d.created_at >= t)
+            && self.until.is_none_or(|t| d.created_at < t)
+    }
+}
+
+/// How an attempt ended, as a list filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AttemptOutcome {
+    /// The endpoint answered with a 2xx status.
+    Succeeded,
+    /// Anything else: another status, or no answer (a transport error).
+    Failed,
+}
+
+impl AttemptOutcome {
+    /// The lower-case name used in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses the lower-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// How `a` ended.
+    pub fn of(a: &Attempt) -> Self {
+        match a.status_code {
+            Some(c) if (200..300).contains(&c) => Self::Succeeded,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// Which attempts of a delivery to list. All given filters must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptFilter {
+    /// Only attempts that ended this way.
+    pub outcome: Option<AttemptOutcome>,
 }
 
 /// Where a page of a newest-first list ends: the sort key of its last row.

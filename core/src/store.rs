@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, EventType,
-    Page, PageRequest, Site, Trigger,
+    Account, ApiKey, Attempt, AttemptFilter, AttemptOutcome, Cursor, Delivery, DeliveryFilter,
+    Endpoint, Event, EventFilter, EventType, Page, PageRequest, Site, Trigger,
 };
 use crate::time::Timestamp;
 use crate::transport::BoxError;
@@ -455,6 +455,26 @@ pub trait QueueStore: Send + Sync + 'static {
         id: &DeliveryId,
         now: Timestamp,
     ) -> Result<Delivery, StoreError>;
+    /// Re-queues (as [`retry_delivery`](Self::retry_delivery) does) each of `ids` that is a
+    /// delivery of `account`, whatever its state; returns how many (ids that are gone are
+    /// skipped). Callers pass bounded batches (a replay passes one page at a time). The default
+    /// makes one [`retry_delivery`](Self::retry_delivery) call per id.
+    async fn retry_deliveries(
+        &self,
+        account: &AccountId,
+        ids: &[DeliveryId],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for id in ids {
+            match self.retry_delivery(account, id, now).await {
+                Ok(_) => n += 1,
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
     /// Re-queues (as [`retry_delivery`](Self::retry_delivery) does) every failed delivery of the
     /// endpoint created at or after `since`; returns how many.
     async fn recover_failed(
@@ -497,6 +517,31 @@ pub trait HistoryStore: Send + Sync + 'static {
         account: &AccountId,
         delivery: &DeliveryId,
     ) -> Result<Vec<Attempt>, StoreError>;
+    /// A delivery's attempts matching `filter`, newest first by `(started_at, id)` like every
+    /// list. A delivery has few attempts (its retry schedule's length plus manual retries), so
+    /// the default pages [`attempts`](Self::attempts) in memory.
+    async fn list_attempts(
+        &self,
+        account: &AccountId,
+        delivery: &DeliveryId,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Attempt>, StoreError> {
+        let mut all = self.attempts(account, delivery).await?;
+        all.retain(|a| {
+            filter.outcome.is_none_or(|o| o == AttemptOutcome::of(a))
+                && page
+                    .after
+                    .as_ref()
+                    .is_none_or(|c| (a.started_at, a.id.as_str()) < (c.created_at, c.id.as_str()))
+        });
+        all.sort_by(|x, y| (y.started_at, y.id.as_str()).cmp(&(x.started_at, x.id.as_str())));
+        all.truncate(page.limit.saturating_add(1));
+        Ok(Page::from_rows(all, page.limit, |a| Cursor {
+            created_at: a.started_at,
+            id: a.id.as_str().to_owned(),
+        }))
+    }
 }
 
 /// Everything Hookline keeps: the one object-safe bound callers hold (`Arc<dyn Store>`).

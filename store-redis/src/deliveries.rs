@@ -184,6 +184,105 @@ impl RedisStore {
         codec::delivery(id.as_str(), &map).map(Some)
     }
 
+    /// Deliveries matching every filter but the event types.
+    async fn deliveries_untyped(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> DbResult<Page<Delivery>> {
+        let k = &self.keys;
+        if let Some(event) = &filter.event {
+            return self.event_deliveries(account, filter, event, page).await;
+        }
+        let index = match &filter.endpoint {
+            Some(ep) => k.endpoint_deliveries(ep.as_str()),
+            None => k.deliveries(account.as_str()),
+        };
+        let window = Window {
+            since: filter.since,
+            until: filter.until,
+        };
+        self.list_index(
+            &index,
+            page,
+            window,
+            |id| k.delivery(id),
+            |d: &Delivery| d.account == *account && keeps(filter, d),
+        )
+        .await
+    }
+
+    /// Deliveries of events of the filter's types: the other filters' pages, newest first,
+    /// each delivery checked against its event's type (read once per event), until a page is
+    /// full or the index ends.
+    async fn deliveries_typed(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> DbResult<Page<Delivery>> {
+        let mut untyped = filter.clone();
+        untyped.event_types.clear();
+        let mut req = PageRequest {
+            limit: page.limit.saturating_add(1).clamp(50, 250),
+            after: page.after.clone(),
+        };
+        let mut types: HashMap<EventId, Option<hookline_core::EventTypeName>> = HashMap::new();
+        let mut out = Vec::new();
+        'pages: loop {
+            let got = self.deliveries_untyped(account, &untyped, &req).await?;
+            let unknown: Vec<EventId> = {
+                let mut v: Vec<EventId> = got
+                    .items
+                    .iter()
+                    .map(|d| d.event_id.clone())
+                    .filter(|e| !types.contains_key(e))
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            };
+            if !unknown.is_empty() {
+                let mut pipe = redis::pipe();
+                for e in &unknown {
+                    pipe.cmd("HGET").arg(self.keys.event(e.as_str())).arg("j");
+                }
+                let mut conn = self.conn.clone();
+                let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                for (e, j) in unknown.into_iter().zip(found) {
+                    let t = j
+                        .map(|j| codec::from_json::<Event>(&j, "event"))
+                        .transpose()?
+                        .map(|ev| ev.event_type);
+                    types.insert(e, t);
+                }
+            }
+            for d in got.items {
+                let keep = types
+                    .get(&d.event_id)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|t| filter.event_types.contains(t));
+                if keep {
+                    out.push(d);
+                    if out.len() > page.limit {
+                        break 'pages;
+                    }
+                }
+            }
+            match got.next {
+                Some(c) => req.after = Some(c),
+                None => break,
+            }
+        }
+        Ok(Page::from_rows(out, page.limit, |d: &Delivery| {
+            hookline_core::model::Cursor {
+                created_at: d.created_at,
+                id: d.id.as_str().to_owned(),
+            }
+        }))
+    }
+
     /// The deliveries of one event (a short list), filtered and paged in memory.
     async fn event_deliveries(
         &self,
@@ -492,9 +591,7 @@ pub(crate) struct SettleItem {
 /// Whether a delivery matches the filter's endpoint and status (the event is matched by the
 /// index that was read).
 fn keeps(filter: &DeliveryFilter, d: &Delivery) -> bool {
-    filter.endpoint.as_ref().is_none_or(|e| *e == d.endpoint_id)
-        && filter.event.as_ref().is_none_or(|e| *e == d.event_id)
-        && filter.status.is_none_or(|s| s == d.status)
+    filter.keeps_without_type(d)
 }
 
 #[async_trait::async_trait]
@@ -816,24 +913,12 @@ impl HistoryStore for RedisStore {
         filter: &DeliveryFilter,
         page: &PageRequest,
     ) -> Result<Page<Delivery>, StoreError> {
-        let k = &self.keys;
-        if let Some(event) = &filter.event {
-            return self
-                .op(self.event_deliveries(account, filter, event, page))
-                .await;
+        if filter.event_types.is_empty() {
+            self.op(self.deliveries_untyped(account, filter, page))
+                .await
+        } else {
+            self.op(self.deliveries_typed(account, filter, page)).await
         }
-        let index = match &filter.endpoint {
-            Some(ep) => k.endpoint_deliveries(ep.as_str()),
-            None => k.deliveries(account.as_str()),
-        };
-        self.op(self.list_index(
-            &index,
-            page,
-            Window::default(),
-            |id| k.delivery(id),
-            |d: &Delivery| d.account == *account && keeps(filter, d),
-        ))
-        .await
     }
 
     async fn attempts(

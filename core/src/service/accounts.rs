@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::validate::{self, MAX_NAME};
-use super::{Actor, Hookline, Paging, ServiceError, keys};
+use super::{Actor, Hookline, ListQuery, ServiceError, keys};
 use crate::id::{AccountId, SiteId};
 use crate::model::{Account, Page, Role, Site};
 use crate::time::Timestamp;
@@ -171,7 +171,7 @@ impl Hookline {
     pub async fn list_accounts(
         &self,
         by: &Actor,
-        paging: &Paging,
+        paging: &ListQuery,
     ) -> Result<Page<Account>, ServiceError> {
         by.require_admin()?;
         Ok(self.store().list_accounts(&paging.request()?).await?)
@@ -248,7 +248,7 @@ impl Hookline {
         &self,
         by: &Actor,
         account: &str,
-        paging: &Paging,
+        paging: &ListQuery,
     ) -> Result<Page<Site>, ServiceError> {
         let a = self.reach_account(by, account).await?;
         Ok(self.store().list_sites(&a.id, &paging.request()?).await?)

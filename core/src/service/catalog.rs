@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::validate::{self, MAX_DESCRIPTION};
-use super::{Actor, Hookline, Paging, ServiceError};
+use super::{Actor, Hookline, ListQuery, ServiceError};
 use crate::id::EventTypeName;
 use crate::model::{EventType, Page};
 
@@ -159,7 +159,7 @@ impl Hookline {
     pub async fn list_event_types(
         &self,
         _by: &Actor,
-        paging: &Paging,
+        paging: &ListQuery,
     ) -> Result<Page<EventType>, ServiceError> {
         Ok(self.store().list_event_types(&paging.request()?).await?)
     }

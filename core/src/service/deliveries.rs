@@ -1,105 +1,86 @@
 //! Deliveries: looking them up, their attempts, and manual retries.
 
-use serde::Deserialize;
+use super::lists::{Checked, Filter, ListQuery};
+use super::{Actor, Hookline, ServiceError};
+use crate::id::{AccountId, DeliveryId};
+use crate::model::{Attempt, AttemptFilter, Delivery, DeliveryFilter, Page};
 
-use super::{Actor, Hookline, ServiceError, page_request};
-use crate::id::DeliveryId;
-use crate::model::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, Page, PageRequest};
-
-/// Filter and paging of a delivery listing, as received.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
-pub struct DeliveryQuery {
-    /// Only deliveries in this state: `pending`, `succeeded`, `failed` or `cancelled`.
-    #[cfg_attr(feature = "openapi", param(value_type = Option<crate::model::DeliveryStatus>))]
-    pub status: Option<String>,
-    /// Rows at most, 1 to 250 (default 50).
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 250))]
-    pub limit: Option<usize>,
-    /// Where the previous page ended.
-    pub cursor: Option<String>,
-}
-
-impl DeliveryQuery {
-    /// Every delivery, first page.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Only deliveries in this state.
-    pub fn status(mut self, status: impl Into<String>) -> Self {
-        self.status = Some(status.into());
-        self
-    }
-
-    /// Asks for at most `limit` rows.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Continues after `cursor`.
-    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-        self.cursor = Some(cursor.into());
-        self
-    }
-
-    fn checked(&self) -> Result<(Option<DeliveryStatus>, PageRequest), ServiceError> {
-        let status = match &self.status {
-            None => None,
-            Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-                ServiceError::bad_request(
-                    "invalid_query",
-                    "status is one of pending, succeeded, failed, cancelled",
-                )
-            })?),
-        };
-        Ok((status, page_request(self.limit, self.cursor.as_deref())?))
+/// The delivery filter of a checked list query.
+fn delivery_filter(q: &Checked) -> DeliveryFilter {
+    DeliveryFilter {
+        endpoint: q.endpoint.clone(),
+        status: q.status,
+        event_types: q.event_type.iter().cloned().collect(),
+        since: q.since,
+        until: q.until,
+        ..DeliveryFilter::default()
     }
 }
 
 impl Hookline {
-    /// Lists the deliveries of one event, newest first.
+    /// Lists an account's deliveries matching `query` (state, endpoint, event type, creation
+    /// time), newest first.
+    pub async fn list_deliveries(
+        &self,
+        by: &Actor,
+        account: &str,
+        query: &ListQuery,
+    ) -> Result<Page<Delivery>, ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        let q = query.check(&[
+            Filter::Status,
+            Filter::Endpoint,
+            Filter::EventType,
+            Filter::Time,
+        ])?;
+        self.deliveries_page(&a.id, delivery_filter(&q), &q).await
+    }
+
+    /// Lists the deliveries of one event matching `query` (state, endpoint, creation time),
+    /// newest first.
     pub async fn event_deliveries(
         &self,
         by: &Actor,
         account: &str,
         event: &str,
-        query: &DeliveryQuery,
+        query: &ListQuery,
     ) -> Result<Page<Delivery>, ServiceError> {
         let ev = self.event(by, account, event).await?;
-        let (status, page) = query.checked()?;
+        let q = query.check(&[Filter::Status, Filter::Endpoint, Filter::Time])?;
         let filter = DeliveryFilter {
             event: Some(ev.id),
-            status,
-            ..DeliveryFilter::default()
+            ..delivery_filter(&q)
         };
-        Ok(self
-            .store()
-            .list_deliveries(&ev.account, &filter, &page)
-            .await?)
+        self.deliveries_page(&ev.account, filter, &q).await
     }
 
-    /// Lists the deliveries to one endpoint, newest first.
+    /// Lists the deliveries to one endpoint matching `query` (state, event type, creation
+    /// time), newest first.
     pub async fn endpoint_deliveries(
         &self,
         by: &Actor,
         account: &str,
         endpoint: &str,
-        query: &DeliveryQuery,
+        query: &ListQuery,
     ) -> Result<Page<Delivery>, ServiceError> {
         let ep = self.endpoint(by, account, endpoint).await?;
-        let (status, page) = query.checked()?;
+        let q = query.check(&[Filter::Status, Filter::EventType, Filter::Time])?;
         let filter = DeliveryFilter {
             endpoint: Some(ep.id),
-            status,
-            ..DeliveryFilter::default()
+            ..delivery_filter(&q)
         };
+        self.deliveries_page(&ep.account, filter, &q).await
+    }
+
+    async fn deliveries_page(
+        &self,
+        account: &AccountId,
+        filter: DeliveryFilter,
+        q: &Checked,
+    ) -> Result<Page<Delivery>, ServiceError> {
         Ok(self
             .store()
-            .list_deliveries(&ep.account, &filter, &page)
+            .list_deliveries(account, &filter, &q.page)
             .await?)
     }
 
@@ -120,15 +101,21 @@ impl Hookline {
         })
     }
 
-    /// A delivery's attempts, oldest first.
+    /// A delivery's attempts matching `query` (outcome), newest first.
     pub async fn attempts(
         &self,
         by: &Actor,
         account: &str,
         delivery: &str,
-    ) -> Result<Vec<Attempt>, ServiceError> {
+        query: &ListQuery,
+    ) -> Result<Page<Attempt>, ServiceError> {
         let d = self.delivery(by, account, delivery).await?;
-        Ok(self.store().attempts(&d.account, &d.id).await?)
+        let q = query.check(&[Filter::Outcome])?;
+        let filter = AttemptFilter { outcome: q.outcome };
+        Ok(self
+            .store()
+            .list_attempts(&d.account, &d.id, &filter, &q.page)
+            .await?)
     }
 
     /// Makes a delivery pending and due now, as a manual attempt, whatever its state.

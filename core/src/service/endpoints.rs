@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::validate::{self, MAX_DESCRIPTION, MAX_FILTER};
-use super::{Actor, Hookline, Paging, ServiceError};
+use super::{Actor, Hookline, ListQuery, ServiceError};
 use crate::id::{AccountId, EndpointId, EventId, EventTypeName, SiteId};
 use crate::model::{Endpoint, EndpointSecret, Event, Page};
 use crate::signing::Secret;
@@ -392,7 +392,7 @@ impl Hookline {
         &self,
         by: &Actor,
         account: &str,
-        paging: &Paging,
+        paging: &ListQuery,
     ) -> Result<Page<Endpoint>, ServiceError> {
         let a = self.reach_account(by, account).await?;
         Ok(self

@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::Instrument as _;
 
+use super::lists::{Filter, ListQuery};
 use super::validate::{self, MAX_QUEUE_ID};
-use super::{Actor, Hookline, ServiceError, page_request};
+use super::{Actor, Hookline, ServiceError};
 use crate::id::{AccountId, EventId, EventTypeName, SiteId};
 use crate::model::{Event, EventFilter, Page};
 use crate::store::{Receipt, StoreError};
-use crate::time::Timestamp;
 use crate::transport::BoxError;
 
 /// An event to publish, as received: checked by [`Hookline::publish`].
@@ -95,73 +95,6 @@ impl NewEvent {
             self.idempotency_key = Some(key.to_owned());
         }
         Ok(self)
-    }
-}
-
-/// Filters and paging of an event listing, as received.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[non_exhaustive]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
-pub struct EventQuery {
-    /// Only this event type.
-    pub event: Option<String>,
-    /// Only this site.
-    pub site: Option<String>,
-    /// Only this queue id.
-    pub queue_id: Option<String>,
-    /// Only events at or after this instant.
-    pub since: Option<Timestamp>,
-    /// Only events before this instant.
-    pub until: Option<Timestamp>,
-    /// Rows at most, 1 to 250 (default 50).
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 250))]
-    pub limit: Option<usize>,
-    /// Where the previous page ended.
-    pub cursor: Option<String>,
-}
-
-impl EventQuery {
-    /// Every event, first page.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Only this event type.
-    pub fn event(mut self, event: impl Into<String>) -> Self {
-        self.event = Some(event.into());
-        self
-    }
-
-    /// Only this site.
-    pub fn site(mut self, site: impl Into<String>) -> Self {
-        self.site = Some(site.into());
-        self
-    }
-
-    /// Only this queue id.
-    pub fn queue_id(mut self, queue_id: impl Into<String>) -> Self {
-        self.queue_id = Some(queue_id.into());
-        self
-    }
-
-    /// Only events in `[since, until)`; either bound may be open.
-    pub fn between(mut self, since: Option<Timestamp>, until: Option<Timestamp>) -> Self {
-        self.since = since;
-        self.until = until;
-        self
-    }
-
-    /// Asks for at most `limit` rows.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Continues after `cursor`.
-    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-        self.cursor = Some(cursor.into());
-        self
     }
 }
 
@@ -433,27 +366,29 @@ impl Hookline {
         Ok(receipts)
     }
 
-    /// Lists an account's events matching `query`, newest first.
+    /// Lists an account's events matching `query` (event type, site, queue id, time), newest
+    /// first.
     pub async fn list_events(
         &self,
         by: &Actor,
         account: &str,
-        query: EventQuery,
+        query: &ListQuery,
     ) -> Result<Page<Event>, ServiceError> {
         let a = self.reach_account(by, account).await?;
+        let q = query.check(&[
+            Filter::EventType,
+            Filter::Site,
+            Filter::QueueId,
+            Filter::Time,
+        ])?;
         let filter = EventFilter {
-            event_type: query
-                .event
-                .as_deref()
-                .map(EventTypeName::parse)
-                .transpose()?,
-            site: query.site.as_deref().map(SiteId::parse).transpose()?,
-            queue_id: query.queue_id,
-            since: query.since,
-            until: query.until,
+            event_type: q.event_type,
+            site: q.site,
+            queue_id: q.queue_id,
+            since: q.since,
+            until: q.until,
         };
-        let page = page_request(query.limit, query.cursor.as_deref())?;
-        Ok(self.store().list_events(&a.id, &filter, &page).await?)
+        Ok(self.store().list_events(&a.id, &filter, &q.page).await?)
     }
 
     /// One event of an account: `event_not_found`.

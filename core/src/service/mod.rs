@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use crate::dispatcher::{Dispatcher, DispatcherBuilder, DispatcherConfig, PublishError};
 use crate::id::{AccountId, InvalidId};
-use crate::model::{Account, Cursor, PageRequest, Role};
+use crate::model::{Account, Role};
 use crate::retry::RetryPolicy;
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
@@ -67,13 +67,19 @@ mod deliveries;
 mod endpoints;
 mod events;
 pub mod keys;
+mod lists;
+mod replay;
 pub mod validate;
 
 pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
 pub use catalog::{EventTypePatch, NewEventType};
-pub use deliveries::DeliveryQuery;
 pub use endpoints::{EndpointPatch, NewEndpoint, SecretRotation, TEST_EVENT_TYPE};
-pub use events::{EventQuery, NewEvent};
+pub use events::NewEvent;
+pub use lists::ListQuery;
+pub use replay::{
+    KEPT_REPLAYS, MAX_REPLAY_TYPES, MAX_RUNNING_REPLAYS, NewReplay, REPLAY_BATCH, ReplayJob,
+    ReplayState,
+};
 
 /// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,67 +420,10 @@ impl ServiceConfig {
     }
 }
 
-/// `limit` and `cursor` of a list request, as received: checked by the listing operations.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[non_exhaustive]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
-pub struct Paging {
-    /// Rows at most, 1 to 250 ([`MAX_PAGE_LIMIT`]; default 50, [`DEFAULT_PAGE_LIMIT`]).
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 250))]
-    pub limit: Option<usize>,
-    /// Where the previous page ended: the `nextCursor` of the page before.
-    pub cursor: Option<String>,
-}
-
 /// Largest page size.
 pub const MAX_PAGE_LIMIT: usize = 250;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE_LIMIT: usize = 50;
-
-impl Paging {
-    /// The first page of the default size.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks for at most `limit` rows.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Continues after `cursor` (a page's `next`, encoded).
-    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-        self.cursor = Some(cursor.into());
-        self
-    }
-
-    /// The checked page request: `invalid_limit` or `invalid_cursor` when it is not one.
-    pub fn request(&self) -> Result<PageRequest, ServiceError> {
-        page_request(self.limit, self.cursor.as_deref())
-    }
-}
-
-pub(crate) fn page_request(
-    limit: Option<usize>,
-    cursor: Option<&str>,
-) -> Result<PageRequest, ServiceError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
-    if limit == 0 || limit > MAX_PAGE_LIMIT {
-        return Err(ServiceError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
-        ));
-    }
-    let after = match cursor {
-        None => None,
-        Some(c) => Some(
-            Cursor::decode(c)
-                .ok_or_else(|| ServiceError::bad_request("invalid_cursor", "unknown cursor"))?,
-        ),
-    };
-    Ok(PageRequest { limit, after })
-}
 
 /// The service façade. Cheap to clone; clones share one service.
 #[derive(Debug, Clone)]
@@ -486,13 +435,18 @@ pub struct Hookline {
 struct Inner {
     dispatcher: Dispatcher,
     config: ServiceConfig,
+    replays: replay::Replays,
 }
 
 impl Hookline {
     /// The façade over `dispatcher` (which holds the store, the transport and the clock).
     pub fn new(dispatcher: Dispatcher, config: ServiceConfig) -> Self {
         Self {
-            inner: Arc::new(Inner { dispatcher, config }),
+            inner: Arc::new(Inner {
+                dispatcher,
+                config,
+                replays: replay::Replays::default(),
+            }),
         }
     }
 
@@ -622,20 +576,21 @@ mod tests {
 
     #[test]
     fn paging_takes_1_to_250_rows_and_known_cursors() {
-        let first = Paging::new().request().unwrap();
+        use crate::model::Cursor;
+        let first = ListQuery::new().request().unwrap();
         assert_eq!((first.limit, first.after), (DEFAULT_PAGE_LIMIT, None));
-        assert_eq!(Paging::new().limit(250).request().unwrap().limit, 250);
+        assert_eq!(ListQuery::new().limit(250).request().unwrap().limit, 250);
         for bad in [0, MAX_PAGE_LIMIT + 1] {
-            let e = Paging::new().limit(bad).request().unwrap_err();
+            let e = ListQuery::new().limit(bad).request().unwrap_err();
             assert_eq!(e.code(), "invalid_limit", "{bad}");
         }
         let cursor = Cursor {
             created_at: Timestamp::from_millis(7),
             id: "evt_x".into(),
         };
-        let next = Paging::new().cursor(cursor.encode()).request().unwrap();
+        let next = ListQuery::new().cursor(cursor.encode()).request().unwrap();
         assert_eq!(next.after, Some(cursor));
-        let e = Paging::new().cursor("%%").request().unwrap_err();
+        let e = ListQuery::new().cursor("%%").request().unwrap_err();
         assert_eq!(e.code(), "invalid_cursor");
     }
 

@@ -953,9 +953,11 @@ impl HistoryStore for MemoryStore {
         let s = self.state()?;
         let matching = s.deliveries.values().map(|d| &d.delivery).filter(|d| {
             d.account == *account
-                && filter.event.as_ref().is_none_or(|e| *e == d.event_id)
-                && filter.endpoint.as_ref().is_none_or(|e| *e == d.endpoint_id)
-                && filter.status.is_none_or(|x| x == d.status)
+                && filter.keeps_without_type(d)
+                && (filter.event_types.is_empty()
+                    || s.events
+                        .get(&d.event_id)
+                        .is_some_and(|e| filter.event_types.contains(&e.event.event_type)))
         });
         Ok(page(matching.cloned(), req, |d| {
             (d.created_at, d.id.as_str().to_owned())

@@ -3,11 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::model::{Account, Site};
-use hookline_core::service::{AccountPatch, IssuedKey, NewAccount, NewSite, Paging, SitePatch};
+use hookline_core::service::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
 use hookline_core::{AccountId, SiteId, Timestamp};
 use serde::Serialize;
 
-use super::{Json, ListOut, Path, Query};
+use super::{Json, List, ListOut, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ACCOUNT, ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
@@ -61,13 +61,13 @@ pub(crate) async fn create(
 
 /// Lists accounts, newest first.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", operation_id = "listAccounts",
-    params(Paging),
+    params(PageParams),
     responses((status = 200, description = "A page of accounts.", body = ListOut<Account>), ListProblems),
     security(("adminKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
-    Query(paging): Query<Paging>,
+    List(paging): List,
 ) -> ApiResult<Json<ListOut<Account>>> {
     let page = state.hookline.list_accounts(&by, &paging).await?;
     Ok(Json(ListOut::new(page, |a| a)))
@@ -203,14 +203,14 @@ pub(crate) async fn create_site(
 
 /// Lists the account's sites, newest first.
 #[utoipa::path(get, path = "/v1/accounts/{account}/sites", tag = "accounts", operation_id = "listSites",
-    params(("account" = AccountId, Path, description = "The account id."), Paging),
+    params(("account" = AccountId, Path, description = "The account id."), PageParams),
     responses((status = 200, description = "A page of sites.", body = ListOut<SiteOut>), ListSitesProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list_sites(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(account): Path<String>,
-    Query(paging): Query<Paging>,
+    List(paging): List,
 ) -> ApiResult<Json<ListOut<SiteOut>>> {
     let page = state.hookline.list_sites(&by, &account, &paging).await?;
     Ok(Json(ListOut::new(page, SiteOut::from)))

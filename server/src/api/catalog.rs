@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::EventTypeName;
 use hookline_core::model::EventType;
-use hookline_core::service::{EventTypePatch, NewEventType, Paging};
+use hookline_core::service::{EventTypePatch, NewEventType};
 
-use super::{Json, ListOut, Path, Query};
+use super::{Json, List, ListOut, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
@@ -72,13 +72,13 @@ pub(crate) async fn create(
 
 /// Lists the catalog, newest first.
 #[utoipa::path(get, path = "/v1/event-types", tag = "event-types", operation_id = "listEventTypes",
-    params(Paging),
+    params(PageParams),
     responses((status = 200, description = "A page of the catalog.", body = ListOut<EventType>), ListProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
-    Query(paging): Query<Paging>,
+    List(paging): List,
 ) -> ApiResult<Json<ListOut<EventType>>> {
     let page = state.hookline.list_event_types(&by, &paging).await?;
     Ok(Json(ListOut::new(page, |e| e)))

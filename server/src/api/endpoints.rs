@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::model::{Endpoint, EndpointSecret};
-use hookline_core::service::{EndpointPatch, NewEndpoint, Paging, SecretRotation};
+use hookline_core::service::{EndpointPatch, NewEndpoint, SecretRotation};
 use hookline_core::{AccountId, EndpointId, EventId, EventTypeName, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Body, Json, ListOut, Path, Query};
+use super::{Body, Json, List, ListOut, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, TEXT};
@@ -138,14 +138,14 @@ pub(crate) async fn create(
 
 /// Lists the account's endpoints, newest first.
 #[utoipa::path(get, path = "/v1/accounts/{account}/endpoints", tag = "endpoints", operation_id = "listEndpoints",
-    params(("account" = AccountId, Path, description = "The account id."), Paging),
+    params(("account" = AccountId, Path, description = "The account id."), PageParams),
     responses((status = 200, description = "A page of endpoints.", body = ListOut<EndpointOut>), ListProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(account): Path<String>,
-    Query(paging): Query<Paging>,
+    List(paging): List,
 ) -> ApiResult<Json<ListOut<EndpointOut>>> {
     let page = state
         .hookline

@@ -3,12 +3,12 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use hookline_core::model::Event;
-use hookline_core::service::{EventQuery, NewEvent};
+use hookline_core::service::NewEvent;
 use hookline_core::store::Receipt;
 use hookline_core::{AccountId, EventId};
 use serde::Serialize;
 
-use super::{Json, ListOut, Path, Query};
+use super::{EventListParams, Json, List, ListOut, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ACCOUNT, ADMIN, AUTH, JSON_BODY, PAGING, TEXT};
@@ -122,16 +122,16 @@ pub(crate) async fn create_batch(
 
 /// Lists the account's events, newest first, filtered by type, site, queue id and time.
 #[utoipa::path(get, path = "/v1/accounts/{account}/events", tag = "events", operation_id = "listEvents",
-    params(("account" = AccountId, Path, description = "The account id."), EventQuery),
+    params(("account" = AccountId, Path, description = "The account id."), EventListParams),
     responses((status = 200, description = "A page of events.", body = ListOut<Event>), ListProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(account): Path<String>,
-    Query(query): Query<EventQuery>,
+    List(query): List,
 ) -> ApiResult<Json<ListOut<Event>>> {
-    let page = state.hookline.list_events(&by, &account, query).await?;
+    let page = state.hookline.list_events(&by, &account, &query).await?;
     Ok(Json(ListOut::new(page, |e| e)))
 }
 

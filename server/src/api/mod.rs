@@ -4,6 +4,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts};
 use hookline_core::model::Page;
+use hookline_core::service::ListQuery;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -45,10 +46,141 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(crate) struct Query<T>(pub(crate) T);
 
+/// The query string of every list route: paging and the filters of [`ListQuery`], a parameter
+/// it does not know refused with `invalid_query` (each listing operation then refuses the
+/// filters that are not its list's own, alike).
+#[derive(Debug)]
+pub(crate) struct List(pub(crate) ListQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for List {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let Query(q) = Query::<ListQuery>::from_request_parts(parts, state).await?;
+        Ok(Self(q))
+    }
+}
+
 /// Path parameters whose rejections are problem documents.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub(crate) T);
+
+/// The query parameters of a list that takes no filter (documentation of [`List`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PageParams {
+    /// Rows at most, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    limit: Option<usize>,
+    /// Where the previous page ended: the `nextCursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The query parameters of the account's events (documentation of [`List`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct EventListParams {
+    /// Only events of this type (`event` is accepted as its older name).
+    event_type: Option<hookline_core::EventTypeName>,
+    /// Only events of this site.
+    site: Option<hookline_core::SiteId>,
+    /// Only events with this queue id.
+    #[param(min_length = 1, max_length = 256)]
+    queue_id: Option<String>,
+    /// Only events at or after this instant (RFC 3339).
+    since: Option<hookline_core::Timestamp>,
+    /// Only events before this instant (RFC 3339; after `since`).
+    until: Option<hookline_core::Timestamp>,
+    /// Rows at most, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    limit: Option<usize>,
+    /// Where the previous page ended: the `nextCursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The query parameters of the account's deliveries (documentation of [`List`]); the
+/// deliveries of one event take all but `eventType`, those to one endpoint all but `endpoint`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct DeliveryListParams {
+    /// Only deliveries in this state.
+    status: Option<hookline_core::model::DeliveryStatus>,
+    /// Only deliveries to this endpoint.
+    endpoint: Option<hookline_core::EndpointId>,
+    /// Only deliveries of events of this type.
+    event_type: Option<hookline_core::EventTypeName>,
+    /// Only deliveries created at or after this instant (RFC 3339).
+    since: Option<hookline_core::Timestamp>,
+    /// Only deliveries created before this instant (RFC 3339; after `since`).
+    until: Option<hookline_core::Timestamp>,
+    /// Rows at most, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    limit: Option<usize>,
+    /// Where the previous page ended: the `nextCursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The query parameters of the deliveries of one event.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct EventDeliveryListParams {
+    /// Only deliveries in this state.
+    status: Option<hookline_core::model::DeliveryStatus>,
+    /// Only deliveries to this endpoint.
+    endpoint: Option<hookline_core::EndpointId>,
+    /// Only deliveries created at or after this instant (RFC 3339).
+    since: Option<hookline_core::Timestamp>,
+    /// Only deliveries created before this instant (RFC 3339; after `since`).
+    until: Option<hookline_core::Timestamp>,
+    /// Rows at most, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    limit: Option<usize>,
+    /// Where the previous page ended: the `nextCursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The query parameters of the deliveries to one endpoint.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct EndpointDeliveryListParams {
+    /// Only deliveries in this state.
+    status: Option<hookline_core::model::DeliveryStatus>,
+    /// Only deliveries of events of this type.
+    event_type: Option<hookline_core::EventTypeName>,
+    /// Only deliveries created at or after this instant (RFC 3339).
+    since: Option<hookline_core::Timestamp>,
+    /// Only deliveries created before this instant (RFC 3339; after `since`).
+    until: Option<hookline_core::Timestamp>,
+    /// Rows at most, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    limit: Option<usize>,
+    /// Where the previous page ended: the `nextCursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The query parameters of a delivery's attempts.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct AttemptListParams {
+    /// Only attempts that ended this way: `succeeded` (a 2xx answer) or `failed`.
+    #[param(inline)]
+    outcome: Option<hookline_core::model::AttemptOutcome>,
+    /// Rows at most, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    limit: Option<usize>,
+    /// Where the previous page ended: the `nextCursor` of the page before.
+    cursor: Option<String>,
+}
 
 /// A page of a list, newest first: `{"data": [...], "nextCursor": "..."}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -106,6 +238,9 @@ pub fn routes(max_event_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(events::get))
         .routes(routes!(deliveries::event_deliveries))
         .routes(routes!(deliveries::get))
+        .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::attempts))
         .routes(routes!(deliveries::retry))
+        .routes(routes!(deliveries::start_replay))
+        .routes(routes!(deliveries::get_replay))
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use futures_util::{StreamExt as _, stream};
 use hookline_core::Timestamp;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -221,7 +221,8 @@ pub(crate) struct ReplayArgs {
     pub(crate) client: ClientArgs,
     #[command(flatten)]
     account: AccountArg,
-    /// Events accepted at or after this time: RFC 3339 or a duration ago (`2h`).
+    /// Deliveries created (with their events) at or after this time: RFC 3339 or a duration
+    /// ago (`2h`).
     #[arg(long, value_parser = parse_time)]
     since: Timestamp,
     /// … and before this time [default: now].
@@ -236,157 +237,145 @@ pub(crate) struct ReplayArgs {
     /// Only deliveries in this state: pending, succeeded, failed or cancelled.
     #[arg(long)]
     status: Option<String>,
-    /// Requests in flight at most.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    concurrency: u16,
     /// List what would be sent again, and send nothing.
     #[arg(long)]
     dry_run: bool,
 }
 
-/// Sends again every delivery of the account's events in `[since, until)` (optionally of one
-/// type, to one endpoint, in one state). The API has no replay route, so it is composed of
-/// existing ones: the events of the range page by page, each event's deliveries, and a manual
-/// retry of each.
+/// How often `replay` reads its job's progress.
+const REPLAY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Sends again every delivery of the account created in `[since, until)` (optionally of one
+/// event type, to one endpoint, in one state), succeeded ones too: it starts a replay job on the
+/// server (`POST /v1/accounts/{account}/replay`) and follows its progress until it ends. A dry
+/// run lists the matching deliveries (`GET /v1/accounts/{account}/deliveries`) and sends
+/// nothing.
 pub(crate) async fn replay(api: &Api, output: Output, args: ReplayArgs) -> anyhow::Result<()> {
     let account = args.account.account.as_str();
     let until = args.until.unwrap_or_else(Timestamp::now);
     if until <= args.since {
         anyhow::bail!("--until {until} is not after --since {}", args.since);
     }
-    let concurrency = usize::from(args.concurrency);
+    if args.dry_run {
+        return replay_dry_run(api, output, &args, until).await;
+    }
+    let mut body = json!({"since": args.since, "until": until});
+    if let Some(ep) = &args.endpoint {
+        body["endpoint"] = json!(ep);
+    }
+    if let Some(t) = &args.event_type {
+        body["eventTypes"] = json!([t]);
+    }
+    if let Some(st) = &args.status {
+        body["status"] = json!(st);
+    }
+    let mut job = api
+        .post(&["v1", "accounts", account, "replay"], &body)
+        .await?;
+    let id = job["id"]
+        .as_str()
+        .context("the replay job has no id")?
+        .to_owned();
+    let bar = render::job_bar(output, "re-queuing");
+    while job["state"] == "running" {
+        tokio::time::sleep(REPLAY_POLL).await;
+        job = match api
+            .get(&["v1", "accounts", account, "replay", &id], &[])
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e.context(format!(
+                    "lost replay {id} (a server restart forgets running replays; what it \
+                     re-queued stays queued: run replay again with --until set to where it had \
+                     reached, {})",
+                    job["reached"].as_str().unwrap_or("unknown")
+                )));
+            }
+        };
+        let progress = job["progress"].as_f64().unwrap_or(0.0);
+        bar.set_position((progress * 1000.0).round() as u64);
+        bar.set_message(format!("{} re-queued", job["queued"]));
+    }
+    bar.finish_and_clear();
+    let count = |k: &str| job[k].as_u64().unwrap_or(0);
+    let (matched, queued) = (count("matched"), count("queued"));
+    match output {
+        Output::Json => render::json(&json!({
+            "job": id,
+            "state": job["state"],
+            "since": args.since,
+            "until": until,
+            "deliveries": matched,
+            "resent": queued,
+            "skipped": matched.saturating_sub(queued),
+            "dryRun": false,
+            "error": job["error"],
+        }))?,
+        Output::Table => render::print(&render::summary(&[
+            ("job", id.clone()),
+            ("range", format!("{} – {until}", args.since)),
+            ("deliveries", matched.to_string()),
+            ("re-sent", queued.to_string()),
+            ("skipped (gone)", matched.saturating_sub(queued).to_string()),
+        ]))?,
+    }
+    if job["state"] == "completed" {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "replay {id} {}: {} (it had re-queued {queued}; run again with --until {} to go on)",
+            job["state"].as_str().unwrap_or("stopped"),
+            job["error"].as_str().unwrap_or("no reason given"),
+            job["reached"].as_str().unwrap_or("unknown"),
+        )
+    }
+}
 
-    let spinner = render::spinner(output, "listing events");
+/// `replay --dry-run`: the deliveries a replay would re-queue, listed.
+async fn replay_dry_run(
+    api: &Api,
+    output: Output,
+    args: &ReplayArgs,
+    until: Timestamp,
+) -> anyhow::Result<()> {
+    let account = args.account.account.as_str();
     let mut query = vec![
         ("since", args.since.to_rfc3339()),
         ("until", until.to_rfc3339()),
     ];
-    if let Some(t) = &args.event_type {
-        query.push(("event", t.clone()));
+    for (name, value) in [
+        ("endpoint", &args.endpoint),
+        ("eventType", &args.event_type),
+        ("status", &args.status),
+    ] {
+        if let Some(v) = value {
+            query.push((name, v.clone()));
+        }
     }
-    let events = api
-        .all(&["v1", "accounts", account, "events"], &query)
-        .await?;
-    spinner.set_message(format!("listing the deliveries of {} events", events.len()));
-    let mut dquery = Vec::new();
-    if let Some(s) = &args.status {
-        dquery.push(("status", s.clone()));
-    }
-    let event_ids: Vec<String> = events
-        .iter()
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
-        .collect();
-    let per_event: Vec<Vec<Value>> = stream::iter(event_ids)
-        .map(|id| {
-            let dquery = &dquery;
-            async move {
-                api.all(
-                    &["v1", "accounts", account, "events", &id, "deliveries"],
-                    dquery,
-                )
-                .await
-            }
-        })
-        .buffered(concurrency)
-        .try_collect()
+    let spinner = render::spinner(output, "listing deliveries");
+    let rows = api
+        .all(&["v1", "accounts", account, "deliveries"], &query)
         .await?;
     spinner.finish_and_clear();
-    let deliveries: Vec<String> = per_event
-        .into_iter()
-        .flatten()
-        .filter(|d| match &args.endpoint {
-            Some(ep) => d["endpointId"] == ep.as_str(),
-            None => true,
-        })
-        .filter_map(|d| d["id"].as_str().map(str::to_owned))
-        .collect();
-
-    let mut failures = Vec::new();
-    let mut resent = 0usize;
-    if !args.dry_run {
-        let bar = render::bar(output, deliveries.len() as u64, "re-sending");
-        let results: Vec<(String, anyhow::Result<Value>)> = stream::iter(deliveries.iter())
-            .map(|id| {
-                let bar = &bar;
-                async move {
-                    let path = [
-                        "v1",
-                        "accounts",
-                        account,
-                        "deliveries",
-                        id.as_str(),
-                        "retry",
-                    ];
-                    let r = api.post(&path, &json!({})).await;
-                    bar.inc(1);
-                    (id.clone(), r)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        bar.finish_and_clear();
-        for (id, r) in results {
-            match r {
-                Ok(_) => resent += 1,
-                Err(e) => {
-                    let (code, detail) = reason(&e);
-                    failures.push(Failure {
-                        item: id,
-                        code,
-                        detail,
-                    });
-                }
-            }
-        }
-        failures.sort_by(|a, b| a.item.cmp(&b.item));
-    }
-
+    let ids: Vec<&str> = rows.iter().filter_map(|d| d["id"].as_str()).collect();
     match output {
         Output::Json => render::json(&json!({
             "since": args.since,
             "until": until,
-            "events": events.len(),
-            "deliveries": deliveries.len(),
-            "resent": resent,
-            "failed": failures.len(),
-            "dryRun": args.dry_run,
-            "deliveryIds": deliveries,
-            "failures": failures_json(&failures, "delivery"),
+            "deliveries": ids.len(),
+            "resent": 0,
+            "dryRun": true,
+            "deliveryIds": ids,
         }))?,
-        Output::Table => {
-            render::print(&render::summary(&[
-                ("range", format!("{} – {until}", args.since)),
-                ("events", events.len().to_string()),
-                ("deliveries", deliveries.len().to_string()),
-                (
-                    if args.dry_run {
-                        "would re-send"
-                    } else {
-                        "re-sent"
-                    },
-                    if args.dry_run {
-                        deliveries.len()
-                    } else {
-                        resent
-                    }
-                    .to_string(),
-                ),
-                ("failed", failures.len().to_string()),
-            ]))?;
-            show_failures(&failures, "delivery");
-        }
+        Output::Table => render::print(&render::summary(&[
+            ("range", format!("{} – {until}", args.since)),
+            ("deliveries", ids.len().to_string()),
+            ("would re-send", ids.len().to_string()),
+        ]))?,
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "{} of {} deliveries were not re-sent: {}",
-            failures.len(),
-            deliveries.len(),
-            by_code(&failures)
-        )
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,6 +165,24 @@ pub(crate) fn bar(output: Output, len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// A bar of a server-side job's share done (set with `set_position` in thousandths), with a
+/// message of its counts, drawn as [`bar`] is.
+pub(crate) fn job_bar(output: Output, what: &str) -> ProgressBar {
+    let target = if progress_shown(output) {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let pb = ProgressBar::with_draw_target(Some(1000), target);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {percent}% (eta {eta})")
+    {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_owned());
+    pb
+}
+
 /// A spinner for work of unknown length, drawn as [`bar`] is.
 pub(crate) fn spinner(output: Output, what: &str) -> ProgressBar {
     let target = if progress_shown(output) {

@@ -6,6 +6,7 @@ mod cli;
 mod engine;
 mod faults;
 mod listen;
+mod lists;
 mod logs;
 mod metrics;
 mod multiprocess;

@@ -96,6 +96,22 @@ pub async fn list_deliveries<S: SqlStore<Db = Db> + ?Sized>(
     if let Some(status) = filter.status {
         qb.push(" AND status = ").push_bind(status.as_str());
     }
+    if let Some(t) = filter.since {
+        qb.push(" AND created_at >= ").push_bind(t.as_millis());
+    }
+    if let Some(t) = filter.until {
+        qb.push(" AND created_at < ").push_bind(t.as_millis());
+    }
+    if !filter.event_types.is_empty() {
+        // The event's type is not a delivery column: each row the newest-first index scan
+        // reaches is checked against its event by primary key, until the page is full.
+        qb.push(" AND EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id AND e.event_type IN (");
+        let mut sep = qb.separated(", ");
+        for t in &filter.event_types {
+            sep.push_bind(t.as_str().to_owned());
+        }
+        qb.push("))");
+    }
     push_page(&mut qb, "created_at", "id", page);
     Ok(
         fetch_page(qb, s.read_pool(), page, rows::delivery, |d| Cursor {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use crate::id::{AccountId, DeliveryId, EventId};
 use crate::model::{
-    Account, Cursor, Delivery, DeliveryFilter, DeliveryStatus, Event, EventFilter, Page,
-    PageRequest,
+    Account, AttemptFilter, AttemptOutcome, Cursor, Delivery, DeliveryFilter, DeliveryStatus,
+    Event, EventFilter, Page, PageRequest, Trigger,
 };
 use crate::store::{Next, Store};
 
 use super::support::{
-    account_id, at, claim, deliveries_of, delivery_filter, enqueue, enqueue_new, event, events_of,
-    kind, new_account, new_endpoint, set, settle, site_id,
+    account_id, at, attempt_for, claim, claim_one, deliveries_of, delivery, delivery_filter,
+    enqueue, enqueue_new, event, events_of, kind, new_account, new_endpoint, set, settle, site_id,
 };
 
 /// Event filters (type, site, queue id, since inclusive, until exclusive) match exactly.
@@ -299,6 +299,244 @@ pub async fn list_deliveries_filter_by_event_endpoint_status(store: Arc<dyn Stor
     assert_eq!(all.len(), 4);
     assert!(all[..2].iter().all(|d| d.event_id == ev2.id));
     assert!(all[2..].iter().all(|d| d.event_id == ev1.id));
+}
+
+/// Delivery filters by event type (one or several) and creation time match exactly, combine
+/// with the others, and page newest first even when the type is rare among the rows.
+pub async fn list_deliveries_filter_by_event_type_and_time(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let b = new_account(s, "globex").await;
+    let p = new_endpoint(s, &a, &[], &[]).await;
+    let q = new_endpoint(s, &a, &[], &[]).await;
+    let pb = new_endpoint(s, &b, &[], &[]).await;
+    let mut by_type: Vec<(String, i64, DeliveryId, bool)> = Vec::new();
+    for (k, t) in [("rx.completed", 0), ("rx.failed", 10), ("rx.completed", 20)] {
+        let ev = event(&a, k, None, at(t));
+        let r = enqueue(s, &ev, &[&p, &q], at(t)).await;
+        for d in r.deliveries {
+            let to_q = delivery(s, &a, &d).await.endpoint_id == q.id;
+            by_type.push((k.to_owned(), t, d, to_q));
+        }
+    }
+    let other = event(&b, "rx.failed", None, at(10));
+    enqueue(s, &other, &[&pb], at(10)).await;
+
+    let f = |types: &[&str], since: Option<i64>, until: Option<i64>| DeliveryFilter {
+        event_types: types.iter().map(|t| kind(t)).collect(),
+        since: since.map(at),
+        until: until.map(at),
+        ..DeliveryFilter::default()
+    };
+    let want = |pred: &dyn Fn(&str, i64, bool) -> bool| {
+        by_type
+            .iter()
+            .filter(|(k, t, _, to_q)| pred(k, *t, *to_q))
+            .map(|(_, _, d, _)| d.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let got = |filter: DeliveryFilter| {
+        let store = store.clone();
+        let a = a.clone();
+        async move {
+            deliveries_of(&*store, &a, &filter)
+                .await
+                .into_iter()
+                .map(|d| d.id)
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    let cases: Vec<(DeliveryFilter, BTreeSet<DeliveryId>)> = vec![
+        (
+            f(&["rx.failed"], None, None),
+            want(&|k, _, _| k == "rx.failed"),
+        ),
+        (
+            f(&["rx.completed"], None, None),
+            want(&|k, _, _| k == "rx.completed"),
+        ),
+        (
+            f(&["rx.completed", "rx.failed"], None, None),
+            want(&|_, _, _| true),
+        ),
+        (f(&["rx.nope"], None, None), BTreeSet::new()),
+        (f(&[], Some(10), None), want(&|_, t, _| t >= 10)),
+        (f(&[], None, Some(10)), want(&|_, t, _| t < 10)),
+        (f(&[], Some(10), Some(20)), want(&|_, t, _| t == 10)),
+        (f(&[], Some(21), None), BTreeSet::new()),
+        (
+            f(&["rx.completed"], Some(1), None),
+            want(&|k, t, _| k == "rx.completed" && t >= 1),
+        ),
+        (
+            DeliveryFilter {
+                endpoint: Some(q.id.clone()),
+                ..f(&["rx.completed"], None, Some(20))
+            },
+            want(&|k, t, to_q| k == "rx.completed" && t < 20 && to_q),
+        ),
+        (
+            DeliveryFilter {
+                status: Some(DeliveryStatus::Failed),
+                ..f(&["rx.completed"], None, None)
+            },
+            BTreeSet::new(),
+        ),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(got(filter.clone()).await, expected, "filter {filter:?}");
+    }
+
+    // A rare type among many rows, a small page at a time: every match once, newest first.
+    let mut rare = Vec::new();
+    for i in 0..60 {
+        let k = if i % 20 == 7 { "rx.rare" } else { "rx.common" };
+        let ev = event(&a, k, None, at(1_000 + i));
+        let r = enqueue(s, &ev, &[&p], at(1_000 + i)).await;
+        if k == "rx.rare" {
+            rare.extend(r.deliveries);
+        }
+    }
+    rare.reverse();
+    let rare_filter = f(&["rx.rare"], None, None);
+    let seen: Vec<DeliveryId> = every_page(
+        2,
+        async |req| {
+            s.list_deliveries(&a, &rare_filter, &req)
+                .await
+                .expect("list_deliveries")
+        },
+        async |_| {},
+    )
+    .await
+    .into_iter()
+    .map(|d| d.id)
+    .collect();
+    assert_eq!(seen, rare, "the rare type's deliveries, newest first, once");
+    let first = s
+        .list_deliveries(&a, &rare_filter, &PageRequest::first(3))
+        .await
+        .expect("list_deliveries");
+    assert_eq!(first.items.len(), 3);
+    assert!(first.next.is_none(), "no `next` after the last match");
+}
+
+/// A delivery's attempts page newest first by `(started_at, id)` and filter by outcome.
+pub async fn list_attempts_pages_newest_first_by_outcome(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let b = new_account(s, "globex").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let (_, d) = enqueue_new(s, &a, &[&ep], at(0)).await;
+    let c = claim_one(s, at(0)).await;
+    let a1 = attempt_for(&c, at(1), None);
+    s.settle(&c.lease, &a1, Next::RetryAt(at(100)))
+        .await
+        .expect("settle");
+    let c = claim_one(s, at(100)).await;
+    let a2 = attempt_for(&c, at(101), Some(500));
+    s.settle(&c.lease, &a2, Next::RetryAt(at(200)))
+        .await
+        .expect("settle");
+    let c = claim_one(s, at(200)).await;
+    let a3 = attempt_for(&c, at(201), Some(204));
+    s.settle(&c.lease, &a3, Next::Delivered)
+        .await
+        .expect("settle");
+
+    let list = |outcome: Option<AttemptOutcome>, page: PageRequest| {
+        let store = store.clone();
+        let (a, d) = (a.clone(), d[0].clone());
+        async move {
+            store
+                .list_attempts(&a, &d, &AttemptFilter { outcome }, &page)
+                .await
+                .expect("list_attempts")
+        }
+    };
+    let first = list(None, PageRequest::first(2)).await;
+    assert_eq!(first.items, vec![a3.clone(), a2.clone()]);
+    let next = first.next.expect("a third attempt follows");
+    let rest = list(
+        None,
+        PageRequest {
+            limit: 2,
+            after: Some(next),
+        },
+    )
+    .await;
+    assert_eq!(rest.items, vec![a1.clone()]);
+    assert!(rest.next.is_none());
+    assert_eq!(
+        list(Some(AttemptOutcome::Succeeded), PageRequest::first(10))
+            .await
+            .items,
+        vec![a3]
+    );
+    assert_eq!(
+        list(Some(AttemptOutcome::Failed), PageRequest::first(10))
+            .await
+            .items,
+        vec![a2, a1]
+    );
+    let theirs = s
+        .list_attempts(
+            &b,
+            &d[0],
+            &AttemptFilter::default(),
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("list_attempts");
+    assert!(theirs.items.is_empty(), "another account sees no attempts");
+}
+
+/// `retry_deliveries` re-queues a batch of an account's deliveries in any state as manual
+/// attempts, skipping ids that are gone or another account's.
+pub async fn retry_deliveries_requeues_a_batch(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let b = new_account(s, "globex").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let epb = new_endpoint(s, &b, &[], &[]).await;
+    let (_, ok) = enqueue_new(s, &a, &[&ep], at(0)).await;
+    let (_, bad) = enqueue_new(s, &a, &[&ep], at(1)).await;
+    let (_, theirs) = enqueue_new(s, &b, &[&epb], at(2)).await;
+    for c in claim(s, at(10), 10).await {
+        let (code, next) = if c.delivery.id == bad[0] {
+            (500, Next::Exhausted)
+        } else {
+            (200, Next::Delivered)
+        };
+        settle(s, &c, at(11), Some(code), next).await;
+    }
+    let (_, pending) = enqueue_new(s, &a, &[&ep], at(20)).await;
+    let gone = DeliveryId::generate();
+    let ids = [
+        ok[0].clone(),
+        bad[0].clone(),
+        pending[0].clone(),
+        theirs[0].clone(),
+        gone,
+    ];
+    let n = s
+        .retry_deliveries(&a, &ids, at(1_000))
+        .await
+        .expect("retry_deliveries");
+    assert_eq!(n, 3, "the account's three, not another's nor a missing one");
+    for id in [&ok[0], &bad[0], &pending[0]] {
+        let d = delivery(s, &a, id).await;
+        assert_eq!(d.status, DeliveryStatus::Pending, "{id}");
+        assert_eq!(d.next_attempt_at, Some(at(1_000)), "{id}");
+    }
+    assert_eq!(
+        delivery(s, &b, &theirs[0]).await.status,
+        DeliveryStatus::Succeeded,
+        "another account's delivery is untouched"
+    );
+    let claimed = claim(s, at(1_000), 10).await;
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed.iter().all(|c| c.trigger == Trigger::Manual));
 }
 
 /// Reads a listing `limit` rows at a time from the first page until a page has no `next`,

@@ -233,6 +233,7 @@ pub(super) fn delivery_filter(
         event: event.cloned(),
         endpoint: endpoint.cloned(),
         status,
+        ..DeliveryFilter::default()
     }
 }
 
