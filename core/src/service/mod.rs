@@ -72,7 +72,9 @@ pub mod validate;
 pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
 pub use catalog::{EventTypePatch, NewEventType};
 pub use deliveries::DeliveryQuery;
-pub use endpoints::{EndpointPatch, NewEndpoint, SecretRotation, TEST_EVENT_TYPE};
+pub use endpoints::{
+    EndpointPatch, HEADER_MASK, NewEndpoint, SecretRotation, TEST_EVENT_TYPE, mask_header_value,
+};
 pub use events::{EventQuery, NewEvent};
 
 /// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do.
