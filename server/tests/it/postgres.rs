@@ -17,13 +17,13 @@ const URL_VAR: &str = "HOOKLINE_TEST_POSTGRES_URL";
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A database created for one test and dropped (`WITH (FORCE)`) when this guard is dropped.
-struct FreshDatabase {
+pub(crate) struct FreshDatabase {
     admin_url: String,
     name: String,
 }
 
 impl FreshDatabase {
-    async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let admin_url = hookline_core::testkit::service_url(URL_VAR, DEFAULT_URL);
         let connect = sqlx::PgConnection::connect(&admin_url);
         let mut conn = match tokio::time::timeout(Duration::from_secs(10), connect).await {
@@ -44,7 +44,7 @@ impl FreshDatabase {
     }
 
     /// The URL of this database.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let mut u = url::Url::parse(&self.admin_url).expect("a valid test URL");
         u.set_path(&self.name);
         u.to_string()

@@ -18,13 +18,13 @@ const URL_VAR: &str = "HOOKLINE_TEST_REDIS_URL";
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// A fresh key prefix on the test Redis; every key under it is deleted when this is dropped.
-struct FreshPrefix {
-    base: String,
-    prefix: String,
+pub(crate) struct FreshPrefix {
+    pub(crate) base: String,
+    pub(crate) prefix: String,
 }
 
 impl FreshPrefix {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         let base = hookline_core::testkit::service_url(URL_VAR, DEFAULT_URL);
         let reachable = redis::Client::open(base.as_str())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
@@ -44,7 +44,7 @@ impl FreshPrefix {
     }
 
     /// The store URL: the test Redis with this prefix.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let mut u = url::Url::parse(&self.base).expect("a valid test URL");
         u.query_pairs_mut().append_pair("prefix", &self.prefix);
         u.to_string()
