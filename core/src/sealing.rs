@@ -351,7 +351,9 @@ impl Marker {
 }
 
 /// Reads the store's marker; `None` for a store that never held sealed values.
-pub async fn read_marker(store: &(impl CatalogStore + ?Sized)) -> Result<Option<Marker>, SealingError> {
+pub async fn read_marker(
+    store: &(impl CatalogStore + ?Sized),
+) -> Result<Option<Marker>, SealingError> {
     match store.setting(MARKER_SETTING).await? {
         None => Ok(None),
         Some(text) => serde_json::from_str(&text)
@@ -455,10 +457,8 @@ impl<S: Store + ?Sized> SealedStore<S> {
         }
         let current = keyring.current_id().to_owned();
         let mut changed = false;
-        if !marker.keys.contains_key(&current) {
-            marker
-                .keys
-                .insert(current, keyring.seal(CHECK_TEXT, CHECK_PLACE));
+        if let std::collections::btree_map::Entry::Vacant(slot) = marker.keys.entry(current) {
+            slot.insert(keyring.seal(CHECK_TEXT, CHECK_PLACE));
             changed = true;
         }
         if marker.payloads != options.payloads {

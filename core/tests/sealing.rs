@@ -71,7 +71,10 @@ async fn fill(s: &dyn Store) -> (AccountId, Endpoint, Event) {
 
 /// Everything the memory store holds about the account, as text.
 async fn raw_dump(inner: &MemoryStore, a: &AccountId) -> String {
-    let eps = inner.list_endpoints(a, &PageRequest::first(100)).await.unwrap();
+    let eps = inner
+        .list_endpoints(a, &PageRequest::first(100))
+        .await
+        .unwrap();
     let evs = inner
         .list_events(a, &EventFilter::default(), &PageRequest::first(100))
         .await
@@ -116,7 +119,11 @@ fn sealed_values_open_only_in_their_place_and_with_their_key() {
     assert!(sealing::is_sealed(&sealed));
     assert_eq!(sealing::sealed_key_id(&sealed), Some("k1"));
     assert!(!sealed.contains("secret"));
-    assert_ne!(sealed, old.seal(b"secret text", "acme/ep_1/header/X"), "random nonce");
+    assert_ne!(
+        sealed,
+        old.seal(b"secret text", "acme/ep_1/header/X"),
+        "random nonce"
+    );
     assert_eq!(
         old.open(&sealed, "acme/ep_1/header/X").unwrap().as_slice(),
         b"secret text"
@@ -128,13 +135,13 @@ fn sealed_values_open_only_in_their_place_and_with_their_key() {
     // Rotation: a new current key, the old one still opens.
     let rotated = ring(&format!("{},{k1}", key("k2")));
     assert_eq!(
-        rotated.open(&sealed, "acme/ep_1/header/X").unwrap().as_slice(),
+        rotated
+            .open(&sealed, "acme/ep_1/header/X")
+            .unwrap()
+            .as_slice(),
         b"secret text"
     );
-    assert_eq!(
-        sealing::sealed_key_id(&rotated.seal(b"x", "p")),
-        Some("k2")
-    );
+    assert_eq!(sealing::sealed_key_id(&rotated.seal(b"x", "p")), Some("k2"));
     // Without the old key, or with other bytes under its id, it does not.
     assert!(matches!(
         ring(&key("k2")).open(&sealed, "acme/ep_1/header/X"),
@@ -159,10 +166,16 @@ async fn the_store_holds_only_sealed_values_and_callers_see_plaintext() {
     let dump = raw_dump(&inner, &a).await;
     let secret = ep.secrets[0].key.expose();
     for plain in [secret.as_str(), TOKEN, MARKER, &secret[6..]] {
-        assert!(!dump.contains(plain), "{plain:?} is not stored in the clear");
+        assert!(
+            !dump.contains(plain),
+            "{plain:?} is not stored in the clear"
+        );
     }
     assert!(dump.contains("Authorization"), "header names stay readable");
-    assert!(dump.contains("https://receiver.example/hook"), "URLs stay readable");
+    assert!(
+        dump.contains("https://receiver.example/hook"),
+        "URLs stay readable"
+    );
 
     assert_eq!(store.endpoint(&a, &ep.id).await.unwrap(), Some(ep.clone()));
     assert_eq!(store.event(&a, &ev.id).await.unwrap(), Some(ev.clone()));
@@ -194,7 +207,9 @@ async fn a_sealed_value_moved_to_another_row_does_not_open() {
         vec![EndpointSecret::new(Secret::generate(), t(0))],
         t(0),
     );
-    other.headers.insert("Authorization".into(), "Bearer other".into());
+    other
+        .headers
+        .insert("Authorization".into(), "Bearer other".into());
     store.create_endpoint(&other).await.unwrap();
     // Copy the first endpoint's sealed header into the second one, behind the wrapper's back.
     let stored = inner.endpoint(&a, &ep.id).await.unwrap().unwrap();
@@ -208,7 +223,9 @@ async fn a_sealed_value_moved_to_another_row_does_not_open() {
 #[tokio::test]
 async fn starting_checks_the_keys_against_the_marker() {
     let inner = Arc::new(MemoryStore::new());
-    check_unsealed(&*inner).await.expect("a new store needs no key");
+    check_unsealed(&*inner)
+        .await
+        .expect("a new store needs no key");
     let k1 = key("k1");
     let store = sealed(&inner, &k1, false).await;
     fill(&store).await;

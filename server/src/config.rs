@@ -113,7 +113,12 @@ pub struct EncryptionArgs {
     /// --encrypt-payloads) in the store: `<id>:<base64 of 32 bytes>`, e.g.
     /// `k1:$(openssl rand -base64 32)`; for a rotation several, comma-separated, the current
     /// key first [default: no encryption].
-    #[arg(long, env = "HOOKLINE_ENCRYPTION_KEY", hide_env_values = true, value_name = "KEYS")]
+    #[arg(
+        long,
+        env = "HOOKLINE_ENCRYPTION_KEY",
+        hide_env_values = true,
+        value_name = "KEYS"
+    )]
     pub encryption_key: Option<String>,
     /// A file holding the keys instead (one `<id>:<base64>` per line, the current key first,
     /// `#` comments).
@@ -512,9 +517,8 @@ impl ServerConfig {
             }
             (Some(text), None) => Some(Keyring::parse(&text).context("encryption_key")?),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!("encryption_key_file: reading {}", path.display())
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("encryption_key_file: reading {}", path.display()))?;
                 Some(
                     Keyring::parse(&text)
                         .with_context(|| format!("encryption_key_file {}", path.display()))?,

@@ -147,7 +147,11 @@ async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
         done.done,
         done.rewritten,
         keyring.current_id(),
-        if payloads { " (event data included)" } else { "" },
+        if payloads {
+            " (event data included)"
+        } else {
+            ""
+        },
         keyring.current_id(),
     );
     Ok(())

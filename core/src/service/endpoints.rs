@@ -693,12 +693,12 @@ mod tests {
     #[test]
     fn header_values_are_masked_and_a_mask_sent_back_keeps_the_value() {
         assert_eq!(mask_header_value("short"), "••••");
-        assert_eq!(
-            mask_header_value("Bearer 0123456789abcdef"),
-            "••••cdef"
-        );
+        assert_eq!(mask_header_value("Bearer 0123456789abcdef"), "••••cdef");
         let current = BTreeMap::from([
-            ("authorization".to_owned(), "Bearer 0123456789abcdef".to_owned()),
+            (
+                "authorization".to_owned(),
+                "Bearer 0123456789abcdef".to_owned(),
+            ),
             ("x-tenant".to_owned(), "acme".to_owned()),
         ]);
         let sent = BTreeMap::from([

@@ -106,7 +106,10 @@ fn assert_sealed(dump: &str, secret: &str, what: &str) {
         ("tok_9f3e61c0ffee", "part of the header"),
         (MARKER, "the event data"),
     ] {
-        assert!(!dump.contains(plain), "{what}: {name} is stored in the clear");
+        assert!(
+            !dump.contains(plain),
+            "{what}: {name} is stored in the clear"
+        );
     }
 }
 

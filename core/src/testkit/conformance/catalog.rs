@@ -346,13 +346,24 @@ pub async fn settings_keep_the_last_value(store: Arc<dyn Store>) {
         .expect("put_setting");
     s.put_setting("other", "x").await.expect("put_setting");
     assert_eq!(
-        s.setting("conformance.check").await.expect("setting").as_deref(),
+        s.setting("conformance.check")
+            .await
+            .expect("setting")
+            .as_deref(),
         Some("{\"keys\":{}}")
     );
-    s.put_setting("conformance.check", "second ✓").await.expect("put_setting");
+    s.put_setting("conformance.check", "second ✓")
+        .await
+        .expect("put_setting");
     assert_eq!(
-        s.setting("conformance.check").await.expect("setting").as_deref(),
+        s.setting("conformance.check")
+            .await
+            .expect("setting")
+            .as_deref(),
         Some("second ✓")
     );
-    assert_eq!(s.setting("other").await.expect("setting").as_deref(), Some("x"));
+    assert_eq!(
+        s.setting("other").await.expect("setting").as_deref(),
+        Some("x")
+    );
 }
