@@ -337,6 +337,14 @@ impl<S: Store + ?Sized> CatalogStore for CachedStore<S> {
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
         self.inner.has_admin_key().await
     }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.inner.setting(name).await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.put_setting(name, value).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -554,6 +562,15 @@ impl<S: Store + ?Sized> QueueStore for CachedStore<S> {
         self.inner
             .recover_failed(account, endpoint, since, now)
             .await
+    }
+
+    async fn replace_event_data(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+        data: &serde_json::value::RawValue,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_event_data(account, id, data).await
     }
 }
 

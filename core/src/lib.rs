@@ -55,6 +55,7 @@ pub mod id;
 pub mod metrics;
 pub mod model;
 pub mod retry;
+pub mod sealing;
 pub mod service;
 pub mod signing;
 pub mod store;

@@ -330,6 +330,14 @@ impl<S: Store + ?Sized> CatalogStore for MeteredStore<S> {
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
         metered("has_admin_key", self.inner.has_admin_key()).await
     }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        metered("setting", self.inner.setting(name)).await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        metered("put_setting", self.inner.put_setting(name, value)).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -521,6 +529,19 @@ impl<S: Store + ?Sized> QueueStore for MeteredStore<S> {
         metered(
             "recover_failed",
             self.inner.recover_failed(account, endpoint, since, now),
+        )
+        .await
+    }
+
+    async fn replace_event_data(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+        data: &serde_json::value::RawValue,
+    ) -> Result<bool, StoreError> {
+        metered(
+            "replace_event_data",
+            self.inner.replace_event_data(account, id, data),
         )
         .await
     }

@@ -259,11 +259,12 @@ impl Endpoint {
     }
 
     /// The secrets that sign a request made at `now`: the current one plus any rotated-out
-    /// secret still inside its overlap window.
+    /// secret still inside its overlap window. A secret still sealed (read from an encrypted
+    /// store without opening it) never signs.
     pub fn active_secrets(&self, now: Timestamp) -> Vec<&Secret> {
         self.secrets
             .iter()
-            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .filter(|s| s.expires_at.is_none_or(|t| t > now) && !s.key.is_sealed())
             .map(|s| &s.key)
             .collect()
     }

@@ -28,9 +28,17 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SECRET_PREFIX: &str = "whsec_";
 
 /// An endpoint signing secret: `whsec_` + base64 of the key bytes. `Debug` never shows it.
+///
+/// As a store hands it over, a secret may also be *sealed*: encrypted at rest under a deployment
+/// key ([`crate::sealing`]), kept as its `hk1:` text until
+/// [`SealedStore`](crate::sealing::SealedStore) opens it. A sealed secret signs nothing: it is
+/// never among an endpoint's [`active_secrets`](crate::model::Endpoint::active_secrets).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     key: Vec<u8>,
+    /// The sealed text, for a secret read from an encrypted store and not opened (`key` is
+    /// then empty).
+    sealed: Option<Box<str>>,
 }
 
 /// Text that is not a `whsec_…` secret.
@@ -44,7 +52,7 @@ impl Secret {
         use rand::RngCore as _;
         let mut key = vec![0u8; 32];
         rand::thread_rng().fill_bytes(&mut key);
-        Self { key }
+        Self { key, sealed: None }
     }
 
     /// Parses `whsec_<base64>`.
@@ -54,17 +62,40 @@ impl Secret {
         if !(24..=64).contains(&key.len()) {
             return Err(InvalidSecret);
         }
-        Ok(Self { key })
+        Ok(Self { key, sealed: None })
     }
 
-    /// The raw key bytes.
+    /// A secret kept as its sealed text (`hk1:…`), as an encrypted store holds it.
+    pub(crate) fn from_sealed(text: &str) -> Self {
+        Self {
+            key: Vec::new(),
+            sealed: Some(text.into()),
+        }
+    }
+
+    /// The sealed text, when this secret is sealed (read from an encrypted store and not
+    /// opened).
+    pub fn sealed(&self) -> Option<&str> {
+        self.sealed.as_deref()
+    }
+
+    /// Whether this is a sealed secret, which signs nothing.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
+    }
+
+    /// The raw key bytes (empty for a sealed secret).
     pub fn key(&self) -> &[u8] {
         &self.key
     }
 
-    /// The `whsec_…` text form. Handle with care: it is the secret.
+    /// The `whsec_…` text form. Handle with care: it is the secret. A sealed secret gives its
+    /// sealed text.
     pub fn expose(&self) -> String {
-        format!("{SECRET_PREFIX}{}", B64.encode(&self.key))
+        match &self.sealed {
+            Some(text) => text.to_string(),
+            None => format!("{SECRET_PREFIX}{}", B64.encode(&self.key)),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -75,7 +106,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(whsec_***)")
+        if self.is_sealed() {
+            f.write_str("Secret(sealed)")
+        } else {
+            f.write_str("Secret(whsec_***)")
+        }
     }
 }
 
@@ -88,6 +123,9 @@ impl Serialize for Secret {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        if crate::sealing::is_sealed(&s) {
+            return Ok(Self::from_sealed(&s));
+        }
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }

@@ -289,6 +289,13 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
     /// Whether any admin key exists.
     async fn has_admin_key(&self) -> Result<bool, StoreError>;
+
+    /// A deployment setting the store keeps for Hookline itself (such as the record of which
+    /// encryption keys sealed its values, [`crate::sealing::MARKER_SETTING`]); `None` if it was
+    /// never written.
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Writes a deployment setting, replacing its value.
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 }
 
 /// Endpoints: their configuration and who subscribes to what.
@@ -484,6 +491,16 @@ pub trait QueueStore: Send + Sync + 'static {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+    /// Replaces the stored `data` of an event of `account`, leaving everything else (its
+    /// deliveries included) as it is; false if there is no such event. Events are immutable:
+    /// this exists only to store the same data in another form (sealed again under a new
+    /// encryption key, [`crate::sealing::SealedStore::rekey`]).
+    async fn replace_event_data(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+        data: &serde_json::value::RawValue,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What happened: events, deliveries and attempts, read back for listings and detail views.

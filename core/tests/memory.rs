@@ -26,3 +26,24 @@ mod metered {
 
     hookline_core::store_conformance!(fresh);
 }
+
+/// The suite judges [`SealedStore`](hookline_core::sealing::SealedStore) too, payloads sealed:
+/// what it seals on the way in it opens on the way out, byte for byte.
+mod sealed {
+    use super::*;
+    use hookline_core::sealing::{Keyring, SealedStore, SealingOptions};
+
+    async fn fresh() -> Arc<dyn Store> {
+        let (keyring, _) = Keyring::generate("k1").expect("keyring");
+        let store = SealedStore::open(
+            Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+            Arc::new(keyring),
+            SealingOptions::new().payloads(true),
+        )
+        .await
+        .expect("open");
+        Arc::new(store)
+    }
+
+    hookline_core::store_conformance!(fresh);
+}

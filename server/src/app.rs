@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use hookline_core::cache::CachedStore;
 use hookline_core::dispatcher::{Dispatcher, DispatcherConfig};
 use hookline_core::metrics::MeteredStore;
+use hookline_core::sealing::{SealedStore, SealingOptions, check_unsealed};
 use hookline_core::service::{AddressRule, Hookline, ServiceConfig};
 use hookline_core::signing::{RawBodySignature, SignerSet, StandardWebhooks};
 use hookline_core::store::Store;
@@ -88,6 +89,36 @@ impl StoreOptions {
     pub fn from_config(config: &ServerConfig) -> Self {
         Self {
             ca_file: config.store_ca_file.clone(),
+        }
+    }
+}
+
+/// Puts the backend behind encryption at rest when `config` has keys
+/// ([`hookline_core::sealing::SealedStore`], checked against the store's marker); without
+/// keys, checks that the store holds no sealed values. Either way a mismatch fails here, at
+/// start, with a message naming the key ids involved.
+pub async fn seal_store(
+    config: &ServerConfig,
+    backend: Arc<dyn Store>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.encryption {
+        Some(keyring) => {
+            let options = SealingOptions::new().payloads(config.encrypt_payloads);
+            let sealed = SealedStore::open(backend, keyring.clone(), options)
+                .await
+                .context("checking the encryption keys against the store")?;
+            tracing::info!(
+                key = keyring.current_id(),
+                payloads = config.encrypt_payloads,
+                "encryption at rest on"
+            );
+            Ok(Arc::new(sealed))
+        }
+        None => {
+            check_unsealed(backend.as_ref())
+                .await
+                .context("checking the store for encrypted values")?;
+            Ok(backend)
         }
     }
 }
@@ -232,6 +263,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     // One cached store for the API and the dispatcher alike (see `hookline_core::cache`), over
     // the backend's calls counted and timed (`hookline_core::metrics`).
     let backend = open_store_with(&config.store, &StoreOptions::from_config(&config)).await?;
+    let backend = seal_store(&config, backend).await?;
     let backend: Arc<dyn Store> = Arc::new(MeteredStore::new(backend));
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(backend));
     let dispatcher = dispatcher(&config, store.clone())?;

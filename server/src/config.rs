@@ -4,12 +4,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::http::HeaderName;
 use hookline_core::retry::{Schedule, parse_duration};
+use hookline_core::sealing::Keyring;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -101,6 +102,33 @@ pub struct ServeArgs {
     /// 24)`); when unset, one is generated on first start and shown once.
     #[arg(long, env = "HOOKLINE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
+}
+
+/// Encryption at rest (`serve` and `rekey`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct EncryptionArgs {
+    /// Deployment keys sealing endpoint secrets and header values (and event data with
+    /// --encrypt-payloads) in the store: `<id>:<base64 of 32 bytes>`, e.g.
+    /// `k1:$(openssl rand -base64 32)`; for a rotation several, comma-separated, the current
+    /// key first [default: no encryption].
+    #[arg(
+        long,
+        env = "HOOKLINE_ENCRYPTION_KEY",
+        hide_env_values = true,
+        value_name = "KEYS"
+    )]
+    pub encryption_key: Option<String>,
+    /// A file holding the keys instead (one `<id>:<base64>` per line, the current key first,
+    /// `#` comments).
+    #[arg(long, env = "HOOKLINE_ENCRYPTION_KEY_FILE", value_name = "PATH")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Seal every new event's data too (needs an encryption key); receivers still get
+    /// plaintext.
+    #[arg(long, env = "HOOKLINE_ENCRYPT_PAYLOADS", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub encrypt_payloads: Option<bool>,
 }
 
 /// `hookline migrate` settings: only what it uses.
@@ -129,6 +157,31 @@ impl MigrateArgs {
             config: self.config,
             store: self.store,
             store_ca_file: self.store_ca_file,
+            ..ServeArgs::default()
+        })
+    }
+}
+
+/// `hookline rekey` settings: the store and the keys.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct RekeyArgs {
+    #[command(flatten)]
+    pub store: MigrateArgs,
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
+    /// No progress bar (for logs and scripts): one summary line at the end.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RekeyArgs {
+    /// The store and encryption settings merged like `serve`'s.
+    pub fn load(self) -> anyhow::Result<ServerConfig> {
+        ServerConfig::load(ServeArgs {
+            config: self.store.config,
+            store: self.store.store,
+            store_ca_file: self.store.store_ca_file,
+            encryption: self.encryption,
             ..ServeArgs::default()
         })
     }
@@ -213,6 +266,9 @@ struct FileConfig {
     log_format: Option<String>,
     otlp_endpoint: Option<String>,
     admin_key: Option<String>,
+    encryption_key: Option<String>,
+    encryption_key_file: Option<PathBuf>,
+    encrypt_payloads: Option<bool>,
 }
 
 /// A value that must not appear in logs.
@@ -282,6 +338,11 @@ pub struct ServerConfig {
     /// Base URL of an OTLP/HTTP collector to export traces to (`None`: the standard
     /// `OTEL_EXPORTER_OTLP_*` variables decide; no export when they are unset).
     pub otlp_endpoint: Option<String>,
+    /// The deployment keys sealing values at rest (`None`: nothing is sealed, and a store
+    /// holding sealed values is refused).
+    pub encryption: Option<Arc<Keyring>>,
+    /// Whether event data is sealed too.
+    pub encrypt_payloads: bool,
 }
 
 impl Default for ServerConfig {
@@ -309,6 +370,8 @@ impl Default for ServerConfig {
             max_batch_deliveries: 10_000,
             log_format: LogFormat::Text,
             otlp_endpoint: None,
+            encryption: None,
+            encrypt_payloads: false,
         }
     }
 }
@@ -439,6 +502,41 @@ impl ServerConfig {
         if max_batch_deliveries == 0 {
             bail!("max_batch_deliveries must be at least 1");
         }
+        let key_text = args
+            .encryption
+            .encryption_key
+            .or(file.encryption_key)
+            .filter(|k| !k.trim().is_empty());
+        let key_file = args
+            .encryption
+            .encryption_key_file
+            .or(file.encryption_key_file);
+        let encryption = match (key_text, key_file) {
+            (Some(_), Some(_)) => {
+                bail!("encryption_key and encryption_key_file: give the keys one way, not both")
+            }
+            (Some(text), None) => Some(Keyring::parse(&text).context("encryption_key")?),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("encryption_key_file: reading {}", path.display()))?;
+                Some(
+                    Keyring::parse(&text)
+                        .with_context(|| format!("encryption_key_file {}", path.display()))?,
+                )
+            }
+            (None, None) => None,
+        };
+        let encrypt_payloads = args
+            .encryption
+            .encrypt_payloads
+            .or(file.encrypt_payloads)
+            .unwrap_or(false);
+        if encrypt_payloads && encryption.is_none() {
+            bail!(
+                "encrypt_payloads needs an encryption key (HOOKLINE_ENCRYPTION_KEY or \
+                 encryption_key_file)"
+            );
+        }
         let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
         if let Some(key) = &admin_key {
             check_admin_key(key)?;
@@ -469,6 +567,8 @@ impl ServerConfig {
             max_batch_deliveries,
             log_format,
             otlp_endpoint,
+            encryption: encryption.map(Arc::new),
+            encrypt_payloads,
         })
     }
 }

@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hookline_server::config::{LogFormat, MigrateArgs, ServeArgs, ServerConfig, VERSION};
+use hookline_server::config::{
+    LogFormat, MigrateArgs, RekeyArgs, ServeArgs, ServerConfig, VERSION,
+};
 use tokio_util::sync::CancellationToken;
 
 mod ops;
@@ -33,6 +35,9 @@ enum Command {
     Listen(hookline_server::listen::ListenArgs),
     /// Create or upgrade the store's schema, then exit.
     Migrate(MigrateArgs),
+    /// Seal every endpoint secret and header value (and event data, when payloads are
+    /// encrypted) again with the current encryption key, so that older keys can be removed.
+    Rekey(Box<RekeyArgs>),
     #[command(flatten)]
     Ops(ops::Command),
 }
@@ -73,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Listen(args) => hookline_server::listen::run(args, shutdown).await,
+        Command::Rekey(args) => rekey(*args).await,
         Command::Ops(command) => ops::run(command, shutdown).await,
         Command::Migrate(args) => {
             let config = args.load().context("invalid configuration")?;
@@ -91,6 +97,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `hookline rekey`: everything sealed again with the current key, with a progress bar on a
+/// terminal (unless `--quiet`) and a summary line.
+async fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
+    use hookline_core::sealing::{SealedStore, SealingOptions, read_marker};
+
+    let quiet = args.quiet;
+    let config = args.load().context("invalid configuration")?;
+    hookline_server::telemetry::init(LogFormat::Text);
+    let Some(keyring) = config.encryption.clone() else {
+        anyhow::bail!(
+            "rekey needs the encryption keys: HOOKLINE_ENCRYPTION_KEY or --encryption-key-file, \
+             the new key first"
+        );
+    };
+    let options = hookline_server::app::StoreOptions::from_config(&config);
+    let backend = hookline_server::app::open_store_with(&config.store, &options).await?;
+    // Payloads stay sealed if the store says they were, even without --encrypt-payloads.
+    let payloads = config.encrypt_payloads
+        || read_marker(backend.as_ref())
+            .await?
+            .is_some_and(|m| m.payloads);
+    let store = SealedStore::open(
+        backend,
+        keyring.clone(),
+        SealingOptions::new().payloads(payloads),
+    )
+    .await
+    .context("checking the encryption keys against the store")?;
+    let output = if quiet {
+        ops::render::Output::Json
+    } else {
+        ops::render::Output::Table
+    };
+    let bar = ops::render::bar(output, 0, "rekey");
+    let done = store
+        .rekey(|p| {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        })
+        .await
+        .context("rekey stopped; run it again to finish (what is done stays done)")?;
+    bar.finish_and_clear();
+    println!(
+        "rekey: {} endpoints and events looked at, {} sealed again with key `{}`{}; keys no \
+         longer needed: every key but `{}`",
+        done.done,
+        done.rewritten,
+        keyring.current_id(),
+        if payloads {
+            " (event data included)"
+        } else {
+            ""
+        },
+        keyring.current_id(),
+    );
+    Ok(())
 }
 
 async fn stop_on_signal(token: CancellationToken) {

@@ -294,4 +294,31 @@ impl CatalogStore for RedisStore {
         })
         .await
     }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.op(async {
+            let mut conn = self.conn.clone();
+            let v: Option<String> = redis::cmd("HGET")
+                .arg(self.keys.settings())
+                .arg(name)
+                .query_async(&mut conn)
+                .await?;
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.op(async {
+            let mut conn = self.conn.clone();
+            let _: i64 = redis::cmd("HSET")
+                .arg(self.keys.settings())
+                .arg(name)
+                .arg(value)
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -781,6 +781,29 @@ impl QueueStore for RedisStore {
         .await
     }
 
+    async fn replace_event_data(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+        data: &serde_json::value::RawValue,
+    ) -> Result<bool, StoreError> {
+        self.op(async {
+            let Some(mut ev) = self.event_inner(account, id).await? else {
+                return Ok(false);
+            };
+            ev.data = data.to_owned();
+            let mut conn = self.conn.clone();
+            let n: i64 = scripts::EVENT_DATA
+                .key(self.keys.event(id.as_str()))
+                .arg(account.as_str())
+                .arg(codec::to_json(&ev, "event")?)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn record_failing(
         &self,
         id: &EndpointId,

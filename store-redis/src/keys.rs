@@ -61,6 +61,10 @@ impl Keys {
         format!("{}key:{hash}", self.c)
     }
 
+    pub(crate) fn settings(&self) -> String {
+        format!("{}settings", self.c)
+    }
+
     pub(crate) fn admin_keys(&self) -> String {
         format!("{}admins", self.c)
     }

@@ -62,6 +62,7 @@
 //! | `P{c}:et:<name>` | hash `m`, `j` | event type JSON | — |
 //! | `P{c}:ets` | index | event types by creation | — |
 //! | `P{c}:key:<sha256>` | hash `prefix`, `account` (`""` = admin), `created` | API key | — |
+//! | `P{c}:settings` | hash | deployment settings by name (`encryption`: the encryption marker) | — |
 //! | `P{c}:admins` | set | hashes of admin keys | — |
 //! | `P{c}:acctkeys:<account>` | set | hashes of the account's keys | — |
 //! | `P{a:<account>}:site:<site>` | hash `m`, `j` | site JSON | — |

@@ -44,3 +44,4 @@ catalog_script!(DOC_DELETE, "doc_delete.lua");
 catalog_script!(API_KEY_PUT, "api_key_put.lua");
 catalog_script!(ACCOUNT_DELETE, "account_delete.lua");
 catalog_script!(SITE_PURGE, "site_purge.lua");
+catalog_script!(EVENT_DATA, "event_data.lua");

@@ -154,6 +154,7 @@ pub mod __private {
     pub use hookline_core::{
         AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
     };
+    pub use serde_json::value::RawValue;
     pub use std::time::Duration;
 }
 
@@ -297,6 +298,21 @@ macro_rules! impl_catalog_store {
 
             async fn has_admin_key(&self) -> Result<bool, $crate::__private::StoreError> {
                 $crate::$dialect::catalog::has_admin_key(self).await
+            }
+
+            async fn setting(
+                &self,
+                name: &str,
+            ) -> Result<Option<String>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::setting(self, name).await
+            }
+
+            async fn put_setting(
+                &self,
+                name: &str,
+                value: &str,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::put_setting(self, name, value).await
             }
         }
     };
@@ -552,6 +568,15 @@ macro_rules! impl_queue_store {
                 now: $crate::__private::Timestamp,
             ) -> Result<u64, $crate::__private::StoreError> {
                 $crate::$dialect::queue::recover_failed(self, account, endpoint, since, now).await
+            }
+
+            async fn replace_event_data(
+                &self,
+                account: &$crate::__private::AccountId,
+                id: &$crate::__private::EventId,
+                data: &$crate::__private::RawValue,
+            ) -> Result<bool, $crate::__private::StoreError> {
+                $crate::$dialect::history::replace_event_data(self, account, id, data).await
             }
         }
     };

@@ -258,6 +258,53 @@ fn set_enabled(ep: &mut Endpoint, enabled: bool) -> bool {
 
 /// Makes `new` the current secret at `now`: every older secret stops signing at the end of the
 /// overlap (or sooner, if it was due to), and those already stopped are dropped.
+/// What shows in place of a header value masked by [`mask_header_value`].
+pub const HEADER_MASK: &str = "••••";
+
+/// Custom header values are write-only: the JSON API shows each one masked, as [`HEADER_MASK`]
+/// followed by its last four characters when it has at least 16 (enough to tell two tokens
+/// apart, too few to guess one), as the mask alone otherwise.
+pub fn mask_header_value(value: &str) -> String {
+    let n = value.chars().count();
+    if n >= 16 {
+        let tail: String = value.chars().skip(n - 4).collect();
+        format!("{HEADER_MASK}{tail}")
+    } else {
+        HEADER_MASK.to_owned()
+    }
+}
+
+/// New headers for an update: a value given as the masked form of the header's current value
+/// (an endpoint read back and sent again) keeps the current value; any other masked value is
+/// `invalid_header`.
+fn keep_masked_headers(
+    new: BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ServiceError> {
+    new.into_iter()
+        .map(|(name, value)| {
+            if !value.starts_with(HEADER_MASK) {
+                return Ok((name, value));
+            }
+            let kept = current
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v)
+                .filter(|v| mask_header_value(v) == value);
+            match kept {
+                Some(v) => Ok((name, v.clone())),
+                None => Err(ServiceError::invalid(
+                    "invalid_header",
+                    format!(
+                        "the value of `{name}` is masked, but not the mask of its current value: \
+                         header values are write-only, send the value itself"
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
 fn rotate(secrets: &mut Vec<EndpointSecret>, new: Secret, now: Timestamp, overlap: Duration) {
     let overlap_end = now.add(overlap);
     for s in secrets.iter_mut() {
@@ -445,7 +492,7 @@ impl Hookline {
             ep.sites = self.site_filter(&ep.account, s).await?;
         }
         if let Some(h) = patch.headers {
-            ep.headers = validate::endpoint_headers(h)?;
+            ep.headers = validate::endpoint_headers(keep_masked_headers(h, &ep.headers)?)?;
         }
         if let Some(r) = patch.rate_limit {
             ep.rate_limit = validate::positive("rateLimit", r)?;
@@ -641,6 +688,33 @@ mod tests {
             "new first; older ones stop by the overlap's end; stopped ones dropped"
         );
         assert_eq!(secrets[0].created_at, now);
+    }
+
+    #[test]
+    fn header_values_are_masked_and_a_mask_sent_back_keeps_the_value() {
+        assert_eq!(mask_header_value("short"), "••••");
+        assert_eq!(mask_header_value("Bearer 0123456789abcdef"), "••••cdef");
+        let current = BTreeMap::from([
+            (
+                "authorization".to_owned(),
+                "Bearer 0123456789abcdef".to_owned(),
+            ),
+            ("x-tenant".to_owned(), "acme".to_owned()),
+        ]);
+        let sent = BTreeMap::from([
+            ("Authorization".to_owned(), "••••cdef".to_owned()),
+            ("x-tenant".to_owned(), "••••".to_owned()),
+            ("x-new".to_owned(), "plain".to_owned()),
+        ]);
+        let kept = keep_masked_headers(sent, &current).unwrap();
+        assert_eq!(kept["Authorization"], "Bearer 0123456789abcdef");
+        assert_eq!(kept["x-tenant"], "acme");
+        assert_eq!(kept["x-new"], "plain");
+        for bad in [("authorization", "••••0000"), ("x-other", "••••")] {
+            let sent = BTreeMap::from([(bad.0.to_owned(), bad.1.to_owned())]);
+            let e = keep_masked_headers(sent, &current).unwrap_err();
+            assert_eq!(e.code(), "invalid_header", "{bad:?}");
+        }
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub mod validate;
 
 pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
 pub use catalog::{EventTypePatch, NewEventType};
-pub use endpoints::{EndpointPatch, NewEndpoint, SecretRotation, TEST_EVENT_TYPE};
+pub use endpoints::{
+    EndpointPatch, HEADER_MASK, NewEndpoint, SecretRotation, TEST_EVENT_TYPE, mask_header_value,
+};
 pub use events::NewEvent;
 pub use lists::ListQuery;
 pub use replay::{

@@ -75,6 +75,7 @@ struct State {
     idempotency: HashMap<(AccountId, String), EventId>,
     deliveries: HashMap<DeliveryId, DeliveryRow>,
     attempts: HashMap<DeliveryId, Vec<Attempt>>,
+    settings: HashMap<String, String>,
     /// Insertion order of deliveries (orders the queues of ordered endpoints).
     seq: u64,
     /// Makes lease ids unique.
@@ -438,6 +439,17 @@ impl CatalogStore for MemoryStore {
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
         let s = self.state()?;
         Ok(s.api_keys.values().any(|k| k.role == Role::Admin))
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state()?.settings.get(name).cloned())
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.state()?
+            .settings
+            .insert(name.to_owned(), value.to_owned());
+        Ok(())
     }
 }
 
@@ -890,6 +902,22 @@ impl QueueStore for MemoryStore {
             }
         }
         Ok(n)
+    }
+
+    async fn replace_event_data(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+        data: &serde_json::value::RawValue,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state()?;
+        match s.events.get_mut(id) {
+            Some(row) if row.event.account == *account => {
+                row.event.data = data.to_owned();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

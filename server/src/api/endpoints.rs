@@ -75,7 +75,9 @@ pub(crate) struct EndpointOut {
     event_types: Vec<EventTypeName>,
     /// Site filter; empty means a shared endpoint for all sites (and events without a site).
     sites: Vec<SiteId>,
-    /// Extra request headers.
+    /// Extra request headers. Their values are write-only, shown masked: `••••` followed by
+    /// the value's last four characters when it has at least 16, the mask alone otherwise.
+    /// Sending a masked value back in an update keeps the header's value.
     headers: BTreeMap<String, String>,
     /// Requests per second, if limited.
     rate_limit: Option<u32>,
@@ -106,7 +108,14 @@ impl From<Endpoint> for EndpointOut {
             description: e.description,
             event_types: e.event_types,
             sites: e.sites,
-            headers: e.headers,
+            headers: e
+                .headers
+                .into_iter()
+                .map(|(k, v)| {
+                    let masked = hookline_core::service::mask_header_value(&v);
+                    (k, masked)
+                })
+                .collect(),
             rate_limit: e.rate_limit,
             max_concurrency: e.max_concurrency,
             ordered: e.ordered,

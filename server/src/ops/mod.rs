@@ -12,7 +12,7 @@ use url::Url;
 
 mod bulk;
 mod client;
-mod render;
+pub(crate) mod render;
 mod resources;
 
 use client::Api;

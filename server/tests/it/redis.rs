@@ -19,8 +19,8 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// A fresh key prefix on the test Redis; every key under it is deleted when this is dropped.
 pub(crate) struct FreshPrefix {
-    base: String,
-    prefix: String,
+    pub(crate) base: String,
+    pub(crate) prefix: String,
 }
 
 impl FreshPrefix {

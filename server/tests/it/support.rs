@@ -259,6 +259,30 @@ impl Server {
         s
     }
 
+    /// Starts the binary on `store` with `extra` flags and `env` set.
+    pub(crate) async fn start_with_env(
+        store: &str,
+        dir: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut s = Self {
+            base: String::new(),
+            store: store.to_owned(),
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            dir,
+            http: reqwest::Client::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            log: None,
+        };
+        s.spawn().await;
+        s
+    }
+
     /// Starts the binary like [`Server::start`] with `env` set (`RUST_LOG` among them wins over
     /// the default), capturing its standard error (see [`Server::log_lines`]).
     pub(crate) async fn start_capturing(extra: &[&str], env: &[(&str, &str)]) -> Self {

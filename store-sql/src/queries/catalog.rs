@@ -338,3 +338,33 @@ pub async fn has_admin_key<S: SqlStore<Db = Db> + ?Sized>(s: &S) -> Result<bool,
             .map_err(DbError::from)?;
     Ok(found)
 }
+
+/// A deployment setting.
+pub async fn setting<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    let mut qb = QueryBuilder::<Db>::new("SELECT value FROM settings WHERE name = ");
+    qb.push_bind(name);
+    let value: Option<String> = qb
+        .build_query_scalar()
+        .fetch_optional(s.read_pool())
+        .await
+        .map_err(DbError::from)?;
+    Ok(value)
+}
+
+/// Writes a deployment setting.
+pub async fn put_setting<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    name: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    let mut qb = QueryBuilder::new("INSERT INTO settings (name, value) ");
+    qb.push_values([(name, value)], |mut row, (n, v)| {
+        row.push_bind(n).push_bind(v);
+    });
+    qb.push(" ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    changed(s, qb).await?;
+    Ok(())
+}

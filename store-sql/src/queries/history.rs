@@ -144,3 +144,19 @@ pub async fn attempts<S: SqlStore<Db = Db> + ?Sized>(
         .map_err(DbError::from)?;
     Ok(found.iter().map(rows::attempt).collect::<Result<_, _>>()?)
 }
+
+/// Replaces an event's stored data.
+pub async fn replace_event_data<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    account: &AccountId,
+    id: &EventId,
+    data: &serde_json::value::RawValue,
+) -> Result<bool, StoreError> {
+    let mut qb = QueryBuilder::new("UPDATE events SET data = ");
+    qb.push_bind(data.get())
+        .push(" WHERE account = ")
+        .push_bind(account.as_str())
+        .push(" AND id = ")
+        .push_bind(id.as_str());
+    Ok(super::page::affected(qb, s.write_pool()).await? > 0)
+}

@@ -336,3 +336,34 @@ pub async fn delete_account_cascades(store: Arc<dyn Store>) {
     let left = claim(s, at(1_000_000), 10).await;
     assert_eq!(set(&ids(&left)), set(&[d.clone(), pending.clone()]));
 }
+
+/// Settings: `None` until written, then the last value written.
+pub async fn settings_keep_the_last_value(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert_eq!(s.setting("conformance.check").await.expect("setting"), None);
+    s.put_setting("conformance.check", "{\"keys\":{}}")
+        .await
+        .expect("put_setting");
+    s.put_setting("other", "x").await.expect("put_setting");
+    assert_eq!(
+        s.setting("conformance.check")
+            .await
+            .expect("setting")
+            .as_deref(),
+        Some("{\"keys\":{}}")
+    );
+    s.put_setting("conformance.check", "second ✓")
+        .await
+        .expect("put_setting");
+    assert_eq!(
+        s.setting("conformance.check")
+            .await
+            .expect("setting")
+            .as_deref(),
+        Some("second ✓")
+    );
+    assert_eq!(
+        s.setting("other").await.expect("setting").as_deref(),
+        Some("x")
+    );
+}

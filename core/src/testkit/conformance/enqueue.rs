@@ -336,3 +336,41 @@ pub async fn payload_bytes_round_trip(store: Arc<dyn Store>) {
     assert_eq!(c.event.data.get(), text, "claim_due keeps the bytes");
     assert_eq!(c.event, ev);
 }
+
+/// `replace_event_data` changes only the data of the account's event: reads (claims too) see
+/// the new bytes, deliveries stay, another account's event of that id is not found.
+pub async fn replace_event_data_changes_only_the_data(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let other = new_account(s, "other").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let ev = event(&a, "rx.completed", Some("store-1"), at(0));
+    let r = enqueue(s, &ev, &[&ep], at(0)).await;
+
+    let text = "{ \"replaced\" : [1, 2] }";
+    assert!(
+        !s.replace_event_data(&other, &ev.id, &raw(text))
+            .await
+            .expect("replace_event_data"),
+        "another account's event is not found"
+    );
+    assert!(
+        !s.replace_event_data(&a, &EventId::generate(), &raw(text))
+            .await
+            .expect("replace_event_data"),
+        "a missing event is not found"
+    );
+    assert!(
+        s.replace_event_data(&a, &ev.id, &raw(text))
+            .await
+            .expect("replace_event_data")
+    );
+    let got = s.event(&a, &ev.id).await.expect("event").expect("stored");
+    assert_eq!(got.data.get(), text);
+    let mut expected = ev.clone();
+    expected.data = raw(text);
+    assert_eq!(got, expected, "everything but the data is unchanged");
+    let c = claim_one(s, at(0)).await;
+    assert_eq!(c.event.data.get(), text, "a claim reads the new data");
+    assert_eq!(vec![c.delivery.id], r.deliveries);
+}

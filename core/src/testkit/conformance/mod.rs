@@ -172,6 +172,8 @@ macro_rules! store_conformance {
             enqueue_batch_answers_duplicates_inside_and_across_batches,
             enqueue_batch_racing_single_enqueues_stores_each_key_once,
             enqueue_batch_dropped_midway_is_stored_whole_or_not_at_all,
+            settings_keep_the_last_value,
+            replace_event_data_changes_only_the_data,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
