@@ -83,14 +83,14 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, EventType,
-    Page, PageRequest, Site, Trigger,
+    Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
+    EventType, Page, PageRequest, Site, Trigger,
 };
 use crate::store::{
-    CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, Receipt,
-    Store, StoreError,
+    AuditStore, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
+    Receipt, Store, StoreError,
 };
 use crate::time::Timestamp;
 
@@ -336,6 +336,52 @@ impl<S: Store + ?Sized> CatalogStore for CachedStore<S> {
 
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
         self.inner.has_admin_key().await
+    }
+
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        self.inner.list_api_keys(account, page).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let r = self.inner.delete_api_key(account, id).await;
+        match &r {
+            Ok(Some(key)) => self.keys.invalidate(key.hash.as_str()),
+            // Unknown outcome: whatever it was, this process forgets its keys.
+            Err(_) => self.keys.clear(),
+            Ok(None) => {}
+        }
+        r
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.touch_api_key(hash, at).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> AuditStore for CachedStore<S> {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.record_audit(entry).await
+    }
+
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.inner.list_audit(account, page).await
+    }
+
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        self.inner.purge_audit(before, max).await
     }
 }
 

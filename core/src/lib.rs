@@ -65,5 +65,7 @@ pub mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
-pub use id::{AccountId, AttemptId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+pub use id::{
+    AccountId, AttemptId, AuditId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId,
+};
 pub use time::{Clock, SystemClock, Timestamp};

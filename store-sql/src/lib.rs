@@ -144,15 +144,15 @@ pub fn qualified(alias: &str, cols: &str) -> String {
 pub mod __private {
     pub use async_trait::async_trait;
     pub use hookline_core::model::{
-        Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
-        EventType, Page, PageRequest, Site, Trigger,
+        Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event,
+        EventFilter, EventType, Page, PageRequest, Site, Trigger,
     };
     pub use hookline_core::store::{
-        Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
-        Receipt, StoreError, WorkListener,
+        AuditStore, Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next,
+        QueueStore, Receipt, StoreError, WorkListener,
     };
     pub use hookline_core::{
-        AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
+        AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId, Timestamp,
     };
     pub use std::time::Duration;
 }
@@ -298,6 +298,33 @@ macro_rules! impl_catalog_store {
             async fn has_admin_key(&self) -> Result<bool, $crate::__private::StoreError> {
                 $crate::$dialect::catalog::has_admin_key(self).await
             }
+
+            async fn list_api_keys(
+                &self,
+                account: Option<&$crate::__private::AccountId>,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::ApiKey>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::catalog::list_api_keys(self, account, page).await
+            }
+
+            async fn delete_api_key(
+                &self,
+                account: Option<&$crate::__private::AccountId>,
+                id: &$crate::__private::KeyId,
+            ) -> Result<Option<$crate::__private::ApiKey>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::delete_api_key(self, account, id).await
+            }
+
+            async fn touch_api_key(
+                &self,
+                hash: &str,
+                at: $crate::__private::Timestamp,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::touch_api_key(self, hash, at).await
+            }
         }
     };
 }
@@ -362,7 +389,7 @@ macro_rules! impl_endpoint_store {
     };
 }
 
-/// Implements `hookline_core::store::HistoryStore` for a [`SqlStore`] with the shared queries
+/// Implements `hookline_core::store::HistoryStore` (and `AuditStore`) for a [`SqlStore`] with the shared queries
 /// of a dialect module: `impl_history_store!(SqliteStore, sqlite)`.
 #[macro_export]
 macro_rules! impl_history_store {
@@ -415,6 +442,35 @@ macro_rules! impl_history_store {
                 delivery: &$crate::__private::DeliveryId,
             ) -> Result<Vec<$crate::__private::Attempt>, $crate::__private::StoreError> {
                 $crate::$dialect::history::attempts(self, account, delivery).await
+            }
+        }
+
+        #[$crate::__private::async_trait]
+        impl $crate::__private::AuditStore for $store {
+            async fn record_audit(
+                &self,
+                entry: &$crate::__private::AuditEntry,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::audit::record_audit(self, entry).await
+            }
+
+            async fn list_audit(
+                &self,
+                account: Option<&$crate::__private::AccountId>,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::AuditEntry>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::audit::list_audit(self, account, page).await
+            }
+
+            async fn purge_audit(
+                &self,
+                before: $crate::__private::Timestamp,
+                max: usize,
+            ) -> Result<u64, $crate::__private::StoreError> {
+                $crate::$dialect::audit::purge_audit(self, before, max).await
             }
         }
     };

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::model::{ApiKey, Role};
+use crate::model::{ApiKey, PageRequest, Role};
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 
@@ -34,23 +34,62 @@ pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Makes sure `store` holds an admin key: stores `configured` if given, else generates one when
-/// the store has none. Returns a generated key, which the caller shows once (never in logs).
+/// Makes sure `store` holds an admin key, and that the bootstrap key is the configured one.
+///
+/// With `configured`, that key is stored as the bootstrap admin key and every other bootstrap
+/// key is revoked: starting with a new `HOOKLINE_ADMIN_KEY` replaces the old one. Without, a
+/// key is generated (and returned, for the caller to show once, never in logs) only when the
+/// store holds no admin key at all. Admin keys made through the API are never touched.
 pub async fn ensure_admin(
     store: &dyn Store,
     configured: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<String>, StoreError> {
     if let Some(key) = configured {
-        store.put_api_key(&stored(key, Role::Admin, now)).await?;
+        let mut bootstrap = stored(key, Role::Admin, now);
+        bootstrap.name = "bootstrap".into();
+        bootstrap.bootstrap = true;
+        store.put_api_key(&bootstrap).await?;
+        revoke_other_bootstraps(store, &bootstrap.hash).await?;
         return Ok(None);
     }
     if store.has_admin_key().await? {
         return Ok(None);
     }
-    let (key, stored) = generate(Role::Admin, now);
+    let (key, mut stored) = generate(Role::Admin, now);
+    stored.name = "bootstrap".into();
+    stored.bootstrap = true;
     store.put_api_key(&stored).await?;
     Ok(Some(key))
+}
+
+/// Deletes every bootstrap admin key but the one with hash `keep`.
+async fn revoke_other_bootstraps(store: &dyn Store, keep: &str) -> Result<(), StoreError> {
+    let mut old = Vec::new();
+    let mut page = PageRequest {
+        limit: 250,
+        after: None,
+    };
+    loop {
+        let found = store.list_api_keys(None, &page).await?;
+        old.extend(
+            found
+                .items
+                .into_iter()
+                .filter(|k| k.bootstrap && k.hash != keep)
+                .map(|k| k.id),
+        );
+        match found.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    for id in old {
+        if store.delete_api_key(None, &id).await?.is_some() {
+            tracing::info!(key = %id, "revoked the previous bootstrap admin key");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use crate::dispatcher::{Dispatcher, DispatcherBuilder, DispatcherConfig, PublishError};
 use crate::id::{AccountId, InvalidId};
-use crate::model::{Account, Cursor, PageRequest, Role};
+use crate::model::{Account, AuditEntry, Cursor, PageRequest, Principal, Role};
 use crate::retry::RetryPolicy;
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
@@ -62,6 +62,7 @@ use crate::time::{Clock, Timestamp};
 use crate::transport::{BoxError, BoxTransport};
 
 mod accounts;
+mod audit;
 mod catalog;
 mod deliveries;
 mod endpoints;
@@ -69,28 +70,90 @@ mod events;
 pub mod keys;
 pub mod validate;
 
-pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
+pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewKey, NewSite, SitePatch};
 pub use catalog::{EventTypePatch, NewEventType};
 pub use deliveries::DeliveryQuery;
 pub use endpoints::{EndpointPatch, NewEndpoint, SecretRotation, TEST_EVENT_TYPE};
 pub use events::{EventQuery, NewEvent};
 
-/// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do.
+/// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do, and
+/// every change it makes is written to the audit log under the actor's
+/// [`principal`](Self::principal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Actor {
-    /// The producer or operator: may do everything.
+    /// The producer or operator acting in-process (an embedding service): may do everything.
+    /// Audited as [`Principal::System`].
     Admin,
-    /// One account: sees and manages only its own endpoints, sites, events and deliveries.
+    /// In-process code acting for one account: sees and manages only its own endpoints, sites,
+    /// events and deliveries. Audited as [`Principal::System`].
     Account(AccountId),
+    /// A caller proven by a credential — an API key ([`Hookline::authenticate`]) or a dashboard
+    /// session — with its role, and read-only or not.
+    Credential(Credential),
+}
+
+/// What a credential proves: who holds it (for the audit log), whom it speaks for, and whether
+/// it may change anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Credential {
+    /// Who holds it: [`Principal::Key`] for an API key, [`Principal::Session`] for a session.
+    pub principal: Principal,
+    /// Whom it speaks for.
+    pub role: Role,
+    /// A read-only credential reads what its role may read and changes nothing (`read_only_key`).
+    pub read_only: bool,
+}
+
+impl Credential {
+    /// A credential of `principal` speaking for `role`, with full access.
+    pub fn new(principal: Principal, role: Role) -> Self {
+        Self {
+            principal,
+            role,
+            read_only: false,
+        }
+    }
+
+    /// Makes it read-only.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
 }
 
 impl Actor {
+    /// The account the actor is confined to; `None` for the admin.
+    pub fn account(&self) -> Option<&AccountId> {
+        match self {
+            Self::Admin => None,
+            Self::Account(a) => Some(a),
+            Self::Credential(c) => match &c.role {
+                Role::Admin => None,
+                Role::Account(a) => Some(a),
+            },
+        }
+    }
+
+    /// Who the audit log names for the actor's changes.
+    pub fn principal(&self) -> Principal {
+        match self {
+            Self::Admin | Self::Account(_) => Principal::System,
+            Self::Credential(c) => c.principal.clone(),
+        }
+    }
+
+    /// Whether the actor may only read.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Self::Credential(c) if c.read_only)
+    }
+
     /// Refuses anyone but the admin.
     pub fn require_admin(&self) -> Result<(), ServiceError> {
-        match self {
-            Self::Admin => Ok(()),
-            Self::Account(_) => Err(ServiceError::Forbidden {
+        match self.account() {
+            None => Ok(()),
+            Some(_) => Err(ServiceError::Forbidden {
                 message: "only the admin key may do this".into(),
             }),
         }
@@ -98,13 +161,23 @@ impl Actor {
 
     /// Refuses anyone but the admin and `account` itself.
     pub fn require_account(&self, account: &AccountId) -> Result<(), ServiceError> {
-        match self {
-            Self::Admin => Ok(()),
-            Self::Account(a) if a == account => Ok(()),
-            Self::Account(_) => Err(ServiceError::Forbidden {
+        match self.account() {
+            None => Ok(()),
+            Some(a) if a == account => Ok(()),
+            Some(_) => Err(ServiceError::Forbidden {
                 message: "this key belongs to another account".into(),
             }),
         }
+    }
+
+    /// Refuses a read-only actor: every operation that changes something calls it first.
+    pub fn require_write(&self) -> Result<(), ServiceError> {
+        if self.is_read_only() {
+            return Err(ServiceError::ReadOnly {
+                message: "this key is read-only: it may not change anything".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +199,7 @@ impl From<Role> for Actor {
 /// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
 /// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
 /// | `Forbidden` | 403 | `forbidden` |
+/// | `ReadOnly` | 403 | `read_only_key` |
 /// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `InBatch` | the item's | the item's |
@@ -161,6 +235,12 @@ pub enum ServiceError {
     /// The caller may not do this.
     #[error("{message}")]
     Forbidden {
+        /// Why.
+        message: String,
+    },
+    /// A read-only key asked for a change.
+    #[error("{message}")]
+    ReadOnly {
         /// Why.
         message: String,
     },
@@ -228,6 +308,7 @@ impl ServiceError {
             | Self::BadRequest { code, .. }
             | Self::Conflict { code, .. } => code,
             Self::Forbidden { .. } => "forbidden",
+            Self::ReadOnly { .. } => "read_only_key",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InBatch { error, .. } => error.code(),
             Self::Unavailable(_) => "store_unavailable",
@@ -486,13 +567,19 @@ pub struct Hookline {
 struct Inner {
     dispatcher: Dispatcher,
     config: ServiceConfig,
+    /// When this process last wrote each key's `last_used_at` (by hash).
+    key_touches: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
 }
 
 impl Hookline {
     /// The façade over `dispatcher` (which holds the store, the transport and the clock).
     pub fn new(dispatcher: Dispatcher, config: ServiceConfig) -> Self {
         Self {
-            inner: Arc::new(Inner { dispatcher, config }),
+            inner: Arc::new(Inner {
+                dispatcher,
+                config,
+                key_touches: Default::default(),
+            }),
         }
     }
 
@@ -522,6 +609,21 @@ impl Hookline {
     /// The current instant, from the dispatcher's clock.
     pub(crate) fn now(&self) -> Timestamp {
         self.inner.dispatcher.clock().now()
+    }
+
+    /// Writes an audit entry for a change `by` just made. The change is done, so a failure to
+    /// record it is logged (at error level) rather than answered.
+    pub(crate) async fn audit(
+        &self,
+        by: &Actor,
+        account: Option<&AccountId>,
+        action: &str,
+        target: &str,
+    ) {
+        let entry = AuditEntry::new(account.cloned(), by.principal(), action, target, self.now());
+        if let Err(e) = self.store().record_audit(&entry).await {
+            tracing::error!(error = %e, action, target, "recording an audit entry failed");
+        }
     }
 
     /// Loads an account `by` may reach: `invalid_id`, `forbidden` or `account_not_found`.

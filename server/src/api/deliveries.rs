@@ -10,14 +10,22 @@ use serde::Serialize;
 use super::{Json, ListOut, Path, Query};
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::openapi::{ACCOUNT, AUTH, GONE, PAGING};
+use crate::openapi::{ACCOUNT, AUTH, GONE, PAGING, WRITE};
 use crate::problems;
 use crate::state::AppState;
 
 problems!(EventListProblems = [AUTH, ACCOUNT, PAGING, &[(404, &["event_not_found"])]]);
 problems!(EndpointListProblems = [AUTH, ACCOUNT, PAGING, &[(404, &["endpoint_not_found"])]]);
 problems!(GetProblems = [AUTH, ACCOUNT, &[(404, &["delivery_not_found"])]]);
-problems!(RetryProblems = [AUTH, ACCOUNT, GONE, &[(404, &["delivery_not_found"])]]);
+problems!(
+    RetryProblems = [
+        WRITE,
+        AUTH,
+        ACCOUNT,
+        GONE,
+        &[(404, &["delivery_not_found"])]
+    ]
+);
 
 /// Lists the deliveries of one event, newest first.
 #[utoipa::path(get, path = "/v1/accounts/{account}/events/{event}/deliveries", tag = "deliveries", operation_id = "listEventDeliveries",
