@@ -5,6 +5,8 @@ mod breaker;
 mod cli;
 mod engine;
 mod faults;
+mod isolation;
+mod keys;
 mod listen;
 mod logs;
 mod metrics;

@@ -762,7 +762,7 @@ async fn errors_are_one_line_and_exit_status_1() {
     .await;
     assert_eq!(
         one_error_line(&out),
-        "error: Unauthorized: unknown API key (unauthorized)"
+        "error: Unauthorized: unknown API key (never issued, revoked or expired) (unauthorized)"
     );
     assert!(out.stdout.is_empty());
 
