@@ -36,7 +36,9 @@
 //! * `create_account`, `update_account`: that account; `delete_account`: that account, every API
 //!   key (the account's keys stop working at once) and every subscriber list;
 //! * `create_event_type`, `update_event_type`, `delete_event_type`: that catalog entry;
-//! * `put_api_key`: that key;
+//! * `put_api_key`, `touch_api_key`: that key; `delete_api_key`: the key it deleted (every key
+//!   when the outcome is unknown) — a revoked key stops working in this process at once, and in
+//!   others when their cached copy expires (10 s by default);
 //! * `create_endpoint`, `update_endpoint`, `remove_endpoint`, `disable_endpoint`,
 //!   `record_healthy`, and a `record_failing` that starts an endpoint's failure clock: every
 //!   subscriber list (they carry the endpoints' fields, the failure clock included);
@@ -362,7 +364,10 @@ impl<S: Store + ?Sized> CatalogStore for CachedStore<S> {
     }
 
     async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
-        self.inner.touch_api_key(hash, at).await
+        let r = self.inner.touch_api_key(hash, at).await;
+        // Read again (with its new last use) next time; keys are touched about once a minute.
+        self.keys.invalidate(hash);
+        r
     }
 }
 

@@ -5,7 +5,8 @@
 //! [`postgres::rows`]), error classification ([`DbError`]: a unique violation is `Conflict`;
 //! pool timeouts, I/O failures, SQLite's `BUSY`/`LOCKED` and PostgreSQL's "not now" SQLSTATEs are
 //! `Unavailable`), newest-first pagination, the CRUD of accounts, sites, event types, API keys
-//! and endpoints, the history listings, the queue statements both write alike (defer, manual
+//! (listed per scope, revoked by id with `DELETE … RETURNING`) and endpoints, the history
+//! listings, the audit log (`audit_log`: record, list, purge), the queue statements both write alike (defer, manual
 //! requeues, the failure clock, auto-disable), what a claim does around its own statement
 //! (limited-endpoint bookkeeping, one fetch of the batch's events and endpoints), and the write
 //! group that lets concurrent writes share one transaction ([`group::Group`]). Each store keeps
@@ -21,9 +22,9 @@
 //! per dialect keeps the queries plain and borrow-friendly.)
 //!
 //! A store implements [`SqlStore`] (its pools and a hook) and [`SqlQueue`] (the queue operations
-//! it writes its own way), and gets `CatalogStore`, `EndpointStore`, `HistoryStore` and
-//! `QueueStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`], [`impl_history_store!`]
-//! and [`impl_queue_store!`].
+//! it writes its own way), and gets `CatalogStore`, `EndpointStore`, `HistoryStore` (with
+//! `AuditStore`) and `QueueStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`],
+//! [`impl_history_store!`] and [`impl_queue_store!`].
 //!
 //! ## Features
 //! | feature | default | what it adds |

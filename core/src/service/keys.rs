@@ -108,3 +108,50 @@ mod tests {
         assert_eq!(stored_a.prefix, a[..10]);
     }
 }
+
+#[cfg(test)]
+mod bootstrap_tests {
+    use super::*;
+    use crate::testkit::MemoryStore;
+
+    const ONE: &str = "hk_first_bootstrap_key_0123456789abcdefghijklmnop";
+    const TWO: &str = "hk_second_bootstrap_key_0123456789abcdefghijklmno";
+
+    #[tokio::test]
+    async fn a_new_bootstrap_key_revokes_the_old_one_and_nothing_else() {
+        let store = MemoryStore::new();
+        let t = Timestamp::from_millis(1_000);
+        assert_eq!(ensure_admin(&store, Some(ONE), t).await.unwrap(), None);
+        let first = store.api_key(&hash(ONE)).await.unwrap().unwrap();
+        assert!(first.bootstrap && first.role == Role::Admin);
+        // An admin key issued through the API.
+        let (issued, stored_issued) = generate(Role::Admin, t);
+        store.put_api_key(&stored_issued).await.unwrap();
+
+        assert_eq!(ensure_admin(&store, Some(TWO), t).await.unwrap(), None);
+        assert_eq!(store.api_key(&hash(ONE)).await.unwrap(), None, "revoked");
+        assert!(store.api_key(&hash(TWO)).await.unwrap().unwrap().bootstrap);
+        assert!(store.api_key(&hash(&issued)).await.unwrap().is_some());
+        // The same key again, or none: nothing changes, nothing is generated.
+        assert_eq!(ensure_admin(&store, Some(TWO), t).await.unwrap(), None);
+        assert_eq!(ensure_admin(&store, None, t).await.unwrap(), None);
+        let admins = store
+            .list_api_keys(None, &PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(admins.items.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_key_is_generated_only_for_a_store_without_admin_keys() {
+        let store = MemoryStore::new();
+        let t = Timestamp::from_millis(1_000);
+        let key = ensure_admin(&store, None, t)
+            .await
+            .unwrap()
+            .expect("generated");
+        let stored = store.api_key(&hash(&key)).await.unwrap().unwrap();
+        assert!(stored.bootstrap);
+        assert_eq!(ensure_admin(&store, None, t).await.unwrap(), None);
+    }
+}

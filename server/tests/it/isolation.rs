@@ -25,22 +25,82 @@ use crate::support::Server;
 /// `PATCH` route missing here fails the test.
 const BODIES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/v1/accounts", Some(r#"{"id": "iso-new"}"#)),
-    ("PATCH", "/v1/accounts/{account}", Some(r#"{"name": "renamed"}"#)),
-    ("POST", "/v1/accounts/{account}/sites", Some(r#"{"id": "s-new"}"#)),
-    ("PATCH", "/v1/accounts/{account}/sites/{site}", Some(r#"{"name": "renamed"}"#)),
-    ("POST", "/v1/accounts/{account}/endpoints", Some(r#"{"url": "http://127.0.0.1:9/new"}"#)),
-    ("PATCH", "/v1/accounts/{account}/endpoints/{endpoint}", Some(r#"{"description": "changed"}"#)),
-    ("POST", "/v1/accounts/{account}/endpoints/{endpoint}/enable", None),
-    ("POST", "/v1/accounts/{account}/endpoints/{endpoint}/disable", None),
-    ("POST", "/v1/accounts/{account}/endpoints/{endpoint}/test", None),
-    ("POST", "/v1/accounts/{account}/endpoints/{endpoint}/recover", Some(r#"{"since": "2020-01-01T00:00:00Z"}"#)),
-    ("POST", "/v1/accounts/{account}/endpoints/{endpoint}/secret/rotate", None),
-    ("POST", "/v1/accounts/{account}/events", Some(r#"{"event": "rx.completed", "data": {"n": 1}}"#)),
-    ("POST", "/v1/accounts/{account}/events/batch", Some(r#"[{"event": "rx.completed", "data": {"n": 1}}]"#)),
-    ("POST", "/v1/accounts/{account}/deliveries/{delivery}/retry", None),
+    (
+        "PATCH",
+        "/v1/accounts/{account}",
+        Some(r#"{"name": "renamed"}"#),
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/sites",
+        Some(r#"{"id": "s-new"}"#),
+    ),
+    (
+        "PATCH",
+        "/v1/accounts/{account}/sites/{site}",
+        Some(r#"{"name": "renamed"}"#),
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/endpoints",
+        Some(r#"{"url": "http://127.0.0.1:9/new"}"#),
+    ),
+    (
+        "PATCH",
+        "/v1/accounts/{account}/endpoints/{endpoint}",
+        Some(r#"{"description": "changed"}"#),
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/endpoints/{endpoint}/enable",
+        None,
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/endpoints/{endpoint}/disable",
+        None,
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/endpoints/{endpoint}/test",
+        None,
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/endpoints/{endpoint}/recover",
+        Some(r#"{"since": "2020-01-01T00:00:00Z"}"#),
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/endpoints/{endpoint}/secret/rotate",
+        None,
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/events",
+        Some(r#"{"event": "rx.completed", "data": {"n": 1}}"#),
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/events/batch",
+        Some(r#"[{"event": "rx.completed", "data": {"n": 1}}]"#),
+    ),
+    (
+        "POST",
+        "/v1/accounts/{account}/deliveries/{delivery}/retry",
+        None,
+    ),
     ("POST", "/v1/accounts/{account}/keys", None),
-    ("POST", "/v1/event-types", Some(r#"{"name": "iso.new", "description": "x"}"#)),
-    ("PATCH", "/v1/event-types/{name}", Some(r#"{"description": "changed"}"#)),
+    (
+        "POST",
+        "/v1/event-types",
+        Some(r#"{"name": "iso.new", "description": "x"}"#),
+    ),
+    (
+        "PATCH",
+        "/v1/event-types/{name}",
+        Some(r#"{"description": "changed"}"#),
+    ),
     ("POST", "/v1/keys", None),
 ];
 
@@ -85,16 +145,25 @@ struct Tenant {
 impl Tenant {
     async fn create(srv: &Server, account: &str) -> Self {
         let (s, b) = srv
-            .post("/v1/accounts", json!({"id": account, "name": format!("{account} name")}))
+            .post(
+                "/v1/accounts",
+                json!({"id": account, "name": format!("{account} name")}),
+            )
             .await;
         assert_eq!(s, 201, "{b}");
         let (s, b) = srv
-            .post(&format!("/v1/accounts/{account}/sites"), json!({"id": "s1"}))
+            .post(
+                &format!("/v1/accounts/{account}/sites"),
+                json!({"id": "s1"}),
+            )
             .await;
         assert_eq!(s, 201, "{b}");
         let url = format!("http://127.0.0.1:9/{account}-hook");
         let (endpoint, secret) = srv
-            .endpoint(account, json!({"url": url, "description": format!("{account}-desc")}))
+            .endpoint(
+                account,
+                json!({"url": url, "description": format!("{account}-desc")}),
+            )
             .await;
         let marker = format!("{account}-payload-marker");
         let (s, ev) = srv
@@ -179,7 +248,10 @@ impl Tenant {
 }
 
 fn body_for(method: &str, template: &str) -> Result<Option<Value>, String> {
-    match BODIES.iter().find(|(m, p, _)| *m == method && *p == template) {
+    match BODIES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == template)
+    {
         Some((_, _, b)) => Ok(b.map(|b| serde_json::from_str(b).expect("a JSON body"))),
         None if method == "GET" || method == "DELETE" => Ok(None),
         None => Err(format!(
@@ -189,7 +261,13 @@ fn body_for(method: &str, template: &str) -> Result<Option<Value>, String> {
     }
 }
 
-async fn call(srv: &Server, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+async fn call(
+    srv: &Server,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String) {
     let m = Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = srv.http.request(m, srv.url(path)).bearer_auth(key);
     if let Some(b) = body {
@@ -311,7 +389,9 @@ pub(crate) async fn every_route_is_isolated(srv: &Server) {
             let (s, text) = call(srv, &a.key, method, &path_a, None).await;
             checked += 1;
             if s != 200 {
-                problems.push(format!("{method} {path_a} with A's own key: {s}: {text:.300}"));
+                problems.push(format!(
+                    "{method} {path_a} with A's own key: {s}: {text:.300}"
+                ));
             }
             for l in leaked(&text, &path_a, &b) {
                 problems.push(format!("{method} {path_a} (A's own list) shows B's `{l}`"));
@@ -337,26 +417,54 @@ pub(crate) async fn every_route_is_isolated(srv: &Server) {
     // Nothing that was refused changed anything: every object of both accounts is still there.
     for t in [&a, &b] {
         for (what, path) in [
-            ("site", format!("/v1/accounts/{}/sites/{}", t.account, t.ids["site"])),
-            ("endpoint", format!("/v1/accounts/{}/endpoints/{}", t.account, t.ids["endpoint"])),
-            ("event", format!("/v1/accounts/{}/events/{}", t.account, t.ids["event"])),
-            ("delivery", format!("/v1/accounts/{}/deliveries/{}", t.account, t.ids["delivery"])),
+            (
+                "site",
+                format!("/v1/accounts/{}/sites/{}", t.account, t.ids["site"]),
+            ),
+            (
+                "endpoint",
+                format!("/v1/accounts/{}/endpoints/{}", t.account, t.ids["endpoint"]),
+            ),
+            (
+                "event",
+                format!("/v1/accounts/{}/events/{}", t.account, t.ids["event"]),
+            ),
+            (
+                "delivery",
+                format!(
+                    "/v1/accounts/{}/deliveries/{}",
+                    t.account, t.ids["delivery"]
+                ),
+            ),
         ] {
             let (s, v) = srv.call(Method::GET, &path, None).await;
             if s != 200 {
-                problems.push(format!("{}'s {what} is gone after the refused calls: {s} {v}", t.account));
+                problems.push(format!(
+                    "{}'s {what} is gone after the refused calls: {s} {v}",
+                    t.account
+                ));
             }
         }
         let (s, keys) = srv
-            .call(Method::GET, &format!("/v1/accounts/{}/keys", t.account), None)
+            .call(
+                Method::GET,
+                &format!("/v1/accounts/{}/keys", t.account),
+                None,
+            )
             .await;
         assert_eq!(s, 200);
         let n = keys["data"].as_array().map_or(0, Vec::len);
         if n != 3 {
-            problems.push(format!("{} has {n} keys after the refused calls, not 3: {keys}", t.account));
+            problems.push(format!(
+                "{} has {n} keys after the refused calls, not 3: {keys}",
+                t.account
+            ));
         }
         let (s, ep) = srv
-            .get(&format!("/v1/accounts/{}/endpoints/{}", t.account, t.ids["endpoint"]))
+            .get(&format!(
+                "/v1/accounts/{}/endpoints/{}",
+                t.account, t.ids["endpoint"]
+            ))
             .await;
         assert_eq!(s, 200);
         if ep["description"] != format!("{}-desc", t.account) || ep["enabled"] != true {

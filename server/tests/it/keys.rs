@@ -17,7 +17,9 @@ fn id_of(key: &str) -> String {
 }
 
 fn rows(v: &Value) -> &Vec<Value> {
-    v["data"].as_array().unwrap_or_else(|| panic!("a list: {v}"))
+    v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {v}"))
 }
 
 fn find<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
@@ -32,7 +34,15 @@ async fn issue(srv: &Server, by: &str, path: &str, body: Value) -> (String, Valu
 }
 
 /// Asserts a problem answer: status, `code`, and the problem media type.
-async fn assert_problem(srv: &Server, key: &str, m: Method, path: &str, body: Option<Value>, status: u16, code: &str) {
+async fn assert_problem(
+    srv: &Server,
+    key: &str,
+    m: Method,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+    code: &str,
+) {
     let mut req = srv.http.request(m.clone(), srv.url(path)).bearer_auth(key);
     if let Some(b) = body {
         req = req.json(&b);
@@ -40,7 +50,8 @@ async fn assert_problem(srv: &Server, key: &str, m: Method, path: &str, body: Op
     let res = req.send().await.unwrap();
     assert_eq!(res.status().as_u16(), status, "{m} {path}");
     assert_eq!(
-        res.headers()["content-type"], "application/problem+json",
+        res.headers()["content-type"],
+        "application/problem+json",
         "{m} {path}"
     );
     let p: Value = res.json().await.unwrap();
@@ -63,7 +74,10 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
     assert_eq!(boot["bootstrap"], true);
     assert_eq!(boot["scope"], "admin");
     assert_eq!(boot["prefix"], ADMIN_KEY[..10]);
-    assert!(boot["lastUsedAt"].is_string(), "the key of this request: {boot}");
+    assert!(
+        boot["lastUsedAt"].is_string(),
+        "the key of this request: {boot}"
+    );
     for k in rows(&admins) {
         assert!(k.get("key").is_none() && k.get("hash").is_none(), "{k}");
     }
@@ -106,7 +120,10 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
     assert_eq!(res.status(), 201, "no body at all is a plain key");
     let full: Value = res.json().await.unwrap();
     let key_a = full["key"].as_str().unwrap().to_owned();
-    assert_eq!((&full["scope"], &full["account"], &full["readOnly"]), (&json!("account"), &json!("a"), &json!(false)));
+    assert_eq!(
+        (&full["scope"], &full["account"], &full["readOnly"]),
+        (&json!("account"), &json!("a"), &json!(false))
+    );
     let (reader, reader_json) = issue(
         srv,
         &key_a,
@@ -128,10 +145,22 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
     assert_eq!(s, 200);
     assert_eq!(rows(&listed).len(), 2, "{listed}");
     for (m, path, body) in [
-        (Method::POST, "/v1/accounts/a/endpoints", Some(json!({"url": "http://127.0.0.1:9/x"}))),
-        (Method::POST, "/v1/accounts/a/sites", Some(json!({"id": "s1"}))),
+        (
+            Method::POST,
+            "/v1/accounts/a/endpoints",
+            Some(json!({"url": "http://127.0.0.1:9/x"})),
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/a/sites",
+            Some(json!({"id": "s1"})),
+        ),
         (Method::POST, "/v1/accounts/a/keys", Some(json!({}))),
-        (Method::DELETE, &format!("/v1/accounts/a/keys/{}", id_of(&key_a)), None),
+        (
+            Method::DELETE,
+            &format!("/v1/accounts/a/keys/{}", id_of(&key_a)),
+            None,
+        ),
     ] {
         assert_problem(srv, &reader, m, path, body, 403, "read_only_key").await;
     }
@@ -166,7 +195,16 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         "key_not_found",
     )
     .await;
-    assert_problem(srv, ADMIN_KEY, Method::DELETE, "/v1/keys/nope", None, 400, "invalid_id").await;
+    assert_problem(
+        srv,
+        ADMIN_KEY,
+        Method::DELETE,
+        "/v1/keys/nope",
+        None,
+        400,
+        "invalid_id",
+    )
+    .await;
 
     // Use is noted.
     let (_, listed) = srv
@@ -174,7 +212,10 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         .await;
     let mine = find(&listed, &id_of(&key_a)).unwrap();
     assert!(mine["lastUsedAt"].is_string(), "{mine}");
-    assert!(mine.get("key").is_none() && mine.get("hash").is_none(), "{mine}");
+    assert!(
+        mine.get("key").is_none() && mine.get("hash").is_none(),
+        "{mine}"
+    );
 
     // Revoked: refused at once by this process; a second revocation finds nothing.
     let (s, _) = srv
@@ -185,7 +226,16 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         )
         .await;
     assert_eq!(s, 204);
-    assert_problem(srv, &key_a, Method::GET, "/v1/accounts/a", None, 401, "unauthorized").await;
+    assert_problem(
+        srv,
+        &key_a,
+        Method::GET,
+        "/v1/accounts/a",
+        None,
+        401,
+        "unauthorized",
+    )
+    .await;
     assert_problem(
         srv,
         ADMIN_KEY,
@@ -196,7 +246,9 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         "key_not_found",
     )
     .await;
-    let (s, _) = srv.call_as(&key_b, Method::GET, "/v1/accounts/b", None).await;
+    let (s, _) = srv
+        .call_as(&key_b, Method::GET, "/v1/accounts/b", None)
+        .await;
     assert_eq!(s, 200, "other keys are untouched");
 
     // Expiry: a key that expires soon works, then is refused. (The wait is the point of the
@@ -209,10 +261,21 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         json!({"expiresAt": soon.to_rfc3339()}),
     )
     .await;
-    let (s, _) = srv.call_as(&brief, Method::GET, "/v1/accounts/b", None).await;
+    let (s, _) = srv
+        .call_as(&brief, Method::GET, "/v1/accounts/b", None)
+        .await;
     assert_eq!(s, 200);
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert_problem(srv, &brief, Method::GET, "/v1/accounts/b", None, 401, "unauthorized").await;
+    assert_problem(
+        srv,
+        &brief,
+        Method::GET,
+        "/v1/accounts/b",
+        None,
+        401,
+        "unauthorized",
+    )
+    .await;
 
     // The audit log: every change with its actor, never a secret value.
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -241,7 +304,10 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
     assert_eq!(s, 200, "{audit}");
     let text = audit.to_string();
     assert!(!text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "{text}");
-    assert!(!text.contains("dGhpcyBpcyBhIHNlY29uZCBzZWNyZXQga2V5ISE"), "{text}");
+    assert!(
+        !text.contains("dGhpcyBpcyBhIHNlY29uZCBzZWNyZXQga2V5ISE"),
+        "{text}"
+    );
     let entries: Vec<(String, String, Value)> = rows(&audit)
         .iter()
         .map(|e| {
@@ -258,7 +324,11 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         ("secret.rotated", ep_id.to_owned(), admin_actor.clone()),
         ("endpoint.created", ep_id.to_owned(), admin_actor.clone()),
         ("key.revoked", id_of(&key_a), admin_actor.clone()),
-        ("key.created", id_of(&reader), json!({"type": "key", "id": id_of(&key_a)})),
+        (
+            "key.created",
+            id_of(&reader),
+            json!({"type": "key", "id": id_of(&key_a)}),
+        ),
         ("key.created", id_of(&key_a), admin_actor.clone()),
         ("account.created", "a".to_owned(), admin_actor.clone()),
     ];
@@ -300,7 +370,10 @@ pub(crate) async fn key_lifecycle(srv: &Server) {
         .iter()
         .find(|e| e["action"] == "event_type.created")
         .unwrap();
-    assert!(catalog.get("account").is_none() || catalog["account"].is_null(), "{catalog}");
+    assert!(
+        catalog.get("account").is_none() || catalog["account"].is_null(),
+        "{catalog}"
+    );
 }
 
 /// Starting with another `HOOKLINE_ADMIN_KEY` revokes the old bootstrap key; admin keys issued
@@ -310,7 +383,16 @@ pub(crate) async fn bootstrap_key_is_replaced(srv: &mut Server) {
     let new_boot = "hk_another_bootstrap_key_0123456789abcdefghijklmno";
     srv.set_env("HOOKLINE_ADMIN_KEY", new_boot);
     srv.restart().await;
-    assert_problem(srv, ADMIN_KEY, Method::GET, "/v1/accounts", None, 401, "unauthorized").await;
+    assert_problem(
+        srv,
+        ADMIN_KEY,
+        Method::GET,
+        "/v1/accounts",
+        None,
+        401,
+        "unauthorized",
+    )
+    .await;
     let (s, admins) = srv.call_as(new_boot, Method::GET, "/v1/keys", None).await;
     assert_eq!(s, 200, "{admins}");
     let ids: Vec<&str> = rows(&admins)
@@ -338,7 +420,11 @@ pub(crate) async fn revocation_reaches_other_processes(a: &Server) {
     let (s, _) = b.call_as(&key, Method::GET, "/v1/accounts/x", None).await;
     assert_eq!(s, 200, "the other process accepts (and caches) the key");
     let (s, _) = a
-        .call(Method::DELETE, &format!("/v1/accounts/x/keys/{}", id_of(&key)), None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/accounts/x/keys/{}", id_of(&key)),
+            None,
+        )
         .await;
     assert_eq!(s, 204);
     let revoked = Instant::now();
