@@ -207,8 +207,9 @@ impl Principal {
 pub struct AuditEntry {
     /// Its id (`aud_…`).
     pub id: AuditId,
-    /// The account the change belongs to; `None` for deployment-wide changes (the event-type
-    /// catalog, admin keys).
+    /// The account the change belongs to; `None` (absent in JSON) for deployment-wide changes
+    /// (the event-type catalog, admin keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountId>,
     /// Who made it.
     pub actor: Principal,

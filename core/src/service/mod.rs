@@ -4,7 +4,14 @@
 //! a Rust service that embeds Hookline. It holds the [`Dispatcher`] (and through it the store,
 //! the transport and the [`Clock`]) plus a [`ServiceConfig`], and offers:
 //!
-//! - accounts, their API keys and their sites ([`create_account`](Hookline::create_account), …);
+//! - accounts and their sites ([`create_account`](Hookline::create_account), …);
+//! - API keys of the admin and of each account: issue with a name, an expiry, read-only or not,
+//!   list, revoke ([`create_key`](Hookline::create_key), [`list_keys`](Hookline::list_keys),
+//!   [`revoke_key`](Hookline::revoke_key)); [`authenticate`](Hookline::authenticate) turns a
+//!   presented key into an [`Actor`] and notes its use; the bootstrap admin key is
+//!   [`ensure_admin_key`](Hookline::ensure_admin_key)'s;
+//! - the audit log ([`list_audit`](Hookline::list_audit), [`list_all_audit`](Hookline::list_all_audit)):
+//!   every operation below that changes something records who did it (see the `audit` module);
 //! - the event-type catalog ([`create_event_type`](Hookline::create_event_type), …);
 //! - endpoints: create, update, rotate the secret, enable, disable, send a test event, recover
 //!   failed deliveries ([`create_endpoint`](Hookline::create_endpoint), …);
@@ -18,8 +25,11 @@
 //! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
 //!
 //! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
-//! (an account's key reaches only its own account; some operations need the admin). Embedders
-//! acting for themselves pass [`Actor::Admin`]. Inputs are plain structs holding raw text
+//! (an account's key reaches only its own account; some operations need the admin; a read-only
+//! key changes nothing, `read_only_key`), and names it in the audit log. Embedders acting for
+//! themselves pass [`Actor::Admin`] (audited as [`Principal::System`]); front ends pass the
+//! [`Actor::Credential`] that [`authenticate`](Hookline::authenticate) returned, or one they
+//! build for a session of their own. Inputs are plain structs holding raw text
 //! ([`NewEndpoint`], [`NewEvent`], …) so that every rule answers with a [`ServiceError`] whose
 //! [`code`](ServiceError::code) says what was wrong; they deserialize from the JSON API's
 //! request bodies. Time always comes from the dispatcher's clock.

@@ -151,10 +151,12 @@ impl Tenant {
             )
             .await;
         assert_eq!(s, 201, "{b}");
+        // Site ids are chosen per account; distinct ones, so that B's is not also A's.
+        let site = format!("{account}-site");
         let (s, b) = srv
             .post(
                 &format!("/v1/accounts/{account}/sites"),
-                json!({"id": "s1"}),
+                json!({"id": site}),
             )
             .await;
         assert_eq!(s, 201, "{b}");
@@ -169,7 +171,7 @@ impl Tenant {
         let (s, ev) = srv
             .post(
                 &format!("/v1/accounts/{account}/events"),
-                json!({"event": "rx.completed", "site": "s1", "data": {"m": marker}}),
+                json!({"event": "rx.completed", "site": site, "data": {"m": marker}}),
             )
             .await;
         assert_eq!(s, 202, "{ev}");
@@ -195,7 +197,7 @@ impl Tenant {
         let victim = issue(json!({"name": format!("{account}-victim")})).await;
         let mut ids = BTreeMap::new();
         ids.insert("account", account.to_owned());
-        ids.insert("site", "s1".to_owned());
+        ids.insert("site", site);
         ids.insert("endpoint", endpoint.clone());
         ids.insert("event", event.clone());
         ids.insert("delivery", delivery.clone());
