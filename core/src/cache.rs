@@ -36,7 +36,9 @@
 //! * `create_account`, `update_account`: that account; `delete_account`: that account, every API
 //!   key (the account's keys stop working at once) and every subscriber list;
 //! * `create_event_type`, `update_event_type`, `delete_event_type`: that catalog entry;
-//! * `put_api_key`: that key;
+//! * `put_api_key`, `touch_api_key`: that key; `delete_api_key`: the key it deleted (every key
+//!   when the outcome is unknown) — a revoked key stops working in this process at once, and in
+//!   others when their cached copy expires (10 s by default);
 //! * `create_endpoint`, `update_endpoint`, `remove_endpoint`, `disable_endpoint`,
 //!   `record_healthy`, and a `record_failing` that starts an endpoint's failure clock: every
 //!   subscriber list (they carry the endpoints' fields, the failure clock included);
@@ -83,14 +85,14 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, EventType,
-    Page, PageRequest, Site, Trigger,
+    Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
+    EventType, Page, PageRequest, Site, Trigger,
 };
 use crate::store::{
-    CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, Receipt,
-    Store, StoreError,
+    AuditStore, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
+    Receipt, Store, StoreError,
 };
 use crate::time::Timestamp;
 
@@ -344,6 +346,55 @@ impl<S: Store + ?Sized> CatalogStore for CachedStore<S> {
 
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         self.inner.put_setting(name, value).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        self.inner.list_api_keys(account, page).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let r = self.inner.delete_api_key(account, id).await;
+        match &r {
+            Ok(Some(key)) => self.keys.invalidate(key.hash.as_str()),
+            // Unknown outcome: whatever it was, this process forgets its keys.
+            Err(_) => self.keys.clear(),
+            Ok(None) => {}
+        }
+        r
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        let r = self.inner.touch_api_key(hash, at).await;
+        // Read again (with its new last use) next time; keys are touched about once a minute.
+        self.keys.invalidate(hash);
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> AuditStore for CachedStore<S> {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.record_audit(entry).await
+    }
+
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.inner.list_audit(account, page).await
+    }
+
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        self.inner.purge_audit(before, max).await
     }
 }
 

@@ -853,6 +853,25 @@ impl Dispatcher {
             if total > 0 {
                 tracing::info!(events = total, before = %cutoff, "purged events past the retention period");
             }
+            // The audit log is kept as long as events.
+            let mut audit = 0u64;
+            loop {
+                match self.inner.store.purge_audit(cutoff, BATCH).await {
+                    Ok(n) => {
+                        audit += n;
+                        if n < BATCH as u64 || shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "purging old audit entries failed");
+                        break;
+                    }
+                }
+            }
+            if audit > 0 {
+                tracing::info!(entries = audit, before = %cutoff, "purged audit entries past the retention period");
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.inner.config.purge_interval) => {}

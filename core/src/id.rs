@@ -134,6 +134,88 @@ generated_id!(
     ReplayId, "rpl_", "replay id"
 );
 
+generated_id!(
+    /// An audit-log entry id: `aud_` + a sortable unique id.
+    AuditId, "aud_", "audit entry id"
+);
+
+/// An API key's id: `key_` + the first 16 hex digits of the key's SHA-256 hash.
+///
+/// It names a key in listings and revocations without revealing it, and anyone holding a key
+/// can compute its id ([`KeyId::of_hash`]); the hash is of 256 random bits, so 64 bits of it
+/// tell nothing about the key.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The prefix every key id starts with.
+    pub const PREFIX: &'static str = "key_";
+
+    /// The id of the key whose lower-case hex SHA-256 is `hash`.
+    pub fn of_hash(hash: &str) -> Self {
+        Self(format!("key_{}", &hash[..hash.len().min(16)]))
+    }
+
+    /// Parses an id received from outside (an URL path).
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let rest = s.strip_prefix("key_").ok_or(InvalidId {
+            kind: "key id",
+            reason: "must start with `key_`",
+        })?;
+        if rest.len() != 16 || !rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(InvalidId {
+                kind: "key id",
+                reason: "malformed",
+            });
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for KeyId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for KeyId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^key_[0-9a-f]{16}$"))
+            .examples(["key_3f9a0c1d2e4b5a69"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for KeyId {}
+
 macro_rules! named_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $max:literal, $extra:literal) => {
         $(#[$meta])*
@@ -242,6 +324,16 @@ mod tests {
         }
         assert!(EventId::parse("ep_01JD0000000000000000000000").is_err());
         assert!(EventId::parse("evt_nope").is_err());
+    }
+
+    #[test]
+    fn key_ids_are_a_hash_prefix() {
+        let id = KeyId::of_hash(&"ab12".repeat(16));
+        assert_eq!(id.as_str(), "key_ab12ab12ab12ab12");
+        assert_eq!(KeyId::parse(id.as_str()).as_ref(), Ok(&id));
+        assert!(KeyId::parse("key_AB12ab12ab12ab12").is_err());
+        assert!(KeyId::parse("key_ab12").is_err());
+        assert!(KeyId::parse("ep_ab12ab12ab12ab12").is_err());
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub mod transport;
 pub mod testkit;
 
 pub use id::{
-    AccountId, AttemptId, DeliveryId, EndpointId, EventId, EventTypeName, ReplayId, SiteId,
+    AccountId, AttemptId, AuditId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, ReplayId,
+    SiteId,
 };
 pub use time::{Clock, SystemClock, Timestamp};

@@ -22,14 +22,14 @@ use std::time::Duration;
 
 use ::metrics::Unit;
 
-use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, EventType,
-    Page, PageRequest, Site, Trigger,
+    Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
+    EventType, Page, PageRequest, Site, Trigger,
 };
 use crate::store::{
-    Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
-    Receipt, Store, StoreError, WorkListener,
+    AuditStore, Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next,
+    QueueStore, Receipt, Store, StoreError, WorkListener,
 };
 use crate::time::Timestamp;
 use crate::transport::{DeliveryResponse, TransportError};
@@ -337,6 +337,45 @@ impl<S: Store + ?Sized> CatalogStore for MeteredStore<S> {
 
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         metered("put_setting", self.inner.put_setting(name, value)).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        metered("list_api_keys", self.inner.list_api_keys(account, page)).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        metered("delete_api_key", self.inner.delete_api_key(account, id)).await
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        metered("touch_api_key", self.inner.touch_api_key(hash, at)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> AuditStore for MeteredStore<S> {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        metered("record_audit", self.inner.record_audit(entry)).await
+    }
+
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        metered("list_audit", self.inner.list_audit(account, page)).await
+    }
+
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        metered("purge_audit", self.inner.purge_audit(before, max)).await
     }
 }
 

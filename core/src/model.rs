@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::id::{AccountId, AttemptId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{
+    AccountId, AttemptId, AuditId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId,
+};
 use crate::signing::Secret;
 use crate::time::Timestamp;
 
@@ -114,24 +116,127 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ApiKey {
+    /// Its id: `key_` + the first 16 hex digits of [`hash`](Self::hash).
+    pub id: KeyId,
     /// Lower-case hex SHA-256 of the key.
     pub hash: String,
     /// The first characters of the key, for display.
     pub prefix: String,
     /// Who the key speaks for.
     pub role: Role,
+    /// A name for people (`"ci deploys"`); may be empty.
+    pub name: String,
+    /// A read-only key may read what its role may read but change nothing.
+    pub read_only: bool,
+    /// The admin key the server was started with (`HOOKLINE_ADMIN_KEY`, or the one generated at
+    /// first start): replaced, and so revoked, when the server starts with another one.
+    pub bootstrap: bool,
     /// When it was issued.
     pub created_at: Timestamp,
+    /// After this instant the key is refused; `None`: never expires.
+    pub expires_at: Option<Timestamp>,
+    /// When it was last accepted (kept to about a minute); `None`: never used.
+    pub last_used_at: Option<Timestamp>,
 }
 
 impl ApiKey {
-    /// A stored key: its hash, its display prefix, who it speaks for, when it was issued.
+    /// A stored key: its hash, its display prefix, who it speaks for, when it was issued; no
+    /// name, full access, no expiry, never used.
     pub fn new(hash: String, prefix: String, role: Role, created_at: Timestamp) -> Self {
         Self {
+            id: KeyId::of_hash(&hash),
             hash,
             prefix,
             role,
+            name: String::new(),
+            read_only: false,
+            bootstrap: false,
             created_at,
+            expires_at: None,
+            last_used_at: None,
+        }
+    }
+
+    /// Whether the key is refused at `now` because it expired.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// Who made a change, as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "camelCase")]
+#[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Principal {
+    /// Code acting for itself without a key: an embedding service, or the server at start-up.
+    System,
+    /// The holder of an API key.
+    Key(KeyId),
+    /// A dashboard or portal session (its id).
+    Session(String),
+}
+
+impl Principal {
+    /// `("system", "")`, `("key", "key_…")` or `("session", "<id>")`: how stores keep it.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Self::System => ("system", ""),
+            Self::Key(k) => ("key", k.as_str()),
+            Self::Session(s) => ("session", s.as_str()),
+        }
+    }
+
+    /// The principal from its [`parts`](Self::parts); `None` for an unknown kind or a bad id.
+    pub fn from_parts(kind: &str, id: &str) -> Option<Self> {
+        match kind {
+            "system" => Some(Self::System),
+            "key" => KeyId::parse(id).ok().map(Self::Key),
+            "session" => Some(Self::Session(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the audit log: who changed what, and when. It names the changed object by its
+/// id and never holds a secret value or an event's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Its id (`aud_…`).
+    pub id: AuditId,
+    /// The account the change belongs to; `None` (absent in JSON) for deployment-wide changes
+    /// (the event-type catalog, admin keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
+    /// Who made it.
+    pub actor: Principal,
+    /// What was done, `<object>.<verb>`: `endpoint.created`, `secret.rotated`, `key.revoked`, ….
+    pub action: String,
+    /// The id of the changed object (an endpoint id, a key id, an event-type name, …).
+    pub target: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+impl AuditEntry {
+    /// An entry with a new id.
+    pub fn new(
+        account: Option<AccountId>,
+        actor: Principal,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        at: Timestamp,
+    ) -> Self {
+        Self {
+            id: AuditId::generate(),
+            account,
+            actor,
+            action: action.into(),
+            target: target.into(),
+            at,
         }
     }
 }

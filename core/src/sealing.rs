@@ -59,15 +59,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
-use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter, EventType,
-    Page, PageRequest, Site, Trigger,
+    Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
+    EventType, Page, PageRequest, Site, Trigger,
 };
 use crate::signing::Secret;
 use crate::store::{
-    Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
-    Receipt, Store, StoreError, WorkListener,
+    AuditStore, Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next,
+    QueueStore, Receipt, Store, StoreError, WorkListener,
 };
 use crate::time::Timestamp;
 
@@ -796,11 +796,46 @@ impl<S: Store + ?Sized> CatalogStore for SealedStore<S> {
     async fn has_admin_key(&self) -> Result<bool, StoreError> {
         self.inner.has_admin_key().await
     }
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        self.inner.list_api_keys(account, page).await
+    }
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.delete_api_key(account, id).await
+    }
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.touch_api_key(hash, at).await
+    }
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.inner.setting(name).await
     }
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         self.inner.put_setting(name, value).await
+    }
+}
+
+/// The audit log holds no secret values: it passes through unsealed.
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> AuditStore for SealedStore<S> {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.record_audit(entry).await
+    }
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.inner.list_audit(account, page).await
+    }
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        self.inner.purge_audit(before, max).await
     }
 }
 

@@ -34,10 +34,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, AttemptFilter, AttemptOutcome, Cursor, Delivery, DeliveryFilter,
-    Endpoint, Event, EventFilter, EventType, Page, PageRequest, Site, Trigger,
+    Account, ApiKey, Attempt, AttemptFilter, AttemptOutcome, AuditEntry, Cursor, Delivery,
+    DeliveryFilter, Endpoint, Event, EventFilter, EventType, Page, PageRequest, Site, Trigger,
 };
 use crate::time::Timestamp;
 use crate::transport::BoxError;
@@ -283,7 +283,8 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Removes a catalog entry; false if it did not exist.
     async fn delete_event_type(&self, name: &EventTypeName) -> Result<bool, StoreError>;
 
-    /// Stores an API key hash (idempotent on the hash).
+    /// Stores an API key hash with its fields (idempotent on the hash: a key stored before
+    /// stays as it is).
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
     /// Looks a key up by its hash.
     async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
@@ -296,6 +297,40 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Writes a deployment setting, replacing its value.
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    /// The keys of one scope — an account's (`Some`) or the admin keys (`None`) — newest first
+    /// (by `created_at`, then id).
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError>;
+    /// Removes the key `id` of one scope (as in [`list_api_keys`](Self::list_api_keys)) and
+    /// returns it; `None` if that scope has no such key. From then on
+    /// [`api_key`](Self::api_key) does not find it.
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError>;
+    /// Sets a key's `last_used_at`; does nothing if the key is gone (never recreates it).
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError>;
+}
+
+/// The audit log: who changed what, and when.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends an entry.
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The entries of one account (`Some`) or of the whole deployment (`None`: every entry,
+    /// deployment-wide ones and every account's), newest first (by `at`, then id).
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+    /// Deletes up to `max` entries made before `before`; returns how many (call again until it
+    /// returns less than `max`). Entries outlive the account they name until then.
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError>;
 }
 
 /// Endpoints: their configuration and who subscribes to what.
@@ -562,9 +597,9 @@ pub trait HistoryStore: Send + Sync + 'static {
 }
 
 /// Everything Hookline keeps: the one object-safe bound callers hold (`Arc<dyn Store>`).
-/// Implemented for every type that implements the four parts.
-pub trait Store: CatalogStore + EndpointStore + QueueStore + HistoryStore {}
-impl<T: CatalogStore + EndpointStore + QueueStore + HistoryStore> Store for T {}
+/// Implemented for every type that implements the five parts.
+pub trait Store: CatalogStore + EndpointStore + QueueStore + HistoryStore + AuditStore {}
+impl<T: CatalogStore + EndpointStore + QueueStore + HistoryStore + AuditStore> Store for T {}
 
 // `Store` must stay object safe: the server and embedders hold `Arc<dyn Store>`.
 const _: Option<&dyn Store> = None;

@@ -43,7 +43,9 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <key>`"))?;
         match state.hookline.authenticate(key).await? {
             Some(actor) => Ok(Caller(actor)),
-            None => Err(ApiError::unauthorized("unknown API key")),
+            None => Err(ApiError::unauthorized(
+                "unknown API key (never issued, revoked or expired)",
+            )),
         }
     }
 }

@@ -140,7 +140,7 @@ fn status_of(e: &ServiceError) -> StatusCode {
         ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
         ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         ServiceError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-        ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ServiceError::Forbidden { .. } | ServiceError::ReadOnly { .. } => StatusCode::FORBIDDEN,
         ServiceError::Conflict { .. } => StatusCode::CONFLICT,
         ServiceError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         ServiceError::InBatch { error, .. } => status_of(error),

@@ -48,7 +48,9 @@ const ERRORS_MD: &str = include_str!("../../docs/errors.md");
     components(schemas(Problem)),
     modifiers(&Document),
     tags(
-        (name = "accounts", description = "Accounts (tenants), their API keys and their sites."),
+        (name = "accounts", description = "Accounts (tenants) and their sites."),
+        (name = "keys", description = "API keys: the admin's and each account's; list, issue, revoke."),
+        (name = "audit", description = "Who changed what, and when."),
         (name = "event-types", description = "The deployment's event catalog."),
         (name = "endpoints", description = "An account's webhook endpoints, their secrets and operations."),
         (name = "events", description = "Publishing events and looking them up."),
@@ -85,7 +87,9 @@ impl Modify for Document {
                     .bearer_format("hk_…")
                     .description(Some(
                         "An account key (`POST /v1/accounts/{account}/keys`): reaches only its \
-                         own account, and reads the event catalog.",
+                         own account, and reads the event catalog. A read-only key (of either \
+                         kind) changes nothing: every changing operation answers it \
+                         `read_only_key`.",
                     ))
                     .build(),
             ),
@@ -238,6 +242,8 @@ pub const ACCOUNT: Codes = &[
     (403, &["forbidden"]),
     (404, &["account_not_found"]),
 ];
+/// Routes that change something: a read-only key is refused.
+pub const WRITE: Codes = &[(403, &["read_only_key"])];
 /// Routes with a JSON request body.
 pub const JSON_BODY: Codes = &[
     (400, &["malformed_json", "invalid_body"]),

@@ -1,13 +1,17 @@
 //! [`CatalogStore`]: accounts, sites, the event-type catalog and API keys.
 
-use hookline_core::model::{Account, ApiKey, EventType, Page, PageRequest, Role, Site};
-use hookline_core::store::{CatalogStore, StoreError};
-use hookline_core::{AccountId, EventTypeName, SiteId, Timestamp};
+use std::collections::HashMap;
+
+use hookline_core::model::{
+    Account, ApiKey, AuditEntry, Cursor, EventType, Page, PageRequest, Role, Site,
+};
+use hookline_core::store::{AuditStore, CatalogStore, StoreError};
+use hookline_core::{AccountId, EventTypeName, KeyId, SiteId, Timestamp};
 
 use crate::RedisStore;
 use crate::codec;
 use crate::error::{DbError, DbResult};
-use crate::keys::member;
+use crate::keys::{member, member_id, time_part};
 use crate::list::Window;
 use crate::scripts;
 
@@ -136,6 +140,9 @@ impl RedisStore {
             Role::Admin => (k.admin_keys(), ""),
             Role::Account(a) => (k.account_keys(a.as_str()), a.as_str()),
         };
+        let flag = |b: bool| if b { "1" } else { "0" };
+        let millis =
+            |t: Option<Timestamp>| t.map(|t| t.as_millis().to_string()).unwrap_or_default();
         let mut conn = self.conn.clone();
         let _: i64 = scripts::API_KEY_PUT
             .key(k.api_key(&key.hash))
@@ -144,6 +151,11 @@ impl RedisStore {
             .arg(&key.prefix)
             .arg(account)
             .arg(key.created_at.as_millis())
+            .arg(&key.name)
+            .arg(flag(key.read_only))
+            .arg(flag(key.bootstrap))
+            .arg(millis(key.expires_at))
+            .arg(millis(key.last_used_at))
             .invoke_async(&mut conn)
             .await?;
         Ok(())
@@ -151,29 +163,194 @@ impl RedisStore {
 
     async fn api_key_inner(&self, hash: &str) -> DbResult<Option<ApiKey>> {
         let mut conn = self.conn.clone();
-        let map: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        let map: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.keys.api_key(hash))
             .query_async(&mut conn)
             .await?;
-        if map.is_empty() {
-            return Ok(None);
-        }
-        let get = |f: &str| map.get(f).cloned().unwrap_or_default();
-        let account = get("account");
-        let role = if account.is_empty() {
-            Role::Admin
-        } else {
-            Role::Account(AccountId::parse(&account).map_err(|e| DbError::corrupt("api key", e))?)
-        };
-        let created = codec::parse_millis(&get("created"))
-            .ok_or_else(|| DbError::corrupt("api key", "created is not a time"))?;
-        Ok(Some(ApiKey::new(
-            hash.to_owned(),
-            get("prefix"),
-            role,
-            Timestamp::from_millis(created),
-        )))
+        decode_key(hash, &map)
     }
+
+    /// The scope's set of key hashes.
+    fn key_set(&self, account: Option<&AccountId>) -> String {
+        match account {
+            Some(a) => self.keys.account_keys(a.as_str()),
+            None => self.keys.admin_keys(),
+        }
+    }
+
+    async fn list_api_keys_inner(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> DbResult<Page<ApiKey>> {
+        let mut conn = self.conn.clone();
+        let hashes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.key_set(account))
+            .query_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        for h in &hashes {
+            pipe.cmd("HGETALL").arg(self.keys.api_key(h));
+        }
+        let maps: Vec<HashMap<String, String>> = if hashes.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn).await?
+        };
+        let mut found = Vec::with_capacity(hashes.len());
+        for (h, map) in hashes.iter().zip(&maps) {
+            if let Some(key) = decode_key(h, map)? {
+                found.push(key);
+            }
+        }
+        let after = |k: &ApiKey| {
+            page.after
+                .as_ref()
+                .is_none_or(|c| (k.created_at, k.id.as_str()) < (c.created_at, c.id.as_str()))
+        };
+        found.retain(after);
+        found.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        found.truncate(page.limit.saturating_add(1));
+        Ok(Page::from_rows(found, page.limit, |k| Cursor {
+            created_at: k.created_at,
+            id: k.id.as_str().to_owned(),
+        }))
+    }
+
+    async fn delete_api_key_inner(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> DbResult<Option<ApiKey>> {
+        let mut conn = self.conn.clone();
+        let set = self.key_set(account);
+        let hashes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&set)
+            .query_async(&mut conn)
+            .await?;
+        let Some(hash) = hashes.into_iter().find(|h| KeyId::of_hash(h) == *id) else {
+            return Ok(None);
+        };
+        let map: HashMap<String, String> = scripts::API_KEY_DELETE
+            .key(self.keys.api_key(&hash))
+            .key(set)
+            .arg(&hash)
+            .invoke_async(&mut conn)
+            .await?;
+        decode_key(&hash, &map)
+    }
+
+    async fn touch_api_key_inner(&self, hash: &str, at: Timestamp) -> DbResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = scripts::API_KEY_TOUCH
+            .key(self.keys.api_key(hash))
+            .arg(at.as_millis())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_audit_inner(&self, e: &AuditEntry) -> DbResult<()> {
+        let k = &self.keys;
+        let m = member(e.at, e.id.as_str());
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(k.audit(e.id.as_str()))
+            .arg("j")
+            .arg(codec::to_json(e, "audit entry")?)
+            .ignore();
+        if self.retention_ms > 0 {
+            pipe.cmd("PEXPIRE")
+                .arg(k.audit(e.id.as_str()))
+                .arg(self.retention_ms)
+                .ignore();
+        }
+        pipe.cmd("ZADD").arg(k.audit_all()).arg(0).arg(&m).ignore();
+        if let Some(a) = &e.account {
+            pipe.cmd("ZADD")
+                .arg(k.audit_of(a.as_str()))
+                .arg(0)
+                .arg(&m)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn purge_audit_inner(&self, before: Timestamp, max: usize) -> DbResult<u64> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(k.audit_all())
+            .arg("-")
+            .arg(format!("({}", time_part(before)))
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .query_async(&mut conn)
+            .await?;
+        if members.is_empty() {
+            return Ok(0);
+        }
+        // The accounts' indexes hold the same members: find each entry's account.
+        let mut pipe = redis::pipe();
+        for m in &members {
+            pipe.cmd("HGET").arg(k.audit(member_id(m))).arg("j");
+        }
+        let docs: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (m, doc) in members.iter().zip(docs) {
+            let entry: Option<AuditEntry> = doc
+                .map(|j| codec::from_json(&j, "audit entry"))
+                .transpose()?;
+            if let Some(a) = entry.and_then(|e| e.account) {
+                pipe.cmd("ZREM").arg(k.audit_of(a.as_str())).arg(m).ignore();
+            }
+            pipe.cmd("DEL").arg(k.audit(member_id(m))).ignore();
+        }
+        pipe.cmd("ZREM").arg(k.audit_all()).arg(&members).ignore();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(members.len() as u64)
+    }
+}
+
+/// An API key from its record (`None` when the record is empty: no such key).
+fn decode_key(hash: &str, map: &HashMap<String, String>) -> DbResult<Option<ApiKey>> {
+    if map.is_empty() {
+        return Ok(None);
+    }
+    let get = |f: &str| map.get(f).map(String::as_str).unwrap_or_default();
+    let account = get("account");
+    let role = if account.is_empty() {
+        Role::Admin
+    } else {
+        Role::Account(AccountId::parse(account).map_err(|e| DbError::corrupt("api key", e))?)
+    };
+    let time = |f: &str| -> DbResult<Option<Timestamp>> {
+        match get(f) {
+            "" => Ok(None),
+            t => codec::parse_millis(t)
+                .map(|ms| Some(Timestamp::from_millis(ms)))
+                .ok_or_else(|| DbError::corrupt("api key", format!("{f} is not a time"))),
+        }
+    };
+    let created =
+        time("created")?.ok_or_else(|| DbError::corrupt("api key", "created is not a time"))?;
+    let mut key = ApiKey::new(hash.to_owned(), get("prefix").to_owned(), role, created);
+    key.name = get("name").to_owned();
+    key.read_only = get("ro") == "1";
+    // Admin keys stored before keys had flags are the keys the server was started with.
+    key.bootstrap = match map.get("boot") {
+        Some(b) => b == "1",
+        None => key.role == Role::Admin,
+    };
+    key.expires_at = time("exp")?;
+    key.last_used_at = time("used")?;
+    Ok(Some(key))
 }
 
 #[async_trait::async_trait]
@@ -320,5 +497,59 @@ impl CatalogStore for RedisStore {
             Ok(())
         })
         .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        self.op(self.list_api_keys_inner(account, page)).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.op(self.delete_api_key_inner(account, id)).await
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.op(self.touch_api_key_inner(hash, at)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for RedisStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.op(self.record_audit_inner(entry)).await
+    }
+
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let k = &self.keys;
+        let index = match account {
+            Some(a) => k.audit_of(a.as_str()),
+            None => k.audit_all(),
+        };
+        self.op(self.list_index(
+            &index,
+            page,
+            Window::default(),
+            |id| k.audit(id),
+            |_: &AuditEntry| true,
+        ))
+        .await
+    }
+
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        self.op(self.purge_audit_inner(before, max)).await
     }
 }

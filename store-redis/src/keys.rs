@@ -69,6 +69,20 @@ impl Keys {
         format!("{}admins", self.c)
     }
 
+    pub(crate) fn audit(&self, id: &str) -> String {
+        format!("{}aud:{id}", self.c)
+    }
+
+    /// Every audit entry, by time.
+    pub(crate) fn audit_all(&self) -> String {
+        format!("{}audall", self.c)
+    }
+
+    /// An account's audit entries, by time.
+    pub(crate) fn audit_of(&self, account: &str) -> String {
+        format!("{}auds:{account}", self.c)
+    }
+
     pub(crate) fn account_keys(&self, account: &str) -> String {
         format!("{}acctkeys:{account}", self.c)
     }

@@ -61,10 +61,13 @@
 //! | `P{c}:accts` | index | accounts by creation | — |
 //! | `P{c}:et:<name>` | hash `m`, `j` | event type JSON | — |
 //! | `P{c}:ets` | index | event types by creation | — |
-//! | `P{c}:key:<sha256>` | hash `prefix`, `account` (`""` = admin), `created` | API key | — |
+//! | `P{c}:key:<sha256>` | hash `prefix`, `account` (`""` = admin), `created`, `name`, `ro`, `boot`, `exp`, `used` | API key (its id is `key_` + the first 16 digits of the hash; an admin key without `boot`, stored by an older version, is a bootstrap key) | — |
+//! | `P{c}:admins` | set | hashes of admin keys (listing a scope reads its whole set: keys are few) | — |
 //! | `P{c}:settings` | hash | deployment settings by name (`encryption`: the encryption marker) | — |
-//! | `P{c}:admins` | set | hashes of admin keys | — |
 //! | `P{c}:acctkeys:<account>` | set | hashes of the account's keys | — |
+//! | `P{c}:aud:<id>` | hash `j` | audit entry JSON | retention |
+//! | `P{c}:audall` | index | every audit entry by time (for the deployment's list and `purge_audit`) | pruned |
+//! | `P{c}:auds:<account>` | index | the account's audit entries by time | pruned |
 //! | `P{a:<account>}:site:<site>` | hash `m`, `j` | site JSON | — |
 //! | `P{a:<account>}:sites` | index | the account's sites | — |
 //! | `P{q}:ep:<endpoint>` | hash `account`, `enabled`, `ordered`, `m`, `j` | endpoint JSON and the flags scripts read | — |

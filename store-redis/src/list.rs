@@ -6,7 +6,9 @@
 //! expired (retention) are skipped and removed on the way.
 
 use hookline_core::Timestamp;
-use hookline_core::model::{Account, Cursor, Endpoint, Event, EventType, Page, PageRequest, Site};
+use hookline_core::model::{
+    Account, AuditEntry, Cursor, Endpoint, Event, EventType, Page, PageRequest, Site,
+};
 
 use crate::RedisStore;
 use crate::codec;
@@ -54,6 +56,7 @@ listed_json!(Site, "site", |s| (s.created_at, s.id.as_str()));
 listed_json!(EventType, "event type", |e| (e.created_at, e.name.as_str()));
 listed_json!(Endpoint, "endpoint", |e| (e.created_at, e.id.as_str()));
 listed_json!(Event, "event", |e| (e.timestamp, e.id.as_str()));
+listed_json!(AuditEntry, "audit entry", |e| (e.at, e.id.as_str()));
 
 impl Listed for hookline_core::model::Delivery {
     const HASH: bool = true;

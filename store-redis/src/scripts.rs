@@ -42,6 +42,8 @@ pipeline_script!(ACCOUNT_PURGE, "account_purge.lua");
 catalog_script!(DOC_PUT, "doc_put.lua");
 catalog_script!(DOC_DELETE, "doc_delete.lua");
 catalog_script!(API_KEY_PUT, "api_key_put.lua");
+catalog_script!(API_KEY_DELETE, "api_key_delete.lua");
+catalog_script!(API_KEY_TOUCH, "api_key_touch.lua");
 catalog_script!(ACCOUNT_DELETE, "account_delete.lua");
 catalog_script!(SITE_PURGE, "site_purge.lua");
 catalog_script!(EVENT_DATA, "event_data.lua");

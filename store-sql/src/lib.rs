@@ -5,7 +5,8 @@
 //! [`postgres::rows`]), error classification ([`DbError`]: a unique violation is `Conflict`;
 //! pool timeouts, I/O failures, SQLite's `BUSY`/`LOCKED` and PostgreSQL's "not now" SQLSTATEs are
 //! `Unavailable`), newest-first pagination, the CRUD of accounts, sites, event types, API keys
-//! and endpoints, the history listings, the queue statements both write alike (defer, manual
+//! (listed per scope, revoked by id with `DELETE … RETURNING`) and endpoints, the history
+//! listings, the audit log (`audit_log`: record, list, purge), the queue statements both write alike (defer, manual
 //! requeues, the failure clock, auto-disable), what a claim does around its own statement
 //! (limited-endpoint bookkeeping, one fetch of the batch's events and endpoints), and the write
 //! group that lets concurrent writes share one transaction ([`group::Group`]). Each store keeps
@@ -21,9 +22,9 @@
 //! per dialect keeps the queries plain and borrow-friendly.)
 //!
 //! A store implements [`SqlStore`] (its pools and a hook) and [`SqlQueue`] (the queue operations
-//! it writes its own way), and gets `CatalogStore`, `EndpointStore`, `HistoryStore` and
-//! `QueueStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`], [`impl_history_store!`]
-//! and [`impl_queue_store!`].
+//! it writes its own way), and gets `CatalogStore`, `EndpointStore`, `HistoryStore` (with
+//! `AuditStore`) and `QueueStore` with [`impl_catalog_store!`], [`impl_endpoint_store!`],
+//! [`impl_history_store!`] and [`impl_queue_store!`].
 //!
 //! ## Features
 //! | feature | default | what it adds |
@@ -144,15 +145,15 @@ pub fn qualified(alias: &str, cols: &str) -> String {
 pub mod __private {
     pub use async_trait::async_trait;
     pub use hookline_core::model::{
-        Account, ApiKey, Attempt, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
-        EventType, Page, PageRequest, Site, Trigger,
+        Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event,
+        EventFilter, EventType, Page, PageRequest, Site, Trigger,
     };
     pub use hookline_core::store::{
-        Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
-        Receipt, StoreError, WorkListener,
+        AuditStore, Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next,
+        QueueStore, Receipt, StoreError, WorkListener,
     };
     pub use hookline_core::{
-        AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
+        AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId, Timestamp,
     };
     pub use serde_json::value::RawValue;
     pub use std::time::Duration;
@@ -314,6 +315,33 @@ macro_rules! impl_catalog_store {
             ) -> Result<(), $crate::__private::StoreError> {
                 $crate::$dialect::catalog::put_setting(self, name, value).await
             }
+
+            async fn list_api_keys(
+                &self,
+                account: Option<&$crate::__private::AccountId>,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::ApiKey>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::catalog::list_api_keys(self, account, page).await
+            }
+
+            async fn delete_api_key(
+                &self,
+                account: Option<&$crate::__private::AccountId>,
+                id: &$crate::__private::KeyId,
+            ) -> Result<Option<$crate::__private::ApiKey>, $crate::__private::StoreError> {
+                $crate::$dialect::catalog::delete_api_key(self, account, id).await
+            }
+
+            async fn touch_api_key(
+                &self,
+                hash: &str,
+                at: $crate::__private::Timestamp,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::catalog::touch_api_key(self, hash, at).await
+            }
         }
     };
 }
@@ -378,7 +406,7 @@ macro_rules! impl_endpoint_store {
     };
 }
 
-/// Implements `hookline_core::store::HistoryStore` for a [`SqlStore`] with the shared queries
+/// Implements `hookline_core::store::HistoryStore` (and `AuditStore`) for a [`SqlStore`] with the shared queries
 /// of a dialect module: `impl_history_store!(SqliteStore, sqlite)`.
 #[macro_export]
 macro_rules! impl_history_store {
@@ -431,6 +459,35 @@ macro_rules! impl_history_store {
                 delivery: &$crate::__private::DeliveryId,
             ) -> Result<Vec<$crate::__private::Attempt>, $crate::__private::StoreError> {
                 $crate::$dialect::history::attempts(self, account, delivery).await
+            }
+        }
+
+        #[$crate::__private::async_trait]
+        impl $crate::__private::AuditStore for $store {
+            async fn record_audit(
+                &self,
+                entry: &$crate::__private::AuditEntry,
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::audit::record_audit(self, entry).await
+            }
+
+            async fn list_audit(
+                &self,
+                account: Option<&$crate::__private::AccountId>,
+                page: &$crate::__private::PageRequest,
+            ) -> Result<
+                $crate::__private::Page<$crate::__private::AuditEntry>,
+                $crate::__private::StoreError,
+            > {
+                $crate::$dialect::audit::list_audit(self, account, page).await
+            }
+
+            async fn purge_audit(
+                &self,
+                before: $crate::__private::Timestamp,
+                max: usize,
+            ) -> Result<u64, $crate::__private::StoreError> {
+                $crate::$dialect::audit::purge_audit(self, before, max).await
             }
         }
     };

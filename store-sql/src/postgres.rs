@@ -8,7 +8,7 @@
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub use queries::{catalog, claims, endpoints, history, page, queue, rows};
+pub use queries::{audit, catalog, claims, endpoints, history, page, queue, rows};
 
 /// SQLSTATEs that mean "not now" rather than "never".
 pub(crate) fn is_transient_sqlstate(code: &str) -> bool {

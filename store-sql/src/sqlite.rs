@@ -7,7 +7,7 @@
 #[path = "queries/mod.rs"]
 mod queries;
 
-pub use queries::{catalog, claims, endpoints, history, page, queue, rows};
+pub use queries::{audit, catalog, claims, endpoints, history, page, queue, rows};
 
 /// Pool timeouts aside (see [`crate::error::is_unavailable`]): `SQLITE_BUSY` and
 /// `SQLITE_LOCKED`, including their extended codes, mean another connection holds a lock.

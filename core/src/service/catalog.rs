@@ -139,6 +139,7 @@ impl Hookline {
         by: &Actor,
         input: NewEventType,
     ) -> Result<EventType, ServiceError> {
+        by.require_write()?;
         by.require_admin()?;
         let name = EventTypeName::parse(&input.name)?;
         validate::text("description", &input.description, MAX_DESCRIPTION)?;
@@ -152,6 +153,8 @@ impl Hookline {
             .map_err(ServiceError::conflict_as("event_type_exists", || {
                 format!("event type `{}` exists", et.name)
             }))?;
+        self.audit(by, None, "event_type.created", et.name.as_str())
+            .await;
         Ok(et)
     }
 
@@ -179,6 +182,7 @@ impl Hookline {
         name: &str,
         patch: EventTypePatch,
     ) -> Result<EventType, ServiceError> {
+        by.require_write()?;
         by.require_admin()?;
         let mut et = self.event_type(by, name).await?;
         if let Some(d) = patch.description {
@@ -194,14 +198,19 @@ impl Hookline {
         }
         et.updated_at = self.now();
         self.store().update_event_type(&et).await?;
+        self.audit(by, None, "event_type.updated", et.name.as_str())
+            .await;
         Ok(et)
     }
 
     /// Removes a catalog entry (admin only).
     pub async fn delete_event_type(&self, by: &Actor, name: &str) -> Result<(), ServiceError> {
+        by.require_write()?;
         by.require_admin()?;
         let et = self.event_type(by, name).await?;
         self.store().delete_event_type(&et.name).await?;
+        self.audit(by, None, "event_type.deleted", et.name.as_str())
+            .await;
         Ok(())
     }
 }

@@ -125,12 +125,15 @@ impl Hookline {
         account: &str,
         delivery: &str,
     ) -> Result<Delivery, ServiceError> {
+        by.require_write()?;
         let d = self.delivery(by, account, delivery).await?;
         let d = self
             .store()
             .retry_delivery(&d.account, &d.id, self.now())
             .await?;
         self.dispatcher().wake();
+        self.audit(by, Some(&d.account), "delivery.retried", d.id.as_str())
+            .await;
         Ok(d)
     }
 }

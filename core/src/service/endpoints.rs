@@ -405,6 +405,7 @@ impl Hookline {
         account: &str,
         input: NewEndpoint,
     ) -> Result<Endpoint, ServiceError> {
+        by.require_write()?;
         let a = self.reach_account(by, account).await?;
         let url = self.endpoint_url(&input.url)?;
         if let Some(d) = &input.description {
@@ -431,6 +432,8 @@ impl Hookline {
         ep.ordered = input.ordered;
         ep.enabled = input.enabled.unwrap_or(true);
         self.store().create_endpoint(&ep).await?;
+        self.audit(by, Some(&ep.account), "endpoint.created", ep.id.as_str())
+            .await;
         Ok(ep)
     }
 
@@ -475,6 +478,7 @@ impl Hookline {
         endpoint: &str,
         patch: EndpointPatch,
     ) -> Result<Endpoint, ServiceError> {
+        by.require_write()?;
         let mut ep = self.endpoint(by, account, endpoint).await?;
         if let Some(u) = &patch.url {
             ep.url = self.endpoint_url(u)?;
@@ -511,6 +515,8 @@ impl Hookline {
         if enabled_now {
             self.restart_failure_clock(&mut ep).await?;
         }
+        self.audit(by, Some(&ep.account), "endpoint.updated", ep.id.as_str())
+            .await;
         Ok(ep)
     }
 
@@ -531,11 +537,14 @@ impl Hookline {
         account: &str,
         endpoint: &str,
     ) -> Result<Endpoint, ServiceError> {
+        by.require_write()?;
         let mut ep = self.endpoint(by, account, endpoint).await?;
         set_enabled(&mut ep, true);
         ep.updated_at = self.now();
         self.store().update_endpoint(&ep).await?;
         self.restart_failure_clock(&mut ep).await?;
+        self.audit(by, Some(&ep.account), "endpoint.enabled", ep.id.as_str())
+            .await;
         Ok(ep)
     }
 
@@ -546,10 +555,13 @@ impl Hookline {
         account: &str,
         endpoint: &str,
     ) -> Result<Endpoint, ServiceError> {
+        by.require_write()?;
         let mut ep = self.endpoint(by, account, endpoint).await?;
         set_enabled(&mut ep, false);
         ep.updated_at = self.now();
         self.store().update_endpoint(&ep).await?;
+        self.audit(by, Some(&ep.account), "endpoint.disabled", ep.id.as_str())
+            .await;
         Ok(ep)
     }
 
@@ -560,8 +572,11 @@ impl Hookline {
         account: &str,
         endpoint: &str,
     ) -> Result<(), ServiceError> {
+        by.require_write()?;
         let ep = self.endpoint(by, account, endpoint).await?;
         self.store().remove_endpoint(&ep.account, &ep.id).await?;
+        self.audit(by, Some(&ep.account), "endpoint.deleted", ep.id.as_str())
+            .await;
         Ok(())
     }
 
@@ -586,6 +601,7 @@ impl Hookline {
         endpoint: &str,
         rotation: SecretRotation,
     ) -> Result<Vec<EndpointSecret>, ServiceError> {
+        by.require_write()?;
         let mut ep = self.endpoint(by, account, endpoint).await?;
         let new = match &rotation.secret {
             Some(s) => validate::secret(s)?,
@@ -595,6 +611,8 @@ impl Hookline {
         rotate(&mut ep.secrets, new, now, self.config().rotation_overlap);
         ep.updated_at = now;
         self.store().update_endpoint(&ep).await?;
+        self.audit(by, Some(&ep.account), "secret.rotated", ep.id.as_str())
+            .await;
         Ok(active_secrets(ep, now))
     }
 
@@ -606,6 +624,7 @@ impl Hookline {
         account: &str,
         endpoint: &str,
     ) -> Result<Receipt, ServiceError> {
+        by.require_write()?;
         let ep = self.endpoint(by, account, endpoint).await?;
         let data =
             serde_json::json!({ "message": "test event from Hookline", "endpointId": ep.id });
@@ -618,10 +637,13 @@ impl Hookline {
             data,
             self.now(),
         );
-        Ok(self
+        let receipt = self
             .dispatcher()
             .publish_manual(&event, std::slice::from_ref(&ep.id))
-            .await?)
+            .await?;
+        self.audit(by, Some(&ep.account), "endpoint.test_sent", ep.id.as_str())
+            .await;
+        Ok(receipt)
     }
 
     /// Re-queues every failed delivery to an endpoint created at or after `since`, as manual
@@ -633,6 +655,7 @@ impl Hookline {
         endpoint: &str,
         since: Timestamp,
     ) -> Result<u64, ServiceError> {
+        by.require_write()?;
         let ep = self.endpoint(by, account, endpoint).await?;
         let n = self
             .store()
@@ -641,6 +664,8 @@ impl Hookline {
         if n > 0 {
             self.dispatcher().wake();
         }
+        self.audit(by, Some(&ep.account), "endpoint.recovered", ep.id.as_str())
+            .await;
         Ok(n)
     }
 }

@@ -265,6 +265,7 @@ impl Hookline {
     ) -> Result<Receipt, ServiceError> {
         let mut catalog_type = None;
         let result = async {
+            by.require_write()?;
             by.require_admin()?;
             let writing = AtomicBool::new(false);
             self.within_write_timeout(&writing, async {
@@ -307,6 +308,7 @@ impl Hookline {
         // The duplicate flags of the events stored, in order.
         let mut stored: Vec<bool> = Vec::with_capacity(count);
         let result = async {
+            by.require_write()?;
             by.require_admin()?;
             let writing = AtomicBool::new(false);
             let batch = Batch {

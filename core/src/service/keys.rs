@@ -8,7 +8,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::model::{ApiKey, Role};
+use crate::model::{ApiKey, PageRequest, Role};
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 
@@ -34,23 +34,62 @@ pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Makes sure `store` holds an admin key: stores `configured` if given, else generates one when
-/// the store has none. Returns a generated key, which the caller shows once (never in logs).
+/// Makes sure `store` holds an admin key, and that the bootstrap key is the configured one.
+///
+/// With `configured`, that key is stored as the bootstrap admin key and every other bootstrap
+/// key is revoked: starting with a new `HOOKLINE_ADMIN_KEY` replaces the old one. Without, a
+/// key is generated (and returned, for the caller to show once, never in logs) only when the
+/// store holds no admin key at all. Admin keys made through the API are never touched.
 pub async fn ensure_admin(
     store: &dyn Store,
     configured: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<String>, StoreError> {
     if let Some(key) = configured {
-        store.put_api_key(&stored(key, Role::Admin, now)).await?;
+        let mut bootstrap = stored(key, Role::Admin, now);
+        bootstrap.name = "bootstrap".into();
+        bootstrap.bootstrap = true;
+        store.put_api_key(&bootstrap).await?;
+        revoke_other_bootstraps(store, &bootstrap.hash).await?;
         return Ok(None);
     }
     if store.has_admin_key().await? {
         return Ok(None);
     }
-    let (key, stored) = generate(Role::Admin, now);
+    let (key, mut stored) = generate(Role::Admin, now);
+    stored.name = "bootstrap".into();
+    stored.bootstrap = true;
     store.put_api_key(&stored).await?;
     Ok(Some(key))
+}
+
+/// Deletes every bootstrap admin key but the one with hash `keep`.
+async fn revoke_other_bootstraps(store: &dyn Store, keep: &str) -> Result<(), StoreError> {
+    let mut old = Vec::new();
+    let mut page = PageRequest {
+        limit: 250,
+        after: None,
+    };
+    loop {
+        let found = store.list_api_keys(None, &page).await?;
+        old.extend(
+            found
+                .items
+                .into_iter()
+                .filter(|k| k.bootstrap && k.hash != keep)
+                .map(|k| k.id),
+        );
+        match found.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    for id in old {
+        if store.delete_api_key(None, &id).await?.is_some() {
+            tracing::info!(key = %id, "revoked the previous bootstrap admin key");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -67,5 +106,52 @@ mod tests {
         assert_eq!(stored_a.hash.len(), 64);
         assert!(!stored_a.hash.contains(&a[3..]));
         assert_eq!(stored_a.prefix, a[..10]);
+    }
+}
+
+#[cfg(test)]
+mod bootstrap_tests {
+    use super::*;
+    use crate::testkit::MemoryStore;
+
+    const ONE: &str = "hk_first_bootstrap_key_0123456789abcdefghijklmnop";
+    const TWO: &str = "hk_second_bootstrap_key_0123456789abcdefghijklmno";
+
+    #[tokio::test]
+    async fn a_new_bootstrap_key_revokes_the_old_one_and_nothing_else() {
+        let store = MemoryStore::new();
+        let t = Timestamp::from_millis(1_000);
+        assert_eq!(ensure_admin(&store, Some(ONE), t).await.unwrap(), None);
+        let first = store.api_key(&hash(ONE)).await.unwrap().unwrap();
+        assert!(first.bootstrap && first.role == Role::Admin);
+        // An admin key issued through the API.
+        let (issued, stored_issued) = generate(Role::Admin, t);
+        store.put_api_key(&stored_issued).await.unwrap();
+
+        assert_eq!(ensure_admin(&store, Some(TWO), t).await.unwrap(), None);
+        assert_eq!(store.api_key(&hash(ONE)).await.unwrap(), None, "revoked");
+        assert!(store.api_key(&hash(TWO)).await.unwrap().unwrap().bootstrap);
+        assert!(store.api_key(&hash(&issued)).await.unwrap().is_some());
+        // The same key again, or none: nothing changes, nothing is generated.
+        assert_eq!(ensure_admin(&store, Some(TWO), t).await.unwrap(), None);
+        assert_eq!(ensure_admin(&store, None, t).await.unwrap(), None);
+        let admins = store
+            .list_api_keys(None, &PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(admins.items.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_key_is_generated_only_for_a_store_without_admin_keys() {
+        let store = MemoryStore::new();
+        let t = Timestamp::from_millis(1_000);
+        let key = ensure_admin(&store, None, t)
+            .await
+            .unwrap()
+            .expect("generated");
+        let stored = store.api_key(&hash(&key)).await.unwrap().unwrap();
+        assert!(stored.bootstrap);
+        assert_eq!(ensure_admin(&store, None, t).await.unwrap(), None);
     }
 }

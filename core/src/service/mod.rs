@@ -4,7 +4,14 @@
 //! a Rust service that embeds Hookline. It holds the [`Dispatcher`] (and through it the store,
 //! the transport and the [`Clock`]) plus a [`ServiceConfig`], and offers:
 //!
-//! - accounts, their API keys and their sites ([`create_account`](Hookline::create_account), …);
+//! - accounts and their sites ([`create_account`](Hookline::create_account), …);
+//! - API keys of the admin and of each account: issue with a name, an expiry, read-only or not,
+//!   list, revoke ([`create_key`](Hookline::create_key), [`list_keys`](Hookline::list_keys),
+//!   [`revoke_key`](Hookline::revoke_key)); [`authenticate`](Hookline::authenticate) turns a
+//!   presented key into an [`Actor`] and notes its use; the bootstrap admin key is
+//!   [`ensure_admin_key`](Hookline::ensure_admin_key)'s;
+//! - the audit log ([`list_audit`](Hookline::list_audit), [`list_all_audit`](Hookline::list_all_audit)):
+//!   every operation below that changes something records who did it (see the `audit` module);
 //! - the event-type catalog ([`create_event_type`](Hookline::create_event_type), …);
 //! - endpoints: create, update, rotate the secret, enable, disable, send a test event, recover
 //!   failed deliveries ([`create_endpoint`](Hookline::create_endpoint), …);
@@ -18,8 +25,11 @@
 //! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
 //!
 //! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
-//! (an account's key reaches only its own account; some operations need the admin). Embedders
-//! acting for themselves pass [`Actor::Admin`]. Inputs are plain structs holding raw text
+//! (an account's key reaches only its own account; some operations need the admin; a read-only
+//! key changes nothing, `read_only_key`), and names it in the audit log. Embedders acting for
+//! themselves pass [`Actor::Admin`] (audited as [`Principal::System`]); front ends pass the
+//! [`Actor::Credential`] that [`authenticate`](Hookline::authenticate) returned, or one they
+//! build for a session of their own. Inputs are plain structs holding raw text
 //! ([`NewEndpoint`], [`NewEvent`], …) so that every rule answers with a [`ServiceError`] whose
 //! [`code`](ServiceError::code) says what was wrong; they deserialize from the JSON API's
 //! request bodies. Time always comes from the dispatcher's clock.
@@ -54,7 +64,7 @@ use std::time::Duration;
 
 use crate::dispatcher::{Dispatcher, DispatcherBuilder, DispatcherConfig, PublishError};
 use crate::id::{AccountId, InvalidId};
-use crate::model::{Account, Role};
+use crate::model::{Account, AuditEntry, Principal, Role};
 use crate::retry::RetryPolicy;
 use crate::signing::Signer;
 use crate::store::{Store, StoreError};
@@ -62,6 +72,7 @@ use crate::time::{Clock, Timestamp};
 use crate::transport::{BoxError, BoxTransport};
 
 mod accounts;
+mod audit;
 mod catalog;
 mod deliveries;
 mod endpoints;
@@ -71,7 +82,7 @@ mod lists;
 mod replay;
 pub mod validate;
 
-pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
+pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewKey, NewSite, SitePatch};
 pub use catalog::{EventTypePatch, NewEventType};
 pub use endpoints::{
     EndpointPatch, HEADER_MASK, NewEndpoint, SecretRotation, TEST_EVENT_TYPE, mask_header_value,
@@ -83,22 +94,84 @@ pub use replay::{
     ReplayState,
 };
 
-/// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do.
+/// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do, and
+/// every change it makes is written to the audit log under the actor's
+/// [`principal`](Self::principal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Actor {
-    /// The producer or operator: may do everything.
+    /// The producer or operator acting in-process (an embedding service): may do everything.
+    /// Audited as [`Principal::System`].
     Admin,
-    /// One account: sees and manages only its own endpoints, sites, events and deliveries.
+    /// In-process code acting for one account: sees and manages only its own endpoints, sites,
+    /// events and deliveries. Audited as [`Principal::System`].
     Account(AccountId),
+    /// A caller proven by a credential — an API key ([`Hookline::authenticate`]) or a dashboard
+    /// session — with its role, and read-only or not.
+    Credential(Credential),
+}
+
+/// What a credential proves: who holds it (for the audit log), whom it speaks for, and whether
+/// it may change anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Credential {
+    /// Who holds it: [`Principal::Key`] for an API key, [`Principal::Session`] for a session.
+    pub principal: Principal,
+    /// Whom it speaks for.
+    pub role: Role,
+    /// A read-only credential reads what its role may read and changes nothing (`read_only_key`).
+    pub read_only: bool,
+}
+
+impl Credential {
+    /// A credential of `principal` speaking for `role`, with full access.
+    pub fn new(principal: Principal, role: Role) -> Self {
+        Self {
+            principal,
+            role,
+            read_only: false,
+        }
+    }
+
+    /// Makes it read-only.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
 }
 
 impl Actor {
+    /// The account the actor is confined to; `None` for the admin.
+    pub fn account(&self) -> Option<&AccountId> {
+        match self {
+            Self::Admin => None,
+            Self::Account(a) => Some(a),
+            Self::Credential(c) => match &c.role {
+                Role::Admin => None,
+                Role::Account(a) => Some(a),
+            },
+        }
+    }
+
+    /// Who the audit log names for the actor's changes.
+    pub fn principal(&self) -> Principal {
+        match self {
+            Self::Admin | Self::Account(_) => Principal::System,
+            Self::Credential(c) => c.principal.clone(),
+        }
+    }
+
+    /// Whether the actor may only read.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Self::Credential(c) if c.read_only)
+    }
+
     /// Refuses anyone but the admin.
     pub fn require_admin(&self) -> Result<(), ServiceError> {
-        match self {
-            Self::Admin => Ok(()),
-            Self::Account(_) => Err(ServiceError::Forbidden {
+        match self.account() {
+            None => Ok(()),
+            Some(_) => Err(ServiceError::Forbidden {
                 message: "only the admin key may do this".into(),
             }),
         }
@@ -106,13 +179,23 @@ impl Actor {
 
     /// Refuses anyone but the admin and `account` itself.
     pub fn require_account(&self, account: &AccountId) -> Result<(), ServiceError> {
-        match self {
-            Self::Admin => Ok(()),
-            Self::Account(a) if a == account => Ok(()),
-            Self::Account(_) => Err(ServiceError::Forbidden {
+        match self.account() {
+            None => Ok(()),
+            Some(a) if a == account => Ok(()),
+            Some(_) => Err(ServiceError::Forbidden {
                 message: "this key belongs to another account".into(),
             }),
         }
+    }
+
+    /// Refuses a read-only actor: every operation that changes something calls it first.
+    pub fn require_write(&self) -> Result<(), ServiceError> {
+        if self.is_read_only() {
+            return Err(ServiceError::ReadOnly {
+                message: "this key is read-only: it may not change anything".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -134,6 +217,7 @@ impl From<Role> for Actor {
 /// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
 /// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
 /// | `Forbidden` | 403 | `forbidden` |
+/// | `ReadOnly` | 403 | `read_only_key` |
 /// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `InBatch` | the item's | the item's |
@@ -169,6 +253,12 @@ pub enum ServiceError {
     /// The caller may not do this.
     #[error("{message}")]
     Forbidden {
+        /// Why.
+        message: String,
+    },
+    /// A read-only key asked for a change.
+    #[error("{message}")]
+    ReadOnly {
         /// Why.
         message: String,
     },
@@ -236,6 +326,7 @@ impl ServiceError {
             | Self::BadRequest { code, .. }
             | Self::Conflict { code, .. } => code,
             Self::Forbidden { .. } => "forbidden",
+            Self::ReadOnly { .. } => "read_only_key",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InBatch { error, .. } => error.code(),
             Self::Unavailable(_) => "store_unavailable",
@@ -438,6 +529,8 @@ struct Inner {
     dispatcher: Dispatcher,
     config: ServiceConfig,
     replays: replay::Replays,
+    /// When this process last wrote each key's `last_used_at` (by hash).
+    key_touches: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
 }
 
 impl Hookline {
@@ -448,6 +541,7 @@ impl Hookline {
                 dispatcher,
                 config,
                 replays: replay::Replays::default(),
+                key_touches: Default::default(),
             }),
         }
     }
@@ -478,6 +572,21 @@ impl Hookline {
     /// The current instant, from the dispatcher's clock.
     pub(crate) fn now(&self) -> Timestamp {
         self.inner.dispatcher.clock().now()
+    }
+
+    /// Writes an audit entry for a change `by` just made. The change is done, so a failure to
+    /// record it is logged (at error level) rather than answered.
+    pub(crate) async fn audit(
+        &self,
+        by: &Actor,
+        account: Option<&AccountId>,
+        action: &str,
+        target: &str,
+    ) {
+        let entry = AuditEntry::new(account.cloned(), by.principal(), action, target, self.now());
+        if let Err(e) = self.store().record_audit(&entry).await {
+            tracing::error!(error = %e, action, target, "recording an audit entry failed");
+        }
     }
 
     /// Loads an account `by` may reach: `invalid_id`, `forbidden` or `account_not_found`.

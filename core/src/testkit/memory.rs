@@ -5,14 +5,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::backend::LimitedRoom;
-use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId};
+use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
-    Account, ApiKey, Attempt, Cursor, Delivery, DeliveryFilter, DeliveryStatus, Endpoint, Event,
-    EventFilter, EventType, Page, PageRequest, Role, Site, Trigger,
+    Account, ApiKey, Attempt, AuditEntry, Cursor, Delivery, DeliveryFilter, DeliveryStatus,
+    Endpoint, Event, EventFilter, EventType, Page, PageRequest, Role, Site, Trigger,
 };
 use crate::store::{
-    CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore, Receipt,
-    StoreError,
+    AuditStore, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next, QueueStore,
+    Receipt, StoreError,
 };
 use crate::time::Timestamp;
 
@@ -70,6 +70,7 @@ struct State {
     sites: HashMap<(AccountId, SiteId), Site>,
     event_types: HashMap<EventTypeName, EventType>,
     api_keys: HashMap<String, ApiKey>,
+    audit: HashMap<crate::id::AuditId, AuditEntry>,
     endpoints: HashMap<EndpointId, EndpointRow>,
     events: HashMap<EventId, EventRow>,
     idempotency: HashMap<(AccountId, String), EventId>,
@@ -450,6 +451,88 @@ impl CatalogStore for MemoryStore {
             .settings
             .insert(name.to_owned(), value.to_owned());
         Ok(())
+    }
+    async fn list_api_keys(
+        &self,
+        account: Option<&AccountId>,
+        req: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        let s = self.state()?;
+        let scope = scope_role(account);
+        let mine = s.api_keys.values().filter(|k| k.role == scope).cloned();
+        Ok(page(mine, req, |k| {
+            (k.created_at, k.id.as_str().to_owned())
+        }))
+    }
+
+    async fn delete_api_key(
+        &self,
+        account: Option<&AccountId>,
+        id: &KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let mut s = self.state()?;
+        let scope = scope_role(account);
+        let hash = s
+            .api_keys
+            .values()
+            .find(|k| k.id == *id && k.role == scope)
+            .map(|k| k.hash.clone());
+        Ok(hash.and_then(|h| s.api_keys.remove(&h)))
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        let mut s = self.state()?;
+        if let Some(k) = s.api_keys.get_mut(hash) {
+            k.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+}
+
+/// The role of the keys of a scope: an account's, or the admin's (`None`).
+fn scope_role(account: Option<&AccountId>) -> Role {
+    match account {
+        Some(a) => Role::Account(a.clone()),
+        None => Role::Admin,
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for MemoryStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut s = self.state()?;
+        s.audit.insert(entry.id.clone(), entry.clone());
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        account: Option<&AccountId>,
+        req: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let s = self.state()?;
+        let mine = s
+            .audit
+            .values()
+            .filter(|e| account.is_none() || e.account.as_ref() == account)
+            .cloned();
+        Ok(page(mine, req, |e| (e.at, e.id.as_str().to_owned())))
+    }
+
+    async fn purge_audit(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        let mut s = self.state()?;
+        let mut old: Vec<(Timestamp, crate::id::AuditId)> = s
+            .audit
+            .values()
+            .filter(|e| e.at < before)
+            .map(|e| (e.at, e.id.clone()))
+            .collect();
+        old.sort();
+        old.truncate(max);
+        for (_, id) in &old {
+            s.audit.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 }
 

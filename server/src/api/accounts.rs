@@ -3,19 +3,20 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::model::{Account, Site};
-use hookline_core::service::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
+use hookline_core::service::{AccountPatch, NewAccount, NewSite, SitePatch};
 use hookline_core::{AccountId, SiteId, Timestamp};
 use serde::Serialize;
 
 use super::{Json, List, ListOut, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::openapi::{ACCOUNT, ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
+use crate::openapi::{ACCOUNT, ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT, WRITE};
 use crate::problems;
 use crate::state::AppState;
 
 problems!(
     CreateProblems = [
+        WRITE,
         AUTH,
         ADMIN,
         JSON_BODY,
@@ -25,14 +26,23 @@ problems!(
 );
 problems!(ListProblems = [AUTH, ADMIN, PAGING]);
 problems!(GetProblems = [AUTH, ACCOUNT]);
-problems!(UpdateProblems = [AUTH, ACCOUNT, JSON_BODY, TEXT, GONE]);
-problems!(DeleteProblems = [AUTH, ACCOUNT, GONE]);
-problems!(KeyProblems = [AUTH, ACCOUNT]);
-problems!(CreateSiteProblems = [AUTH, ACCOUNT, JSON_BODY, TEXT, &[(409, &["site_exists"])]]);
+problems!(UpdateProblems = [WRITE, AUTH, ACCOUNT, JSON_BODY, TEXT, GONE]);
+problems!(DeleteProblems = [WRITE, AUTH, ACCOUNT, GONE]);
+problems!(
+    CreateSiteProblems = [
+        WRITE,
+        AUTH,
+        ACCOUNT,
+        JSON_BODY,
+        TEXT,
+        &[(409, &["site_exists"])]
+    ]
+);
 problems!(ListSitesProblems = [AUTH, ACCOUNT, PAGING]);
 problems!(SiteProblems = [AUTH, ACCOUNT, &[(404, &["site_not_found"])]]);
 problems!(
     UpdateSiteProblems = [
+        WRITE,
         AUTH,
         ACCOUNT,
         JSON_BODY,
@@ -41,7 +51,7 @@ problems!(
         &[(404, &["site_not_found"])]
     ]
 );
-problems!(DeleteSiteProblems = [AUTH, ACCOUNT, GONE, &[(404, &["site_not_found"])]]);
+problems!(DeleteSiteProblems = [WRITE, AUTH, ACCOUNT, GONE, &[(404, &["site_not_found"])]]);
 
 /// Creates an account.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", operation_id = "createAccount",
@@ -115,45 +125,6 @@ pub(crate) async fn delete(
 ) -> ApiResult<StatusCode> {
     state.hookline.delete_account(&by, &account).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A newly issued API key.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct KeyOut {
-    /// The key (`hk_…`): shown only here, keep it now.
-    key: String,
-    /// Its first characters, for display.
-    prefix: String,
-    /// The account it speaks for.
-    account: AccountId,
-    /// When it was issued.
-    created_at: Timestamp,
-}
-
-impl From<IssuedKey> for KeyOut {
-    fn from(k: IssuedKey) -> Self {
-        Self {
-            key: k.key,
-            prefix: k.prefix,
-            account: k.account,
-            created_at: k.created_at,
-        }
-    }
-}
-
-/// Issues a new API key for the account; the key is shown only in this answer.
-#[utoipa::path(post, path = "/v1/accounts/{account}/keys", tag = "accounts", operation_id = "createAccountKey",
-    params(("account" = AccountId, Path, description = "The account id.")),
-    responses((status = 201, description = "The new key.", body = KeyOut), KeyProblems),
-    security(("adminKey" = [])))]
-pub(crate) async fn create_key(
-    State(state): State<AppState>,
-    Caller(by): Caller,
-    Path(account): Path<String>,
-) -> ApiResult<(StatusCode, Json<KeyOut>)> {
-    let key = state.hookline.create_key(&by, &account).await?;
-    Ok((StatusCode::CREATED, Json(key.into())))
 }
 
 /// A location inside an account.

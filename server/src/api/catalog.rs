@@ -9,12 +9,13 @@ use hookline_core::service::{EventTypePatch, NewEventType};
 use super::{Json, List, ListOut, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::openapi::{ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
+use crate::openapi::{ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT, WRITE};
 use crate::problems;
 use crate::state::AppState;
 
 problems!(
     CreateProblems = [
+        WRITE,
         AUTH,
         ADMIN,
         JSON_BODY,
@@ -35,6 +36,7 @@ problems!(
 );
 problems!(
     UpdateProblems = [
+        WRITE,
         AUTH,
         ADMIN,
         JSON_BODY,
@@ -49,6 +51,7 @@ problems!(
 );
 problems!(
     DeleteProblems = [
+        WRITE,
         AUTH,
         ADMIN,
         GONE,

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING};
+use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, WRITE};
 use crate::problems;
 use crate::state::AppState;
 
@@ -23,6 +23,7 @@ problems!(GetProblems = [AUTH, ACCOUNT, &[(404, &["delivery_not_found"])]]);
 problems!(AttemptsProblems = [AUTH, ACCOUNT, PAGING, &[(404, &["delivery_not_found"])]]);
 problems!(
     ReplayProblems = [
+        WRITE,
         AUTH,
         ACCOUNT,
         JSON_BODY,
@@ -53,7 +54,15 @@ pub(crate) async fn list(
         .await?;
     Ok(Json(ListOut::new(page, |d| d)))
 }
-problems!(RetryProblems = [AUTH, ACCOUNT, GONE, &[(404, &["delivery_not_found"])]]);
+problems!(
+    RetryProblems = [
+        WRITE,
+        AUTH,
+        ACCOUNT,
+        GONE,
+        &[(404, &["delivery_not_found"])]
+    ]
+);
 
 /// Lists the deliveries of one event, newest first.
 #[utoipa::path(get, path = "/v1/accounts/{account}/events/{event}/deliveries", tag = "deliveries", operation_id = "listEventDeliveries",

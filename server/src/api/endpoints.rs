@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Body, Json, List, ListOut, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, TEXT};
+use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, TEXT, WRITE};
 use crate::problems;
 use crate::state::AppState;
 
@@ -38,13 +38,19 @@ const SETTINGS: crate::openapi::Codes = &[
 /// Routes under `…/endpoints/{endpoint}`.
 const ENDPOINT: crate::openapi::Codes = &[(404, &["endpoint_not_found"])];
 
-problems!(CreateProblems = [AUTH, ACCOUNT, JSON_BODY, TEXT, SETTINGS]);
+problems!(CreateProblems = [WRITE, AUTH, ACCOUNT, JSON_BODY, TEXT, SETTINGS]);
 problems!(ListProblems = [AUTH, ACCOUNT, PAGING]);
 problems!(GetProblems = [AUTH, ACCOUNT, ENDPOINT]);
-problems!(UpdateProblems = [AUTH, ACCOUNT, ENDPOINT, JSON_BODY, TEXT, SETTINGS, GONE]);
-problems!(ChangeProblems = [AUTH, ACCOUNT, ENDPOINT, GONE]);
+problems!(TestProblems = [WRITE, AUTH, ACCOUNT, ENDPOINT]);
+problems!(
+    UpdateProblems = [
+        WRITE, AUTH, ACCOUNT, ENDPOINT, JSON_BODY, TEXT, SETTINGS, GONE
+    ]
+);
+problems!(ChangeProblems = [WRITE, AUTH, ACCOUNT, ENDPOINT, GONE]);
 problems!(
     RotateProblems = [
+        WRITE,
         AUTH,
         ACCOUNT,
         ENDPOINT,
@@ -56,7 +62,7 @@ problems!(
         ]
     ]
 );
-problems!(RecoverProblems = [AUTH, ACCOUNT, ENDPOINT, JSON_BODY]);
+problems!(RecoverProblems = [WRITE, AUTH, ACCOUNT, ENDPOINT, JSON_BODY]);
 
 /// An endpoint as the API shows it (secrets only through the secret route).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -349,7 +355,7 @@ pub(crate) struct TestOut {
 /// Sends a test event (`hookline.test`) to this endpoint, whatever its filters.
 #[utoipa::path(post, path = "/v1/accounts/{account}/endpoints/{endpoint}/test", tag = "endpoints", operation_id = "sendTestEvent",
     params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
-    responses((status = 202, description = "The test event, queued.", body = TestOut), GetProblems),
+    responses((status = 202, description = "The test event, queued.", body = TestOut), TestProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn send_test(
     State(state): State<AppState>,

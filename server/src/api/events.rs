@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{EventListParams, Json, List, ListOut, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::openapi::{ACCOUNT, ADMIN, AUTH, JSON_BODY, PAGING, TEXT};
+use crate::openapi::{ACCOUNT, ADMIN, AUTH, JSON_BODY, PAGING, TEXT, WRITE};
 use crate::problems;
 use crate::state::AppState;
 
@@ -31,9 +31,10 @@ const CHECKS: crate::openapi::Codes = &[
     ),
 ];
 
-problems!(CreateProblems = [AUTH, ADMIN, ACCOUNT, JSON_BODY, TEXT, CHECKS]);
+problems!(CreateProblems = [WRITE, AUTH, ADMIN, ACCOUNT, JSON_BODY, TEXT, CHECKS]);
 problems!(
     BatchProblems = [
+        WRITE,
         AUTH,
         ADMIN,
         ACCOUNT,

@@ -17,6 +17,7 @@ mod catalog;
 mod deliveries;
 mod endpoints;
 mod events;
+mod keys;
 
 /// A JSON body whose rejections are problem documents.
 #[derive(Debug, FromRequest)]
@@ -211,7 +212,12 @@ pub fn routes(max_event_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::get, accounts::update, accounts::delete))
-        .routes(routes!(accounts::create_key))
+        .routes(routes!(keys::create_admin_key, keys::list_admin_keys))
+        .routes(routes!(keys::revoke_admin_key))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::account_audit))
+        .routes(routes!(keys::all_audit))
         .routes(routes!(accounts::create_site, accounts::list_sites))
         .routes(routes!(
             accounts::get_site,

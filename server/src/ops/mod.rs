@@ -83,7 +83,7 @@ pub(crate) enum Command {
     Endpoints(Group<resources::EndpointsAction>),
     /// The event-type catalog.
     EventTypes(Group<resources::EventTypesAction>),
-    /// Account API keys (admin key).
+    /// API keys: list, create, revoke (the admin's, or an account's with `--account`).
     Keys(Group<resources::KeysAction>),
     /// Events: send many from a file or standard input.
     Events(Group<bulk::EventsAction>),

@@ -48,9 +48,24 @@ pub(crate) const EVENT_TYPES: Columns = &[
     ("CREATED", "createdAt"),
 ];
 pub(crate) const KEYS: Columns = &[
+    ("ID", "id"),
     ("ACCOUNT", "account"),
     ("PREFIX", "prefix"),
     ("KEY", "key"),
+    ("READ ONLY", "readOnly"),
+    ("EXPIRES", "expiresAt"),
+    ("CREATED", "createdAt"),
+];
+pub(crate) const KEY_LIST: Columns = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("PREFIX", "prefix"),
+    ("SCOPE", "scope"),
+    ("ACCOUNT", "account"),
+    ("READ ONLY", "readOnly"),
+    ("BOOTSTRAP", "bootstrap"),
+    ("EXPIRES", "expiresAt"),
+    ("LAST USED", "lastUsedAt"),
     ("CREATED", "createdAt"),
 ];
 pub(crate) const DELIVERIES: Columns = &[

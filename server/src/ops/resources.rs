@@ -363,25 +363,99 @@ pub(crate) async fn event_types(
     }
 }
 
-/// `keys` actions. The API lists no keys (they are stored hashed): a key is shown once, when
-/// it is created.
+/// Which keys a `keys` command works on: an account's (`--account`) or the admin keys.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KeyScopeArg {
+    /// The account whose keys these are [default: the admin keys].
+    #[arg(long, env = "HOOKLINE_ACCOUNT")]
+    account: Option<String>,
+}
+
+impl KeyScopeArg {
+    fn path(&self) -> Vec<&str> {
+        match &self.account {
+            Some(a) => vec!["v1", "accounts", a, "keys"],
+            None => vec!["v1", "keys"],
+        }
+    }
+}
+
+/// `keys` actions. Keys are stored hashed: a key is shown once, when it is created; lists show
+/// its id, name and prefix.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysAction {
-    /// Create an API key for an account (shown once).
+    /// List the admin keys, or an account's (`--account`), newest first.
+    List {
+        #[command(flatten)]
+        scope: KeyScopeArg,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Create an API key (shown once): an admin key, or an account's (`--account`).
     Create {
         #[command(flatten)]
-        account: AccountArg,
+        scope: KeyScopeArg,
+        /// A name for people, e.g. `ci deploys`.
+        #[arg(long)]
+        name: Option<String>,
+        /// A read-only key: it may read but change nothing.
+        #[arg(long)]
+        read_only: bool,
+        /// When the key stops working: RFC 3339, or a duration from now (`30d`, `12h`).
+        #[arg(long, value_parser = parse_expiry)]
+        expires: Option<Timestamp>,
     },
+    /// Revoke a key by its id (`key_…`): refused from then on.
+    Revoke {
+        #[command(flatten)]
+        scope: KeyScopeArg,
+        /// The key's id (`key_…`, from `keys list`).
+        key: String,
+    },
+}
+
+/// An expiry on the command line: RFC 3339, or a duration after now by this machine's clock.
+fn parse_expiry(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    let d = hookline_core::retry::parse_duration(s).ok_or_else(|| {
+        format!("`{s}` is neither an RFC 3339 time (2027-01-01T00:00:00Z) nor a duration from now (12h, 30d)")
+    })?;
+    Ok(Timestamp::now().add(d))
 }
 
 pub(crate) async fn keys(api: &Api, output: Output, action: KeysAction) -> anyhow::Result<()> {
     match action {
-        KeysAction::Create { account } => {
-            let path = ["v1", "accounts", &account.account, "keys"];
-            let created = api.post(&path, &json!({})).await?;
+        KeysAction::List { scope, page } => {
+            list(api, output, render::KEY_LIST, &scope.path(), page).await
+        }
+        KeysAction::Create {
+            scope,
+            name,
+            read_only,
+            expires,
+        } => {
+            let mut body = json!({ "readOnly": read_only });
+            if let Some(name) = name {
+                body["name"] = name.into();
+            }
+            if let Some(at) = expires {
+                body["expiresAt"] = at.to_rfc3339().into();
+            }
+            let created = api.post(&scope.path(), &body).await?;
             render::one(output, render::KEYS, &created)?;
             if output == Output::Table {
                 eprintln!("the key is shown only this once: store it now");
+            }
+            Ok(())
+        }
+        KeysAction::Revoke { scope, key } => {
+            let mut path = scope.path();
+            path.push(&key);
+            api.send(Method::DELETE, &path, &[], None).await?;
+            if output == Output::Table {
+                eprintln!("revoked {key}");
             }
             Ok(())
         }

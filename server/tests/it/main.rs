@@ -6,6 +6,8 @@ mod cli;
 mod encryption;
 mod engine;
 mod faults;
+mod isolation;
+mod keys;
 mod listen;
 mod lists;
 mod logs;

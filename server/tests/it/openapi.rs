@@ -108,7 +108,7 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 
 /// The `(METHOD, path)` pairs the real router serves: its paths (from its route table) and, per
 /// path, the methods it does not answer with 405.
-async fn served() -> BTreeSet<(String, String)> {
+pub(crate) async fn served() -> BTreeSet<(String, String)> {
     let store = Arc::new(MemoryStore::new());
     let transport = hookline_core::transport::boxed(
         hookline_transport_http::HttpTransport::new(Default::default()).unwrap(),

@@ -324,6 +324,70 @@ async fn cli_manages_event_types_accounts_sites_endpoints_and_keys() {
         "{line}"
     );
 
+    // Keys: listed (never the key itself), a read-only one made, revoked by id.
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let reader = ok_json(
+        &cli(
+            &srv,
+            admin,
+            &[
+                "keys",
+                "create",
+                "--account",
+                "pharma-017",
+                "--name",
+                "reader",
+                "--read-only",
+                "--expires",
+                "30d",
+                j,
+            ],
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (&reader["readOnly"], &reader["name"]),
+        (&json!(true), &json!("reader"))
+    );
+    assert!(reader["expiresAt"].is_string(), "{reader}");
+    let listed = ok_json(
+        &cli(
+            &srv,
+            admin,
+            &["keys", "list", "--account", "pharma-017", j],
+            None,
+        )
+        .await,
+    );
+    let mut listed_ids = ids_of(&listed);
+    listed_ids.sort();
+    let mut want = vec![key_id.clone(), reader["id"].as_str().unwrap().to_owned()];
+    want.sort();
+    assert_eq!(listed_ids, want);
+    assert!(!listed.to_string().contains(&account_key), "{listed}");
+    let admin_keys = ok_json(&cli(&srv, admin, &["keys", "list", j], None).await);
+    assert_eq!(admin_keys["data"][0]["bootstrap"], true, "{admin_keys}");
+    let revoked = cli(
+        &srv,
+        admin,
+        &["keys", "revoke", "--account", "pharma-017", &key_id],
+        None,
+    )
+    .await;
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let refused = cli(
+        &srv,
+        Some(&account_key),
+        &["endpoints", "list", "--account", "pharma-017"],
+        None,
+    )
+    .await;
+    assert!(
+        one_error_line(&refused).ends_with("(unauthorized)"),
+        "a revoked key is refused"
+    );
+
     // The key as a flag works too (the environment is preferred).
     let by_flag = cli(
         &srv,
@@ -766,7 +830,7 @@ async fn errors_are_one_line_and_exit_status_1() {
     .await;
     assert_eq!(
         one_error_line(&out),
-        "error: Unauthorized: unknown API key (unauthorized)"
+        "error: Unauthorized: unknown API key (never issued, revoked or expired) (unauthorized)"
     );
     assert!(out.stdout.is_empty());
 

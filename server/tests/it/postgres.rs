@@ -377,3 +377,37 @@ async fn postgres_batches_are_stored_all_or_nothing() {
     drop(srv);
     drop(db);
 }
+
+/// API keys, the audit log and tenant isolation over every route, on PostgreSQL.
+mod keys_on_postgres {
+    use super::*;
+
+    async fn server(db: &FreshDatabase) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Server::start_on_store(&db.url(), dir, &[]).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_key_lifecycle_and_audit() {
+        let db = FreshDatabase::create().await;
+        crate::keys::key_lifecycle(&server(&db).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_bootstrap_key_is_replaced_on_restart() {
+        let db = FreshDatabase::create().await;
+        crate::keys::bootstrap_key_is_replaced(&mut server(&db).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_revocation_reaches_other_processes() {
+        let db = FreshDatabase::create().await;
+        crate::keys::revocation_reaches_other_processes(&server(&db).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_every_route_is_isolated() {
+        let db = FreshDatabase::create().await;
+        crate::isolation::every_route_is_isolated(&server(&db).await).await;
+    }
+}

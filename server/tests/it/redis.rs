@@ -330,3 +330,37 @@ async fn redis_batches_are_stored_all_or_nothing() {
     drop(srv);
     drop(keys);
 }
+
+/// API keys, the audit log and tenant isolation over every route, on Redis.
+mod keys_on_redis {
+    use super::*;
+
+    async fn server(keys: &FreshPrefix) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Server::start_on_store(&keys.url(), dir, &[]).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_key_lifecycle_and_audit() {
+        let keys = FreshPrefix::create();
+        crate::keys::key_lifecycle(&server(&keys).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_bootstrap_key_is_replaced_on_restart() {
+        let keys = FreshPrefix::create();
+        crate::keys::bootstrap_key_is_replaced(&mut server(&keys).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_revocation_reaches_other_processes() {
+        let keys = FreshPrefix::create();
+        crate::keys::revocation_reaches_other_processes(&server(&keys).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_every_route_is_isolated() {
+        let keys = FreshPrefix::create();
+        crate::isolation::every_route_is_isolated(&server(&keys).await).await;
+    }
+}

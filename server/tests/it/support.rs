@@ -427,6 +427,13 @@ impl Server {
         }
     }
 
+    /// Sets an environment variable for the next start (see [`Server::restart`]); it wins over
+    /// the defaults (`HOOKLINE_ADMIN_KEY` among them).
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Starts the binary again on the same store.
     pub(crate) async fn restart(&mut self) {
         self.kill9();

@@ -3,7 +3,7 @@
 
 use hookline_core::model::{Account, ApiKey, Cursor, EventType, Page, PageRequest, Role, Site};
 use hookline_core::store::StoreError;
-use hookline_core::{AccountId, EventTypeName, SiteId};
+use hookline_core::{AccountId, EventTypeName, KeyId, SiteId, Timestamp};
 use sqlx::QueryBuilder;
 
 use super::dialect::{self, Db};
@@ -304,17 +304,88 @@ pub async fn put_api_key<S: SqlStore<Db = Db> + ?Sized>(
     s: &S,
     key: &ApiKey,
 ) -> Result<(), StoreError> {
-    let mut qb = QueryBuilder::new("INSERT INTO api_keys (hash, prefix, account, created_at) ");
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO api_keys (id, hash, prefix, account, name, read_only, bootstrap, \
+         created_at, expires_at, last_used_at) ",
+    );
     qb.push_values([key], |mut row, key| {
-        row.push_bind(key.hash.as_str())
+        row.push_bind(key.id.as_str())
+            .push_bind(key.hash.as_str())
             .push_bind(key.prefix.as_str())
             .push_bind(match &key.role {
                 Role::Admin => None,
                 Role::Account(a) => Some(a.as_str()),
             })
-            .push_bind(key.created_at.as_millis());
+            .push_bind(key.name.as_str())
+            .push_bind(key.read_only)
+            .push_bind(key.bootstrap)
+            .push_bind(key.created_at.as_millis())
+            .push_bind(key.expires_at.map(Timestamp::as_millis))
+            .push_bind(key.last_used_at.map(Timestamp::as_millis));
     });
     qb.push(" ON CONFLICT (hash) DO NOTHING");
+    changed(s, qb).await?;
+    Ok(())
+}
+
+/// `account = <a>`, or `account IS NULL` for the admin scope.
+fn push_scope(qb: &mut QueryBuilder<'_, Db>, account: Option<&AccountId>) {
+    match account {
+        Some(a) => {
+            qb.push("account = ").push_bind(a.as_str().to_owned());
+        }
+        None => {
+            qb.push("account IS NULL");
+        }
+    }
+}
+
+/// The keys of one scope, newest first.
+pub async fn list_api_keys<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    account: Option<&AccountId>,
+    page: &PageRequest,
+) -> Result<Page<ApiKey>, StoreError> {
+    let mut qb = QueryBuilder::new(format!("SELECT {API_KEY_COLS} FROM api_keys WHERE "));
+    push_scope(&mut qb, account);
+    push_page(&mut qb, "created_at", "id", page);
+    Ok(
+        fetch_page(qb, s.read_pool(), page, rows::api_key, |k| Cursor {
+            created_at: k.created_at,
+            id: k.id.as_str().to_owned(),
+        })
+        .await?,
+    )
+}
+
+/// Deletes the key `id` of one scope; the deleted key.
+pub async fn delete_api_key<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    account: Option<&AccountId>,
+    id: &KeyId,
+) -> Result<Option<ApiKey>, StoreError> {
+    let mut qb = QueryBuilder::new("DELETE FROM api_keys WHERE id = ");
+    qb.push_bind(id.as_str().to_owned()).push(" AND ");
+    push_scope(&mut qb, account);
+    qb.push(format_args!(" RETURNING {API_KEY_COLS}"));
+    let row = qb
+        .build()
+        .fetch_optional(s.write_pool())
+        .await
+        .map_err(DbError::from)?;
+    Ok(row.as_ref().map(rows::api_key).transpose()?)
+}
+
+/// Sets a key's last use.
+pub async fn touch_api_key<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    hash: &str,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let mut qb = QueryBuilder::new("UPDATE api_keys SET last_used_at = ");
+    qb.push_bind(at.as_millis())
+        .push(" WHERE hash = ")
+        .push_bind(hash.to_owned());
     changed(s, qb).await?;
     Ok(())
 }

@@ -3,12 +3,13 @@
 //! are stored the dialect's way (`dialect::names`).
 
 use hookline_core::model::{
-    Account, ApiKey, Attempt, Delivery, DeliveryStatus, Endpoint, Event, EventType, Role, Site,
-    Trigger,
+    Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryStatus, Endpoint, Event, EventType,
+    Principal, Role, Site, Trigger,
 };
 use hookline_core::transport::BoxError;
 use hookline_core::{
-    AccountId, AttemptId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp,
+    AccountId, AttemptId, AuditId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId,
+    Timestamp,
 };
 use serde_json::value::RawValue;
 use sqlx::Row as _;
@@ -26,7 +27,10 @@ pub const SITE_COLS: &str = "account, id, name, created_at, updated_at";
 pub const EVENT_TYPE_COLS: &str =
     "name, description, json_schema, archived, created_at, updated_at";
 /// An API key's columns.
-pub const API_KEY_COLS: &str = "hash, prefix, account, created_at";
+pub const API_KEY_COLS: &str = "id, hash, prefix, account, name, read_only, bootstrap, \
+    created_at, expires_at, last_used_at";
+/// An audit entry's columns.
+pub const AUDIT_COLS: &str = "id, account, actor_kind, actor_id, action, target, at";
 /// An event's columns.
 pub const EVENT_COLS: &str =
     "id, account, site, event_type, queue_id, data, idempotency_key, fired_at";
@@ -147,18 +151,41 @@ pub fn event_type(row: &Row) -> DbResult<EventType> {
     Ok(et)
 }
 
-/// An API key (no account: the admin's).
+/// An API key (no account: the admin's). Its id is computed from its hash, as when stored.
 pub fn api_key(row: &Row) -> DbResult<ApiKey> {
     let role = match opt_parsed(row, "account", AccountId::parse)? {
         Some(a) => Role::Account(a),
         None => Role::Admin,
     };
-    Ok(ApiKey::new(
+    let mut key = ApiKey::new(
         get(row, "hash")?,
         get(row, "prefix")?,
         role,
         ts(row, "created_at")?,
-    ))
+    );
+    key.name = get(row, "name")?;
+    key.read_only = get(row, "read_only")?;
+    key.bootstrap = get(row, "bootstrap")?;
+    key.expires_at = opt_ts(row, "expires_at")?;
+    key.last_used_at = opt_ts(row, "last_used_at")?;
+    Ok(key)
+}
+
+/// An audit entry (selected with [`AUDIT_COLS`]).
+pub fn audit_entry(row: &Row) -> DbResult<AuditEntry> {
+    let kind: String = get(row, "actor_kind")?;
+    let actor_id: String = get(row, "actor_id")?;
+    let actor = Principal::from_parts(&kind, &actor_id)
+        .ok_or_else(|| DbError::corrupt("actor_kind", format!("unknown actor `{kind}`")))?;
+    let mut e = AuditEntry::new(
+        opt_parsed(row, "account", AccountId::parse)?,
+        actor,
+        get::<String>(row, "action")?,
+        get::<String>(row, "target")?,
+        ts(row, "at")?,
+    );
+    e.id = parsed(row, "id", AuditId::parse)?;
+    Ok(e)
 }
 
 /// An endpoint (selected with [`ENDPOINT_COLS`]).

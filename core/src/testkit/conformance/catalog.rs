@@ -226,23 +226,18 @@ pub async fn api_keys_are_found_by_hash(store: Arc<dyn Store>) {
     let s = &*store;
     let a = new_account(s, "acme").await;
     assert!(!s.has_admin_key().await.expect("has_admin_key"));
-    let account_key = ApiKey {
-        hash: "a".repeat(64),
-        prefix: "hk_acc".into(),
-        role: Role::Account(a.clone()),
-        created_at: at(0),
-    };
+    let account_key = ApiKey::new(
+        "a".repeat(64),
+        "hk_acc".into(),
+        Role::Account(a.clone()),
+        at(0),
+    );
     s.put_api_key(&account_key).await.expect("put_api_key");
     assert!(
         !s.has_admin_key().await.expect("has_admin_key"),
         "an account key is not an admin key"
     );
-    let admin_key = ApiKey {
-        hash: "b".repeat(64),
-        prefix: "hk_adm".into(),
-        role: Role::Admin,
-        created_at: at(1),
-    };
+    let admin_key = ApiKey::new("b".repeat(64), "hk_adm".into(), Role::Admin, at(1));
     s.put_api_key(&admin_key).await.expect("put_api_key");
     s.put_api_key(&admin_key)
         .await
@@ -274,12 +269,12 @@ pub async fn delete_account_cascades(store: Arc<dyn Store>) {
             updated_at: at(0),
         };
         s.create_site(&site).await.expect("create_site");
-        let key = ApiKey {
-            hash: format!("{name:0>64}"),
-            prefix: "hk_".into(),
-            role: Role::Account(acc.clone()),
-            created_at: at(0),
-        };
+        let key = ApiKey::new(
+            crate::service::keys::hash(name),
+            "hk_".into(),
+            Role::Account(acc.clone()),
+            at(0),
+        );
         s.put_api_key(&key).await.expect("put_api_key");
         let ep = new_endpoint(s, &acc, &[], &[]).await;
         let (ev, ds) = enqueue_new(s, &acc, &[&ep], at(0)).await;

@@ -25,7 +25,8 @@
 //! schema-dropping handle, …) lives until the case has finished. See [`Fixture`].
 //!
 //! The cases live in one module per concern (catalog, endpoints, enqueue, batches, claims,
-//! settling, limits, ordering, manual sends, listings, retention, backlog) and are re-exported
+//! settling, limits, ordering, manual sends, listings, retention, backlog, API keys, the audit
+//! log) and are re-exported
 //! here; the shared fixtures are in `support`.
 //!
 //! The generated tests are plain `#[test]` functions that run the case on a two-worker
@@ -38,12 +39,14 @@ use std::time::Duration;
 
 use crate::store::Store;
 
+mod audit;
 mod backlog;
 mod batches;
 mod catalog;
 mod claims;
 mod endpoints;
 mod enqueue;
+mod keys;
 mod limits;
 mod listings;
 mod manual;
@@ -52,12 +55,14 @@ mod purge;
 mod settle;
 mod support;
 
+pub use audit::*;
 pub use backlog::*;
 pub use batches::*;
 pub use catalog::*;
 pub use claims::*;
 pub use endpoints::*;
 pub use enqueue::*;
+pub use keys::*;
 pub use limits::*;
 pub use listings::*;
 pub use manual::*;
@@ -142,6 +147,10 @@ macro_rules! store_conformance {
             site_crud_is_scoped_to_account,
             event_type_crud_and_conflicts,
             api_keys_are_found_by_hash,
+            api_keys_round_trip_and_list_per_scope,
+            api_keys_are_revoked_per_scope_and_touched,
+            audit_entries_are_listed_per_account,
+            purge_audit_deletes_old_entries,
             delete_account_cascades,
             endpoint_crud_round_trips_all_fields,
             endpoints_are_tenant_isolated,
