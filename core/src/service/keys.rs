@@ -112,6 +112,7 @@ mod tests {
 #[cfg(test)]
 mod bootstrap_tests {
     use super::*;
+    use crate::store::CatalogStore as _;
     use crate::testkit::MemoryStore;
 
     const ONE: &str = "hk_first_bootstrap_key_0123456789abcdefghijklmnop";

@@ -85,6 +85,8 @@ pub(crate) enum Command {
     EventTypes(Group<resources::EventTypesAction>),
     /// API keys: list, create, revoke (the admin's, or an account's with `--account`).
     Keys(Group<resources::KeysAction>),
+    /// The audit log: who changed what, and when.
+    Audit(Group<resources::AuditAction>),
     /// Events: send many from a file or standard input.
     Events(Group<bulk::EventsAction>),
     /// Deliveries: send one again.
@@ -125,6 +127,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             resources::event_types(&g.client.api()?, g.client.output, g.action).await
         }
         Command::Keys(g) => resources::keys(&g.client.api()?, g.client.output, g.action).await,
+        Command::Audit(g) => resources::audit(&g.client.api()?, g.client.output, g.action).await,
         Command::Events(g) => bulk::events(&g.client.api()?, g.client.output, g.action).await,
         Command::Deliveries(g) => {
             resources::deliveries(&g.client.api()?, g.client.output, g.action).await

@@ -68,6 +68,13 @@ pub(crate) const KEY_LIST: Columns = &[
     ("LAST USED", "lastUsedAt"),
     ("CREATED", "createdAt"),
 ];
+pub(crate) const AUDIT: Columns = &[
+    ("AT", "at"),
+    ("ACCOUNT", "account"),
+    ("ACTOR", "actor"),
+    ("ACTION", "action"),
+    ("TARGET", "target"),
+];
 pub(crate) const DELIVERIES: Columns = &[
     ("ID", "id"),
     ("EVENT", "eventId"),
@@ -91,7 +98,8 @@ pub(crate) fn json(v: &Value) -> anyhow::Result<()> {
     print(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
-/// One cell: strings as they are, lists comma-separated, absent values as `-`.
+/// One cell: strings as they are, lists comma-separated, absent values as `-`, an actor as
+/// `type:id`.
 fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".to_owned(),
@@ -102,6 +110,13 @@ fn cell(v: Option<&Value>) -> String {
             .map(|i| cell(Some(i)))
             .collect::<Vec<_>>()
             .join(","),
+        // An audit entry's actor: `key:key_…`, `session:…`, `system`.
+        Some(Value::Object(o)) if o.get("type").is_some_and(Value::is_string) => {
+            match o.get("id").and_then(Value::as_str) {
+                Some(id) => format!("{}:{id}", cell(o.get("type"))),
+                None => cell(o.get("type")),
+            }
+        }
         Some(other) => other.to_string(),
     }
 }
@@ -229,5 +244,9 @@ mod tests {
         assert_eq!(cell(row.get("missing")), "-");
         let t = table(ENDPOINTS, &[row]);
         assert!(t.contains("ep_1") && t.contains("a.b,c.d"), "{t}");
+        let entry = serde_json::json!({"actor": {"type": "key", "id": "key_0123456789abcdef"},
+            "system": {"type": "system"}});
+        assert_eq!(cell(entry.get("actor")), "key:key_0123456789abcdef");
+        assert_eq!(cell(entry.get("system")), "system");
     }
 }

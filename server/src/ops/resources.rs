@@ -462,6 +462,31 @@ pub(crate) async fn keys(api: &Api, output: Output, action: KeysAction) -> anyho
     }
 }
 
+/// `audit` actions.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditAction {
+    /// List an account's audit log (`--account`), or the whole deployment's, newest first.
+    List {
+        /// The account [default: every account and the deployment-wide changes; admin key].
+        #[arg(long, env = "HOOKLINE_ACCOUNT")]
+        account: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+pub(crate) async fn audit(api: &Api, output: Output, action: AuditAction) -> anyhow::Result<()> {
+    match action {
+        AuditAction::List { account, page } => {
+            let path = match &account {
+                Some(a) => vec!["v1", "accounts", a.as_str(), "audit"],
+                None => vec!["v1", "audit"],
+            };
+            list(api, output, render::AUDIT, &path, page).await
+        }
+    }
+}
+
 /// `deliveries` actions.
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeliveriesAction {

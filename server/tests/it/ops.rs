@@ -388,6 +388,28 @@ async fn cli_manages_event_types_accounts_sites_endpoints_and_keys() {
         "a revoked key is refused"
     );
 
+    // The audit log names the revocation, by the admin key's id.
+    let audit = ok_json(
+        &cli(
+            &srv,
+            admin,
+            &[
+                "audit",
+                "list",
+                "--account",
+                "pharma-017",
+                "--limit",
+                "1",
+                j,
+            ],
+            None,
+        )
+        .await,
+    );
+    assert_eq!(audit["data"][0]["action"], "key.revoked", "{audit}");
+    assert_eq!(audit["data"][0]["target"], key_id.as_str(), "{audit}");
+    assert_eq!(audit["data"][0]["actor"]["type"], "key", "{audit}");
+
     // The key as a flag works too (the environment is preferred).
     let by_flag = cli(
         &srv,
