@@ -234,6 +234,7 @@ impl Hookline {
         account: &str,
         input: NewReplay,
     ) -> Result<ReplayJob, ServiceError> {
+        by.require_write()?;
         let a = self.reach_account(by, account).await?;
         let now = self.now();
         let until = input.until.unwrap_or(now);
@@ -295,6 +296,8 @@ impl Hookline {
         let span = tracing::info_span!("replay", id = %job.id, account = %job.account);
         // A task that ends on its own once the walk reaches `since` (or a store error stops it).
         tokio::spawn(async move { this.run_replay(slot).await }.instrument(span));
+        self.audit(by, Some(&job.account), "replay.started", job.id.as_str())
+            .await;
         Ok(job)
     }
 
