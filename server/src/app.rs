@@ -257,9 +257,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     .with_limits(limits);
     // Bound before the admin key is generated: a start that fails here has not used up the one
     // showing of the key.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        crate::door::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)

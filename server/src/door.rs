@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -43,7 +44,7 @@ pub const HEAD_BUFFER_BYTES: usize = 64 * 1024;
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a shutdown waits for open connections to finish their requests.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The connection cap when none is configured and the open-file limit allows it.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -59,14 +60,35 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How long a refused connection is kept to deliver its `503` before it is closed.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
-/// The answer to a connection past the cap.
+/// The status and problem code of [`REFUSAL`].
+pub const REFUSAL_PROBLEM: (StatusCode, &str) =
+    (StatusCode::SERVICE_UNAVAILABLE, "connections_exhausted");
+
+/// The answer to a connection past the cap ([`REFUSAL_PROBLEM`] as problem+json).
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/problem+json\r\n\
 retry-after: 1\r\n\
 connection: close\r\n\
-content-length: 218\r\n\
+content-length: 201\r\n\
 \r\n\
 {\"type\":\"https://hookline.dev/problems/connections_exhausted\",\"title\":\"Service Unavailable\",\"status\":503,\"code\":\"connections_exhausted\",\"detail\":\"the server has too many open connections; retry later\"}";
+
+/// The listen backlog asked for: connections the kernel completes before the server accepts
+/// them (capped by `net.core.somaxconn` on Linux). A burst of connections larger than the
+/// backlog sees some of them dropped by the kernel and retried by the client.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for [`serve`], with address reuse and a backlog of [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The limits of the accept loop.
 #[derive(Debug, Clone)]
@@ -373,8 +395,9 @@ mod tests {
             .unwrap();
         assert_eq!(length, body.len());
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["code"], "connections_exhausted");
-        assert_eq!(v["status"], 503);
+        assert_eq!(v["code"], REFUSAL_PROBLEM.1);
+        assert_eq!(v["status"], REFUSAL_PROBLEM.0.as_u16());
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
     }
 
     #[test]

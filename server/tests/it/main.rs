@@ -3,6 +3,7 @@
 mod batches;
 mod breaker;
 mod cli;
+mod door;
 mod engine;
 mod faults;
 mod listen;
