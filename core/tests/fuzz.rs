@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
 use hookline_core::model::{Cursor, Event};
 use hookline_core::service::validate;
 use hookline_core::signing::{
@@ -13,6 +12,7 @@ use hookline_core::signing::{
     verify_raw_body, verify_standard,
 };
 use hookline_core::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, SiteId, Timestamp};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -279,7 +279,11 @@ fn an_extreme_webhook_timestamp_is_out_of_tolerance() {
                 Timestamp::from_millis(now),
                 Duration::from_secs(300),
             );
-            assert_eq!(res, Err(VerifyError::TimestampOutOfTolerance), "{ts} at {now}");
+            assert_eq!(
+                res,
+                Err(VerifyError::TimestampOutOfTolerance),
+                "{ts} at {now}"
+            );
         }
     }
 }

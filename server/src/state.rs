@@ -40,6 +40,18 @@ impl Default for RequestLimits {
 }
 
 impl RequestLimits {
+    /// These limits with `rate` per key (`None`: unlimited).
+    pub fn with_rate_limit(mut self, rate: Option<RateLimit>) -> Self {
+        self.rate_limit = rate;
+        self
+    }
+
+    /// These limits with `timeout` for each part of a request body.
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
     /// The limits of `config`.
     pub fn from_config(config: &crate::config::ServerConfig) -> Self {
         Self {

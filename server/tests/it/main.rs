@@ -6,6 +6,7 @@ mod cli;
 mod door;
 mod engine;
 mod faults;
+mod fuzz;
 mod listen;
 mod logs;
 mod metrics;
