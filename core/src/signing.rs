@@ -298,7 +298,8 @@ pub fn verify_standard(
         .parse()
         .map_err(|_| VerifyError::InvalidTimestamp)?;
     let sigs = get("webhook-signature")?;
-    let skew = (now.as_unix_secs() - ts).unsigned_abs();
+    // `abs_diff`: a timestamp near `i64::MIN` or `i64::MAX` must not overflow.
+    let skew = now.as_unix_secs().abs_diff(ts);
     if skew > tolerance.as_secs() {
         return Err(VerifyError::TimestampOutOfTolerance);
     }

@@ -23,7 +23,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
@@ -35,14 +35,24 @@ use crate::state::AppState;
 /// serves it on `--metrics-listen` then).
 pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
     let max_body = state.hookline.config().max_event_bytes;
+    let limits = state.limits;
     let (mut router, _) = crate::openapi::router(max_body).split_for_parts();
     if let Some(handle) = metrics {
         router = router.merge(crate::metrics::admin_route(handle));
     }
-    router
+    let mut router = router
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout));
+    if let Some(rate) = limits.rate_limit {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::limits::KeyRateLimiter::new(rate)),
+            crate::limits::rate_limit,
+        ));
+    }
+    router
+        .layer(axum::middleware::from_fn(crate::limits::head_limits))
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::map_response(
@@ -267,6 +277,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let backend: Arc<dyn Store> = Arc::new(MeteredStore::new(backend));
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(backend));
     let dispatcher = dispatcher(&config, store.clone())?;
+    let limits = crate::state::RequestLimits::from_config(&config);
     let state = AppState::new(Hookline::new(
         dispatcher.clone(),
         ServiceConfig::default()
@@ -274,12 +285,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             .with_max_batch_deliveries(config.max_batch_deliveries)
             .with_allow_http(config.allow_http)
             .with_endpoint_addresses(address_rule(&config.allow_networks)),
-    ));
+    ))
+    .with_limits(limits);
     // Bound before the admin key is generated: a start that fails here has not used up the one
     // showing of the key.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        crate::door::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -319,8 +330,20 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         // A dispatcher that stops on a failure stops the server too.
         async move { d.run(token.clone()).await.inspect_err(|_| token.cancel()) }
     });
-    let served = axum::serve(listener, app(state, main_metrics))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    let door = crate::door::DoorConfig {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(crate::door::default_max_connections),
+    };
+    tracing::info!(
+        max_connections = door.max_connections,
+        header_read_timeout = ?door.header_read_timeout,
+        idle_timeout = ?door.idle_timeout,
+        "connection limits"
+    );
+    let served = crate::door::serve(listener, app(state, main_metrics), door, shutdown.clone())
         .await
         .context("serving HTTP");
     shutdown.cancel();

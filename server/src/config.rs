@@ -90,6 +90,31 @@ pub struct ServeArgs {
     /// [default: 10000].
     #[arg(long, env = "HOOKLINE_MAX_BATCH_DELIVERIES")]
     pub max_batch_deliveries: Option<usize>,
+    /// How long a client has to send a request's head (request line and headers) after
+    /// connecting or after the previous answer: it also closes idle keep-alive connections
+    /// [default: 10s].
+    #[arg(long, env = "HOOKLINE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// How long the server waits for each part of a request body; a body that stalls longer is
+    /// answered `408 request_timeout` [default: 10s].
+    #[arg(long, env = "HOOKLINE_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<String>,
+    /// Close a connection on which no byte moved in either direction for this long, whatever it
+    /// was doing (e.g. a client that stops reading an answer); keep it above the 30 s request
+    /// time limit [default: 60s].
+    #[arg(long, env = "HOOKLINE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Most client connections open at once on the API address; further ones are answered `503`
+    /// and closed [default: 10000, or less when the open-file limit is lower].
+    #[arg(long, env = "HOOKLINE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests per second each API key may make on `/v1`, beyond its burst; `0` for no limit
+    /// [default: 100].
+    #[arg(long, env = "HOOKLINE_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Requests an API key may make at once before the per-second rate applies [default: 200].
+    #[arg(long, env = "HOOKLINE_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "HOOKLINE_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -263,6 +288,12 @@ struct FileConfig {
     retention: Option<String>,
     max_event_bytes: Option<usize>,
     max_batch_deliveries: Option<usize>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    rate_limit: Option<u32>,
+    rate_limit_burst: Option<u32>,
     log_format: Option<String>,
     otlp_endpoint: Option<String>,
     admin_key: Option<String>,
@@ -278,6 +309,24 @@ pub struct Redacted(pub String);
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
+    }
+}
+
+/// A per-key request rate: `per_second` requests each second on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second, on average.
+    pub per_second: u32,
+    /// Requests allowed at once (the bucket's size).
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 100,
+            burst: 200,
+        }
     }
 }
 
@@ -333,6 +382,16 @@ pub struct ServerConfig {
     pub max_event_bytes: usize,
     /// Most deliveries one event batch may create.
     pub max_batch_deliveries: usize,
+    /// Time allowed for a request head, from the connection's opening or the previous answer.
+    pub header_read_timeout: Duration,
+    /// Time allowed for each part of a request body.
+    pub body_read_timeout: Duration,
+    /// A connection with no byte moving for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most client connections at once (`None`: derived from the open-file limit at start).
+    pub max_connections: Option<usize>,
+    /// Per-key request rate on `/v1` (`None`: unlimited).
+    pub rate_limit: Option<RateLimit>,
     /// Log format.
     pub log_format: LogFormat,
     /// Base URL of an OTLP/HTTP collector to export traces to (`None`: the standard
@@ -368,6 +427,11 @@ impl Default for ServerConfig {
             retention: Some(Duration::from_secs(30 * 86_400)),
             max_event_bytes: 256 * 1024,
             max_batch_deliveries: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            rate_limit: Some(RateLimit::default()),
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             encryption: None,
@@ -537,6 +601,49 @@ impl ServerConfig {
                  encryption_key_file)"
             );
         }
+        let timeout =
+            |name: &str, v: Option<String>, default: Duration| -> anyhow::Result<Duration> {
+                let Some(t) = v else { return Ok(default) };
+                let d = parse_duration(&t)
+                    .with_context(|| format!("{name} `{t}`: use e.g. 10s or 500ms"))?;
+                if d.is_zero() {
+                    bail!("{name} must be positive");
+                }
+                Ok(d)
+            };
+        let header_read_timeout = timeout(
+            "header_read_timeout",
+            args.header_read_timeout.or(file.header_read_timeout),
+            d.header_read_timeout,
+        )?;
+        let body_read_timeout = timeout(
+            "body_read_timeout",
+            args.body_read_timeout.or(file.body_read_timeout),
+            d.body_read_timeout,
+        )?;
+        let idle_timeout = timeout(
+            "idle_timeout",
+            args.idle_timeout.or(file.idle_timeout),
+            d.idle_timeout,
+        )?;
+        let max_connections = args.max_connections.or(file.max_connections);
+        if max_connections == Some(0) {
+            bail!("max_connections must be at least 1");
+        }
+        let defaults = RateLimit::default();
+        let per_second = args
+            .rate_limit
+            .or(file.rate_limit)
+            .unwrap_or(defaults.per_second);
+        let burst = args
+            .rate_limit_burst
+            .or(file.rate_limit_burst)
+            .unwrap_or(defaults.burst.max(per_second));
+        let rate_limit = match per_second {
+            0 => None,
+            _ if burst == 0 => bail!("rate_limit_burst must be at least 1"),
+            per_second => Some(RateLimit { per_second, burst }),
+        };
         let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
         if let Some(key) = &admin_key {
             check_admin_key(key)?;
@@ -565,6 +672,11 @@ impl ServerConfig {
             retention,
             max_event_bytes,
             max_batch_deliveries,
+            header_read_timeout,
+            body_read_timeout,
+            idle_timeout,
+            max_connections,
+            rate_limit,
             log_format,
             otlp_endpoint,
             encryption: encryption.map(Arc::new),

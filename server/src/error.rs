@@ -174,8 +174,36 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Whether `e`, or an error it wraps, is a request body that stopped arriving for longer than
+/// the body-read timeout.
+fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+impl ApiError {
+    /// `408 request_timeout` for a body that stopped arriving.
+    fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving for longer than the server waits; nothing was \
+             done: send it again",
+        )
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if is_body_timeout(&r) {
+            return Self::body_timeout();
+        }
         match &r {
             JsonRejection::JsonDataError(e) => Self::unprocessable("invalid_body", body_text(e)),
             JsonRejection::JsonSyntaxError(e) => Self::bad_request("malformed_json", body_text(e)),
@@ -283,7 +311,9 @@ impl From<QueryRejection> for ApiError {
 
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> Self {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if is_body_timeout(&r) {
+            Self::body_timeout()
+        } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -63,6 +63,16 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         ::metrics::Unit::Count,
         "API requests, by method, route pattern and status"
     );
+    ::metrics::describe_counter!(
+        "hookline_rate_limited_total",
+        ::metrics::Unit::Count,
+        "API requests refused because their key exceeded its request rate"
+    );
+    ::metrics::describe_counter!(
+        "hookline_connections_refused_total",
+        ::metrics::Unit::Count,
+        "Connections refused because the server had --max-connections open"
+    );
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -164,6 +165,7 @@ pub fn problem_responses(sets: &[&[(u16, &[&str])]]) -> BTreeMap<String, RefOr<A
 /// Problem responses that many operations share, kept once under `components/responses`.
 const SHARED: &[(u16, &str, &str)] = &[
     (401, "unauthorized", "Unauthorized"),
+    (429, "rate_limited", "RateLimited"),
     (500, "internal", "Internal"),
     (503, "store_unavailable", "StoreUnavailable"),
 ];
@@ -197,13 +199,26 @@ fn problem_response(status: u16, codes: &[&str]) -> ApiResponse {
                 ),
         )
         .into();
-    ResponseBuilder::new()
+    let mut response = ResponseBuilder::new()
         .description(format!("{reason}: {listed} (see the error catalogue)."))
         .content(
             PROBLEM_JSON,
             ContentBuilder::new().schema(Some(schema)).build(),
-        )
-        .build()
+        );
+    if status == 429 || status == 503 {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .description(Some("Seconds to wait before retrying."))
+                .build(),
+        );
+    }
+    response.build()
 }
 
 /// Declares a type whose `utoipa::IntoResponses` are the problem responses of an operation:
@@ -231,6 +246,7 @@ pub type Codes = &'static [(u16, &'static [&'static str])];
 /// Every route under `/v1`: the key is checked first, and the store may fail.
 pub const AUTH: Codes = &[
     (401, &["unauthorized"]),
+    (429, &["rate_limited"]),
     (500, &["internal"]),
     (503, &["store_unavailable"]),
 ];

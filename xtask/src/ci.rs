@@ -118,6 +118,9 @@ pub(crate) fn ci() -> Result<()> {
 
     test(&TestArgs::default())?;
 
+    step("fuzz");
+    crate::fuzz::fuzz(&[])?;
+
     step("example: embed-sqlite");
     cargo_cmd().args(["run", "-p", "embed-sqlite"]).run()?;
 

@@ -82,6 +82,30 @@ impl Cmd {
         Ok(())
     }
 
+    /// Like [`Cmd::run`], but kills the command and fails when it runs longer than `limit`.
+    pub(crate) fn run_within(&self, limit: std::time::Duration) -> Result<()> {
+        println!("$ {self}  (at most {}s)", limit.as_secs());
+        let mut child = self
+            .command()
+            .spawn()
+            .map_err(|err| self.spawn_error(err))?;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("`{self}` failed ({status})");
+                }
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("`{self}` did not finish within {}s", limit.as_secs());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Runs the command silently (no echo, no output) and reports whether it succeeded.
     /// `Ok(None)` means the program could not be found.
     pub(crate) fn probe(&self) -> Result<Option<bool>> {

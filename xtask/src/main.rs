@@ -7,6 +7,7 @@
 mod bench;
 mod ci;
 mod cmd;
+mod fuzz;
 mod pydeps;
 mod services;
 mod tidy;
@@ -28,9 +29,13 @@ Commands:
   test [--store <s>] [-- <cargo test args>]
                             services + pydeps, then `cargo test --workspace --all-features`
                             (<s> = sqlite|postgres|redis|all, passed on as HOOKLINE_TEST_STORES)
-  ci                        fmt --check, clippy (all and default features), test, the embedding
-                            example, bench --smoke,
+  ci                        fmt --check, clippy (all and default features), test, fuzz, the
+                            embedding example, bench --smoke,
                             doc, tidy
+  fuzz [--cases N] [--seconds S]
+                            the property tests of untrusted-input code (signatures, ids, URLs,
+                            envelope, API bodies) with N cases each (default 2000), all within
+                            S seconds (default 150)
   tidy                      check the dependency invariants and the `//!` docs of every library
   bench [--store <s>] [--scenario single|fanout|backlog|retries] [--events N] [--endpoints E]
         [--concurrency C] [--payload-bytes B] [--rate R] [--json PATH] [-- <more flags>]
@@ -80,6 +85,7 @@ fn run(args: &[String]) -> Result<()> {
             tidy::tidy()
         }
         "bench" => bench::bench(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

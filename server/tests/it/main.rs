@@ -3,9 +3,11 @@
 mod batches;
 mod breaker;
 mod cli;
+mod door;
 mod encryption;
 mod engine;
 mod faults;
+mod fuzz;
 mod isolation;
 mod keys;
 mod listen;
