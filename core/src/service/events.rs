@@ -7,9 +7,9 @@ use serde_json::value::RawValue;
 use tracing::Instrument as _;
 
 use super::validate::{self, MAX_QUEUE_ID};
-use super::{Actor, Hookline, ServiceError, page_request};
+use super::{Actor, Hookline, ServiceError, page_request, schema};
 use crate::id::{AccountId, EventId, EventTypeName, SiteId};
-use crate::model::{Event, EventFilter, Page};
+use crate::model::{Event, EventFilter, EventType, Page};
 use crate::store::{Receipt, StoreError};
 use crate::time::Timestamp;
 use crate::transport::BoxError;
@@ -188,7 +188,7 @@ impl Hookline {
                 format!("`{}` is not a valid event type name", input.event),
             )
         })?;
-        match self.store().event_type(&kind).await? {
+        let et = match self.store().event_type(&kind).await? {
             None => {
                 return Err(ServiceError::invalid(
                     "unknown_event_type",
@@ -203,8 +203,9 @@ impl Hookline {
                         format!("event type `{kind}` is archived"),
                     ));
                 }
+                et
             }
-        }
+        };
         let site = match &input.site {
             None => None,
             Some(s) => {
@@ -222,6 +223,7 @@ impl Hookline {
             validate::text("queueId", q, MAX_QUEUE_ID)?;
         }
         validate::event_data(input.data.get(), self.config().max_event_bytes)?;
+        self.check_data_schema(&et, &input.data)?;
         if let Some(k) = &input.idempotency_key {
             validate::idempotency_key(k)?;
         }
@@ -236,6 +238,26 @@ impl Hookline {
         event.queue_id = input.queue_id;
         event.idempotency_key = input.idempotency_key;
         Ok(event)
+    }
+
+    /// Validates `data` against the JSON Schema of its type, if it has one: `invalid_data` with
+    /// the first violations. A stored schema that no longer compiles (written before schemas were
+    /// checked) is reported as `invalid_schema`.
+    fn check_data_schema(&self, et: &EventType, data: &RawValue) -> Result<(), ServiceError> {
+        let Some(validator) = self.schemas().validator(et)? else {
+            return Ok(());
+        };
+        let value: serde_json::Value = serde_json::from_str(data.get())
+            .map_err(|e| ServiceError::invalid("invalid_data", format!("`data`: {e}")))?;
+        let violations = schema::violations(&validator, &value);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::DataViolations {
+                event_type: et.name.to_string(),
+                violations,
+            })
+        }
     }
 
     /// Stores a checked event with one delivery per subscribed endpoint, in an `ingest` span
@@ -320,7 +342,8 @@ impl Hookline {
     }
 
     /// Publishes an event to an account (admin only): checks it (`unknown_event_type`,
-    /// `event_type_archived`, `unknown_site`, `invalid_data`, `payload_too_large`,
+    /// `event_type_archived`, `unknown_site`, `invalid_data` (also when `data` breaks the
+    /// type's JSON Schema: [`ServiceError::DataViolations`]), `payload_too_large`,
     /// `field_too_long`, `invalid_idempotency_key`, …), then stores it durably with one
     /// delivery per subscribed endpoint. An event whose idempotency key was seen before is not
     /// stored again: the receipt says `duplicate`.

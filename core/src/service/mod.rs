@@ -67,6 +67,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 pub mod keys;
+pub mod schema;
 pub mod validate;
 
 pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewSite, SitePatch};
@@ -74,6 +75,7 @@ pub use catalog::{EventTypePatch, NewEventType};
 pub use deliveries::DeliveryQuery;
 pub use endpoints::{EndpointPatch, NewEndpoint, SecretRotation, TEST_EVENT_TYPE};
 pub use events::{EventQuery, NewEvent};
+pub use schema::Violation;
 
 /// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,7 @@ impl From<Role> for Actor {
 /// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
 /// | `Forbidden` | 403 | `forbidden` |
 /// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
+/// | `DataViolations` | 422 | `invalid_data` (with the violations of the type's JSON Schema) |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `InBatch` | the item's | the item's |
 /// | `Unavailable` | 503 | `store_unavailable` |
@@ -187,6 +190,14 @@ pub enum ServiceError {
         #[source]
         error: Box<ServiceError>,
     },
+    /// An event's `data` does not match its type's JSON Schema (`invalid_data`).
+    #[error("`data` does not match the schema of `{event_type}`: {}", first_violation(.violations))]
+    DataViolations {
+        /// The event type whose schema was broken.
+        event_type: String,
+        /// The first [`schema::MAX_VIOLATIONS`] violations, each with its JSON pointer in `data`.
+        violations: Vec<Violation>,
+    },
     /// The store is unreachable, overloaded or did not answer in time. Whether the request
     /// changed anything is [`ServiceError::changed_nothing`]: known for a store that refused at
     /// once, unknown for one that stopped answering mid-way.
@@ -195,6 +206,14 @@ pub enum ServiceError {
     /// Any other failure (of the store, or a bug).
     #[error("internal error")]
     Internal(#[source] BoxError),
+}
+
+fn first_violation(v: &[Violation]) -> String {
+    match v.first() {
+        Some(v) if v.pointer.is_empty() => v.message.clone(),
+        Some(v) => format!("at `{}`: {}", v.pointer, v.message),
+        None => String::new(),
+    }
 }
 
 fn unavailable_text(e: &StoreError) -> &'static str {
@@ -229,6 +248,7 @@ impl ServiceError {
             | Self::Conflict { code, .. } => code,
             Self::Forbidden { .. } => "forbidden",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::DataViolations { .. } => "invalid_data",
             Self::InBatch { error, .. } => error.code(),
             Self::Unavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",
@@ -486,13 +506,18 @@ pub struct Hookline {
 struct Inner {
     dispatcher: Dispatcher,
     config: ServiceConfig,
+    schemas: schema::SchemaCache,
 }
 
 impl Hookline {
     /// The façade over `dispatcher` (which holds the store, the transport and the clock).
     pub fn new(dispatcher: Dispatcher, config: ServiceConfig) -> Self {
         Self {
-            inner: Arc::new(Inner { dispatcher, config }),
+            inner: Arc::new(Inner {
+                dispatcher,
+                config,
+                schemas: schema::SchemaCache::default(),
+            }),
         }
     }
 
@@ -517,6 +542,11 @@ impl Hookline {
     /// The limits and policies.
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
+    }
+
+    /// The compiled JSON Schemas of the catalog.
+    pub(crate) fn schemas(&self) -> &schema::SchemaCache {
+        &self.inner.schemas
     }
 
     /// The current instant, from the dispatcher's clock.

@@ -27,6 +27,7 @@ const CHECKS: crate::openapi::Codes = &[
             "event_type_archived",
             "unknown_site",
             "invalid_data",
+            "invalid_schema",
         ],
     ),
 ];

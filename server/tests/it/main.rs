@@ -22,6 +22,7 @@ mod problems;
 mod receivers;
 #[cfg(feature = "redis")]
 mod redis;
+mod schemas;
 mod secrets;
 mod support;
 mod tls;

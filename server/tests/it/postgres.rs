@@ -377,3 +377,14 @@ async fn postgres_batches_are_stored_all_or_nothing() {
     drop(srv);
     drop(db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_event_data_is_validated_against_the_type_schema() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&db.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::schemas::validation(&srv).await;
+    drop(srv);
+    drop(db);
+}

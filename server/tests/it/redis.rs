@@ -330,3 +330,14 @@ async fn redis_batches_are_stored_all_or_nothing() {
     drop(srv);
     drop(keys);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_event_data_is_validated_against_the_type_schema() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&keys.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::schemas::validation(&srv).await;
+    drop(srv);
+    drop(keys);
+}
