@@ -156,7 +156,9 @@ impl IntoResponse for ApiError {
 fn status_of(e: &ServiceError) -> StatusCode {
     match e {
         ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::Invalid { .. } | ServiceError::DataViolations { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         ServiceError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
         ServiceError::Conflict { .. } => StatusCode::CONFLICT,

@@ -1,5 +1,6 @@
 //! Events: publishing one or a batch, with every check, and looking them up.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
@@ -32,7 +33,9 @@ pub struct NewEvent {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Box<RawValue>,
     /// Makes publishing idempotent: an event with a key already accepted for the account is
-    /// not stored again, and the original's receipt comes back.
+    /// not stored again, and the original's receipt comes back (`duplicate`), if it is the same
+    /// event (see [`Hookline::publish`]); another event with that key is refused
+    /// (`idempotency_conflict`).
     pub idempotency_key: Option<String>,
 }
 
@@ -87,7 +90,7 @@ impl NewEvent {
         }
         if let Some(raw) = header {
             let key = std::str::from_utf8(raw).map_err(|_| {
-                ServiceError::bad_request(
+                ServiceError::invalid(
                     "invalid_idempotency_key",
                     "the idempotency key is not text",
                 )
@@ -162,6 +165,30 @@ impl EventQuery {
     pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
         self.cursor = Some(cursor.into());
         self
+    }
+}
+
+/// Whether `event` repeats `original`, the event accepted with its idempotency key: the same
+/// type, site, queue id and `data` (compared as JSON values, so key order and white space do not
+/// matter). Otherwise `idempotency_conflict`.
+fn same_request(original: &Event, event: &Event) -> Result<(), ServiceError> {
+    let data = |e: &Event| serde_json::from_str::<serde_json::Value>(e.data.get()).ok();
+    let same = original.event_type == event.event_type
+        && original.site == event.site
+        && original.queue_id == event.queue_id
+        && data(original).is_some_and(|d| Some(d) == data(event));
+    if same {
+        Ok(())
+    } else {
+        Err(ServiceError::Conflict {
+            code: "idempotency_conflict",
+            message: format!(
+                "the idempotency key `{}` was used for event `{}` with another body: use a new \
+                 key for another event",
+                event.idempotency_key.as_deref().unwrap_or_default(),
+                original.id
+            ),
+        })
     }
 }
 
@@ -361,7 +388,15 @@ impl Hookline {
                 let a = self.reach_account(by, account).await?;
                 let event = self.check_event(&a.id, event, &mut catalog_type).await?;
                 writing.store(true, Ordering::SeqCst);
-                self.fan_out(&event).await
+                let receipt = self.fan_out(&event).await?;
+                if receipt.duplicate {
+                    // Nothing was written: the key's original answers, if it is the same event.
+                    let original = self.store().event(&a.id, &receipt.event_id).await?;
+                    if let Some(original) = original {
+                        same_request(&original, &event)?;
+                    }
+                }
+                Ok(receipt)
             })
             .await
         }
@@ -439,15 +474,31 @@ impl Hookline {
                 format!("a batch holds 1 to {max} events"),
             ));
         }
-        let mut checked = Vec::with_capacity(events.len());
+        let mut checked: Vec<Event> = Vec::with_capacity(events.len());
+        let mut keyed: HashMap<String, usize> = HashMap::new();
         for (index, input) in events.into_iter().enumerate() {
+            let in_batch = |error| ServiceError::InBatch {
+                index,
+                error: Box::new(error),
+            };
             let ev = self
                 .check_event(&a.id, input, &mut batch.types[index])
                 .await
-                .map_err(|error| ServiceError::InBatch {
-                    index,
-                    error: Box::new(error),
-                })?;
+                .map_err(in_batch)?;
+            if let Some(key) = &ev.idempotency_key {
+                // The first event with a key decides; a later one must be the same event. The
+                // key's original, if one was accepted before, is checked once.
+                match keyed.get(key) {
+                    Some(&first) => same_request(&checked[first], &ev).map_err(in_batch)?,
+                    None => {
+                        let original = self.store().event_by_idempotency_key(&a.id, key).await?;
+                        if let Some(original) = original {
+                            same_request(&original, &ev).map_err(in_batch)?;
+                        }
+                        keyed.insert(key.clone(), index);
+                    }
+                }
+            }
             checked.push(ev);
         }
         batch.writing.store(true, Ordering::SeqCst);

@@ -17,6 +17,14 @@
 //!   times their subscribed endpoints (`batch_too_large`);
 //! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
 //!
+//! Changes (`AccountPatch`, `SitePatch`, `EventTypePatch`, `EndpointPatch`) are JSON Merge
+//! Patches (RFC 7396): an absent field stays as it is, a field with a value is set, and `null`
+//! removes a field, which then takes the value it has when left out at creation (a name goes
+//! back to the id, a description to none or empty, a filter to none, a limit to none, `ordered`
+//! and `archived` to false, `enabled` to true). A field required at creation (an endpoint's
+//! `url`) cannot be removed: `null` is refused. Objects merge member by member: in an
+//! endpoint's `headers`, a header with a value is set, one with `null` removed, the others stay.
+//!
 //! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
 //! (an account's key reaches only its own account; some operations need the admin). Embedders
 //! acting for themselves pass [`Actor::Admin`]. Inputs are plain structs holding raw text
@@ -125,10 +133,10 @@ impl From<Role> for Actor {
 /// | kind | JSON API status | codes |
 /// | --- | --- | --- |
 /// | `NotFound` | 404 | `account_not_found`, `site_not_found`, `event_type_not_found`, `endpoint_not_found`, `event_not_found`, `delivery_not_found`, `not_found` |
-/// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
-/// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
+/// | `Invalid` | 422 | `invalid_idempotency_key`, `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
+/// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query` |
 /// | `Forbidden` | 403 | `forbidden` |
-/// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
+/// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists`, `idempotency_conflict` |
 /// | `DataViolations` | 422 | `invalid_data` (with the violations of the type's JSON Schema) |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `InBatch` | the item's | the item's |
@@ -632,6 +640,21 @@ where
     D: serde::Deserializer<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// A field of a merge patch that cannot be removed: present with a value, or absent (`None`);
+/// `null` is refused.
+fn required<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    match <Option<T> as serde::Deserialize>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "this field is required: it can be changed but not removed with `null`",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -168,11 +168,15 @@ pub(crate) async fn get(
     Ok(Json(ep.into()))
 }
 
-/// Changes an endpoint; absent fields stay, `null` clears `description`, `rateLimit` and
-/// `maxConcurrency`. Enabling it this way restarts its failure clock, as `enable` does.
+/// Changes an endpoint, a JSON Merge Patch: absent fields stay; `null` clears `description`,
+/// `eventTypes` and `sites` (no filter), `headers` (all of them), `rateLimit` and
+/// `maxConcurrency`, turns `ordered` off and `enabled` on; `url` cannot be removed. `headers`
+/// merges: a header with a value is set, one with `null` removed, the others stay. Enabling it
+/// this way restarts its failure clock, as `enable` does.
 #[utoipa::path(patch, path = "/v1/accounts/{account}/endpoints/{endpoint}", tag = "endpoints", operation_id = "updateEndpoint",
     params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
-    request_body(content = EndpointPatch, example = json!({"rateLimit": 5, "description": null})),
+    request_body(description = "A JSON Merge Patch (RFC 7396), sent as `application/merge-patch+json` or `application/json`: absent fields stay, `null` resets a field to its default.",
+        content((EndpointPatch = "application/merge-patch+json", example = json!({"rateLimit": 5, "description": null})), (EndpointPatch = "application/json"))),
     responses((status = 200, description = "The changed endpoint.", body = EndpointOut), UpdateProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn update(

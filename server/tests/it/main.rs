@@ -5,6 +5,7 @@ mod breaker;
 mod cli;
 mod engine;
 mod faults;
+mod idempotency;
 mod listen;
 mod logs;
 mod metrics;

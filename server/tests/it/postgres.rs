@@ -388,3 +388,14 @@ async fn postgres_event_data_is_validated_against_the_type_schema() {
     drop(srv);
     drop(db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idempotency_keys_answer_the_same_event_and_refuse_another() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut srv = Server::start_on_store(&db.url(), dir, crate::idempotency::FLAGS).await;
+    srv.seed("acct").await;
+    crate::idempotency::keys(&mut srv).await;
+    drop(srv);
+    drop(db);
+}

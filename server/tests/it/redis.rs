@@ -341,3 +341,14 @@ async fn redis_event_data_is_validated_against_the_type_schema() {
     drop(srv);
     drop(keys);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_idempotency_keys_answer_the_same_event_and_refuse_another() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut srv = Server::start_on_store(&keys.url(), dir, crate::idempotency::FLAGS).await;
+    srv.seed("acct").await;
+    crate::idempotency::keys(&mut srv).await;
+    drop(srv);
+    drop(keys);
+}
