@@ -192,7 +192,9 @@ fn prescription() -> serde_json::Value {
 /// typical schema above (compiled once, then cached). Each sample starts from a fresh store,
 /// so the events of one sample are all it holds.
 fn ingest(c: &mut Criterion) {
-    use hookline_core::service::{Actor, Hookline, NewAccount, NewEndpoint, NewEvent, NewEventType, ServiceConfig};
+    use hookline_core::service::{
+        Actor, Hookline, NewAccount, NewEndpoint, NewEvent, NewEventType, ServiceConfig,
+    };
     use hookline_core::testkit::MemoryStore;
     use hookline_core::transport::{DeliveryRequest, DeliveryResponse, TransportError, boxed};
 
@@ -214,7 +216,9 @@ fn ingest(c: &mut Criterion) {
             if let Some(s) = schema {
                 et = et.schema(s);
             }
-            h.create_event_type(&Actor::Admin, et).await.expect("event type");
+            h.create_event_type(&Actor::Admin, et)
+                .await
+                .expect("event type");
             h.create_account(&Actor::Admin, NewAccount::new("pharma-017"))
                 .await
                 .expect("account");
@@ -231,7 +235,10 @@ fn ingest(c: &mut Criterion) {
     let event = NewEvent::json("rx.completed", &data).expect("serializable");
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Bytes(event.data.get().len() as u64));
-    for (label, schema) in [("no_schema", None), ("typical_schema", Some(prescription_schema()))] {
+    for (label, schema) in [
+        ("no_schema", None),
+        ("typical_schema", Some(prescription_schema())),
+    ] {
         group.bench_function(BenchmarkId::new("publish_1KiB", label), |b| {
             b.iter_custom(|iters| {
                 let h = hookline(schema.clone());

@@ -753,23 +753,25 @@ mod tests {
         let merged = merge_headers(&current, patch.headers.clone().unwrap());
         assert_eq!(
             merged.into_iter().collect::<Vec<_>>(),
-            [("x-a".to_owned(), "2".to_owned()), ("x-c".to_owned(), "1".to_owned())],
+            [
+                ("x-a".to_owned(), "2".to_owned()),
+                ("x-c".to_owned(), "1".to_owned())
+            ],
             "set, removed, kept"
         );
         assert!(merge_headers(&current, None).is_empty(), "null removes all");
         assert_eq!(
             patch.headers,
             EndpointPatch::new()
-                .merge_headers([("X-A".to_owned(), Some("2".to_owned())), ("x-b".to_owned(), None)])
+                .merge_headers([
+                    ("X-A".to_owned(), Some("2".to_owned())),
+                    ("x-b".to_owned(), None)
+                ])
                 .headers
         );
-        let url_removed =
-            serde_json::from_value::<EndpointPatch>(serde_json::json!({"url": null}));
+        let url_removed = serde_json::from_value::<EndpointPatch>(serde_json::json!({"url": null}));
         assert!(url_removed.is_err(), "the url is required");
-        assert_eq!(
-            EndpointPatch::new().remove_headers().headers,
-            Some(None)
-        );
+        assert_eq!(EndpointPatch::new().remove_headers().headers, Some(None));
     }
 
     #[test]

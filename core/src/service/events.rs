@@ -90,10 +90,7 @@ impl NewEvent {
         }
         if let Some(raw) = header {
             let key = std::str::from_utf8(raw).map_err(|_| {
-                ServiceError::invalid(
-                    "invalid_idempotency_key",
-                    "the idempotency key is not text",
-                )
+                ServiceError::invalid("invalid_idempotency_key", "the idempotency key is not text")
             })?;
             self.idempotency_key = Some(key.to_owned());
         }

@@ -177,7 +177,9 @@ mod tests {
             json!({"$ref": "#/$defs/missing"}),
             json!({"$ref": "https://example.com/remote.json"}),
         ] {
-            let err = compile(&bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            let err = compile(&bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
             assert_eq!(err.code(), "invalid_schema", "{bad}");
         }
         assert!(compile(&json!(true)).is_ok());
@@ -206,7 +208,8 @@ mod tests {
             "",
             "a missing property is reported at its parent"
         );
-        let many = json!({"items": (0..30).map(|i| format!("s{i}")).collect::<Vec<_>>(), "patient": {}});
+        let many =
+            json!({"items": (0..30).map(|i| format!("s{i}")).collect::<Vec<_>>(), "patient": {}});
         assert_eq!(violations(&v, &many).len(), MAX_VIOLATIONS);
     }
 

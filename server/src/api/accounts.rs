@@ -7,7 +7,7 @@ use hookline_core::service::{AccountPatch, IssuedKey, NewAccount, NewSite, Pagin
 use hookline_core::{AccountId, SiteId, Timestamp};
 use serde::Serialize;
 
-use super::{Json, ListOut, Path, Query};
+use super::{Json, ListOut, MergePatch, Path, Query};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ACCOUNT, ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
@@ -97,7 +97,7 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(account): Path<String>,
-    Json(body): Json<AccountPatch>,
+    MergePatch(body): MergePatch<AccountPatch>,
 ) -> ApiResult<Json<Account>> {
     Ok(Json(
         state.hookline.update_account(&by, &account, body).await?,
@@ -243,7 +243,7 @@ pub(crate) async fn update_site(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path((account, site)): Path<(String, String)>,
-    Json(body): Json<SitePatch>,
+    MergePatch(body): MergePatch<SitePatch>,
 ) -> ApiResult<Json<SiteOut>> {
     let site = state
         .hookline

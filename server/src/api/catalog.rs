@@ -6,7 +6,7 @@ use hookline_core::EventTypeName;
 use hookline_core::model::EventType;
 use hookline_core::service::{EventTypePatch, NewEventType, Paging};
 
-use super::{Json, ListOut, Path, Query};
+use super::{Json, ListOut, MergePatch, Path, Query};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT};
@@ -109,7 +109,7 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(name): Path<String>,
-    Json(body): Json<EventTypePatch>,
+    MergePatch(body): MergePatch<EventTypePatch>,
 ) -> ApiResult<Json<EventType>> {
     Ok(Json(
         state.hookline.update_event_type(&by, &name, body).await?,

@@ -9,7 +9,7 @@ use hookline_core::service::{EndpointPatch, NewEndpoint, Paging, SecretRotation}
 use hookline_core::{AccountId, EndpointId, EventId, EventTypeName, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Body, Json, ListOut, Path, Query};
+use super::{Body, Json, ListOut, MergePatch, Path, Query};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, TEXT};
@@ -183,7 +183,7 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path((account, endpoint)): Path<(String, String)>,
-    Json(body): Json<EndpointPatch>,
+    MergePatch(body): MergePatch<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
     let ep = state
         .hookline

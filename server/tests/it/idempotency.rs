@@ -51,7 +51,8 @@ pub(crate) async fn keys(srv: &mut Server) {
     assert_eq!(first["duplicate"], false);
 
     // The same event, written otherwise (key order, white space): the original answers.
-    let same = r#"{ "data": {"qty": 2, "din": "02242903"}, "queueId": "q_1", "event": "rx.completed" }"#;
+    let same =
+        r#"{ "data": {"qty": 2, "din": "02242903"}, "queueId": "q_1", "event": "rx.completed" }"#;
     let (s, again) = publish_raw(srv, EVENTS, "order-42", same).await;
     assert_eq!(s, 202, "{again}");
     assert_eq!(again["duplicate"], true);
@@ -140,7 +141,11 @@ pub(crate) async fn keys(srv: &mut Server) {
         assert_eq!(p["code"], "idempotency_conflict", "{p}");
         assert_eq!(p["index"], index, "{p}");
     }
-    assert_eq!(count(srv, "acct").await, before, "nothing of a refused batch stored");
+    assert_eq!(
+        count(srv, "acct").await,
+        before,
+        "nothing of a refused batch stored"
+    );
 
     // The window is the retention: once the event is purged (a restart purges at once), the
     // key is free for another event.
@@ -154,7 +159,10 @@ pub(crate) async fn keys(srv: &mut Server) {
         if s == 404 {
             break;
         }
-        assert!(Instant::now() < deadline, "the event outlived its retention");
+        assert!(
+            Instant::now() < deadline,
+            "the event outlived its retention"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (s, reused) = publish_raw(

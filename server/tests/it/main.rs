@@ -17,6 +17,7 @@ mod ops;
 mod otel;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod outage;
+mod patches;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod problems;

@@ -399,3 +399,14 @@ async fn postgres_idempotency_keys_answer_the_same_event_and_refuse_another() {
     drop(srv);
     drop(db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_patch_routes_are_json_merge_patches() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&db.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::patches::merge_patches(&srv).await;
+    drop(srv);
+    drop(db);
+}

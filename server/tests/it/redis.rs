@@ -352,3 +352,14 @@ async fn redis_idempotency_keys_answer_the_same_event_and_refuse_another() {
     drop(srv);
     drop(keys);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_patch_routes_are_json_merge_patches() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&keys.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::patches::merge_patches(&srv).await;
+    drop(srv);
+    drop(keys);
+}

@@ -112,7 +112,11 @@ pub(crate) async fn validation(srv: &Server) {
         )
         .await;
     assert_eq!(s, 422, "{p}");
-    assert_eq!(pointers(&p), [""], "a missing property is reported on its parent");
+    assert_eq!(
+        pointers(&p),
+        [""],
+        "a missing property is reported on its parent"
+    );
 
     // At most 10 violations.
     let lines: Vec<String> = (0..25).map(|i| format!("l{i}")).collect();
