@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot pure functions of a delivery: both signature schemes, the
-//! envelope, and fan-out matching. Run with `cargo xtask bench --micro` (`cargo bench -p
-//! hookline-core`).
+//! envelope, and fan-out matching; and of the ingest path through the façade over the in-memory
+//! store, with and without a JSON Schema on the event type. Run with `cargo xtask bench --micro`
+//! (`cargo bench -p hookline-core --features testkit --bench core`).
 
 use std::hint::black_box;
 
@@ -123,5 +124,150 @@ fn fan_out(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, envelopes, fan_out);
+/// A typical schema of a 1 KiB prescription event: a dozen typed properties, required fields,
+/// patterns, enums and an array of line objects.
+fn prescription_schema() -> serde_json::Value {
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["patientId", "din", "prescriber", "lines", "status"],
+        "properties": {
+            "patientId": {"type": "string", "pattern": "^p_[0-9]+$"},
+            "din": {"type": "string", "pattern": "^[0-9]{8}$"},
+            "prescriber": {
+                "type": "object",
+                "required": ["id", "name"],
+                "properties": {
+                    "id": {"type": "string", "minLength": 1},
+                    "name": {"type": "string", "maxLength": 200},
+                    "licence": {"type": "string"}
+                }
+            },
+            "status": {"enum": ["completed", "failed", "excepted"]},
+            "refills": {"type": "integer", "minimum": 0, "maximum": 12},
+            "filledAt": {"type": "string"},
+            "lines": {
+                "type": "array",
+                "maxItems": 50,
+                "items": {
+                    "type": "object",
+                    "required": ["sku", "qty"],
+                    "properties": {
+                        "sku": {"type": "string"},
+                        "qty": {"type": "integer", "minimum": 1},
+                        "unit": {"type": "string"},
+                        "price": {"type": "number", "minimum": 0}
+                    }
+                }
+            },
+            "note": {"type": "string", "maxLength": 2000}
+        }
+    })
+}
+
+/// A prescription event of about 1 KiB that the schema accepts.
+fn prescription() -> serde_json::Value {
+    let lines: Vec<_> = (0..6)
+        .map(|i| {
+            serde_json::json!({"sku": format!("sku-{i:04}"), "qty": i + 1, "unit": "tab", "price": 4.25 * f64::from(i + 1)})
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "patientId": "p_77",
+        "din": "02242903",
+        "prescriber": {"id": "dr-1182", "name": "Dr. Ada Moreau", "licence": "ON-88213"},
+        "status": "completed",
+        "refills": 2,
+        "filledAt": "2026-12-03T17:00:00Z",
+        "lines": lines,
+        "note": ""
+    });
+    let size = v.to_string().len();
+    v["note"] = serde_json::Value::String("n".repeat(1024usize.saturating_sub(size)));
+    v
+}
+
+/// Publishing one 1 KiB event to an account with one subscribed endpoint, through
+/// `Hookline::publish` over the in-memory store: with no schema on the type, and with the
+/// typical schema above (compiled once, then cached). Each sample starts from a fresh store,
+/// so the events of one sample are all it holds.
+fn ingest(c: &mut Criterion) {
+    use hookline_core::service::{
+        Actor, Hookline, NewAccount, NewEndpoint, NewEvent, NewEventType, ServiceConfig,
+    };
+    use hookline_core::testkit::MemoryStore;
+    use hookline_core::transport::{DeliveryRequest, DeliveryResponse, TransportError, boxed};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let data = prescription();
+    assert!(data.to_string().len() >= 1024);
+    let hookline = |schema: Option<serde_json::Value>| {
+        rt.block_on(async {
+            // The dispatcher never runs here: nothing is sent.
+            let transport = boxed(tower::service_fn(|_: DeliveryRequest| {
+                std::future::pending::<Result<DeliveryResponse, TransportError>>()
+            }));
+            let h = Hookline::builder(std::sync::Arc::new(MemoryStore::new()), transport)
+                .config(ServiceConfig::default().with_allow_http(true))
+                .build();
+            let mut et = NewEventType::new("rx.completed");
+            if let Some(s) = schema {
+                et = et.schema(s);
+            }
+            h.create_event_type(&Actor::Admin, et)
+                .await
+                .expect("event type");
+            h.create_account(&Actor::Admin, NewAccount::new("pharma-017"))
+                .await
+                .expect("account");
+            h.create_endpoint(
+                &Actor::Admin,
+                "pharma-017",
+                NewEndpoint::new("http://127.0.0.1:9/hook"),
+            )
+            .await
+            .expect("endpoint");
+            h
+        })
+    };
+    let event = NewEvent::json("rx.completed", &data).expect("serializable");
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Bytes(event.data.get().len() as u64));
+    for (label, schema) in [
+        ("no_schema", None),
+        ("typical_schema", Some(prescription_schema())),
+    ] {
+        group.bench_function(BenchmarkId::new("publish_1KiB", label), |b| {
+            b.iter_custom(|iters| {
+                let h = hookline(schema.clone());
+                rt.block_on(async {
+                    let start = std::time::Instant::now();
+                    for _ in 0..iters {
+                        let r = h
+                            .publish(&Actor::Admin, "pharma-017", black_box(event.clone()))
+                            .await
+                            .expect("accepted");
+                        black_box(r);
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+
+    // The schema check alone: parsing the data and validating it.
+    let validator = hookline_core::service::schema::compile(&prescription_schema()).expect("valid");
+    let raw = event.data.clone();
+    c.bench_function("ingest/validate_1KiB", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_str(black_box(raw.get())).expect("json");
+            hookline_core::service::schema::violations(&validator, &v)
+        });
+    });
+}
+
+criterion_group!(benches, signing, envelopes, fan_out, ingest);
 criterion_main!(benches);

@@ -640,6 +640,14 @@ impl<S: Store + ?Sized> HistoryStore for CachedStore<S> {
         self.inner.event(account, id).await
     }
 
+    async fn event_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        self.inner.event_by_idempotency_key(account, key).await
+    }
+
     async fn list_events(
         &self,
         account: &AccountId,

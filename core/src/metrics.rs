@@ -592,6 +592,18 @@ impl<S: Store + ?Sized> HistoryStore for MeteredStore<S> {
         metered("event", self.inner.event(account, id)).await
     }
 
+    async fn event_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        metered(
+            "event_by_idempotency_key",
+            self.inner.event_by_idempotency_key(account, key),
+        )
+        .await
+    }
+
     async fn list_events(
         &self,
         account: &AccountId,

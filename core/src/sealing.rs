@@ -1029,6 +1029,16 @@ impl<S: Store + ?Sized> HistoryStore for SealedStore<S> {
             None => Ok(None),
         }
     }
+    async fn event_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        match self.inner.event_by_idempotency_key(account, key).await? {
+            Some(ev) => opened(self.open_event(ev)).map(Some),
+            None => Ok(None),
+        }
+    }
     async fn list_events(
         &self,
         account: &AccountId,

@@ -543,6 +543,13 @@ pub trait QueueStore: Send + Sync + 'static {
 pub trait HistoryStore: Send + Sync + 'static {
     /// One event of an account.
     async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError>;
+    /// The event of an account accepted with idempotency key `key`, while it is kept (until the
+    /// retention purge removes it, which frees the key).
+    async fn event_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Event>, StoreError>;
     /// An account's events matching `filter`, newest first.
     async fn list_events(
         &self,

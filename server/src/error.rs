@@ -3,7 +3,7 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hookline_core::service::ServiceError;
+use hookline_core::service::{ServiceError, Violation};
 use hookline_core::store::StoreError;
 use serde::Serialize;
 
@@ -16,6 +16,10 @@ pub struct ApiError {
     /// For answers where the request may or may not have taken effect: `unknown`; for a 503
     /// known to have changed nothing: `not_applied`.
     outcome: Option<&'static str>,
+    /// For `invalid_data` against a JSON Schema: where and how `data` breaks it.
+    violations: Vec<Violation>,
+    /// For a refused item of a batch: its position, from 0.
+    index: Option<usize>,
 }
 
 /// An error answer (RFC 9457), `application/problem+json`. Its `code` is stable and listed in the
@@ -46,6 +50,16 @@ pub struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, pattern = "^(not_applied|unknown)$")]
     outcome: Option<&'a str>,
+    /// For an event whose `data` breaks its type's JSON Schema (`invalid_data`): up to 10
+    /// violations, each with the JSON pointer (RFC 6901) of the offending part of `data`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Option<Vec<Violation>>, max_items = 10)]
+    violations: &'a [Violation],
+    /// For a refused batch: the position (from 0) of the event that was refused; nothing of the
+    /// batch was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    index: Option<usize>,
 }
 
 impl ApiError {
@@ -56,6 +70,8 @@ impl ApiError {
             code,
             detail: detail.into(),
             outcome: None,
+            violations: Vec::new(),
+            index: None,
         }
     }
 
@@ -119,6 +135,8 @@ impl IntoResponse for ApiError {
             code: self.code,
             detail: &self.detail,
             outcome: self.outcome,
+            violations: &self.violations,
+            index: self.index,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
@@ -138,7 +156,9 @@ impl IntoResponse for ApiError {
 fn status_of(e: &ServiceError) -> StatusCode {
     match e {
         ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::Invalid { .. } | ServiceError::DataViolations { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         ServiceError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         ServiceError::Forbidden { .. } | ServiceError::ReadOnly { .. } => StatusCode::FORBIDDEN,
         ServiceError::Conflict { .. } => StatusCode::CONFLICT,
@@ -164,6 +184,15 @@ impl From<ServiceError> for ApiError {
         };
         let mut err = Self::new(status, e.code(), e.to_string());
         err.outcome = outcome;
+        let mut inner = &e;
+        if let ServiceError::InBatch { index, error } = &e {
+            err.index = Some(*index);
+            err.detail = format!("event {index} of the batch: {error}; nothing was stored");
+            inner = error;
+        }
+        if let ServiceError::DataViolations { violations, .. } = inner {
+            err.violations = violations.clone();
+        }
         err
     }
 }

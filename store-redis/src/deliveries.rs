@@ -887,6 +887,25 @@ impl HistoryStore for RedisStore {
         self.op(self.event_inner(account, id)).await
     }
 
+    async fn event_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        self.op(async {
+            let mut conn = self.conn.clone();
+            let id: Option<String> = redis::cmd("GET")
+                .arg(self.keys.idempotency(account.as_str(), key))
+                .query_async(&mut conn)
+                .await?;
+            match id.map(|id| EventId::parse(&id)) {
+                Some(Ok(id)) => self.event_inner(account, &id).await,
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn list_events(
         &self,
         account: &AccountId,

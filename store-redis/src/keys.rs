@@ -112,6 +112,11 @@ impl Keys {
         format!("{}ev:{id}", self.q)
     }
 
+    /// The idempotency key `key` of `account` (as `enqueue.lua` writes it).
+    pub(crate) fn idempotency(&self, account: &str, key: &str) -> String {
+        format!("{}idem:{account}:{key}", self.q)
+    }
+
     pub(crate) fn events(&self, account: &str) -> String {
         format!("{}evs:{account}", self.q)
     }

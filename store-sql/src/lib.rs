@@ -421,6 +421,14 @@ macro_rules! impl_history_store {
                 $crate::$dialect::history::event(self, account, id).await
             }
 
+            async fn event_by_idempotency_key(
+                &self,
+                account: &$crate::__private::AccountId,
+                key: &str,
+            ) -> Result<Option<$crate::__private::Event>, $crate::__private::StoreError> {
+                $crate::$dialect::history::event_by_idempotency_key(self, account, key).await
+            }
+
             async fn list_events(
                 &self,
                 account: &$crate::__private::AccountId,

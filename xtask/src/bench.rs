@@ -6,7 +6,8 @@
 //!   `--payload-bytes`, `--rate`, `--json PATH`, …; `cargo xtask bench -- --help` lists them).
 //! * `cargo xtask bench --smoke`: a tiny run on debug builds, for CI; fails unless every delivery
 //!   arrived.
-//! * `cargo xtask bench --micro [-- <criterion args>]`: `cargo bench -p hookline-core`.
+//! * `cargo xtask bench --micro [-- <criterion args>]`: `cargo bench -p hookline-core --features
+//!   testkit --bench core`.
 
 use anyhow::{Result, bail};
 
@@ -86,7 +87,15 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         return Cmd::new(cargo())
             .shown_as("cargo")
             .dir(&root)
-            .args(["bench", "-p", "hookline-core", "--bench", "core"])
+            .args([
+                "bench",
+                "-p",
+                "hookline-core",
+                "--features",
+                "testkit",
+                "--bench",
+                "core",
+            ])
             .args(if args.pass.is_empty() {
                 Vec::new()
             } else {

@@ -46,8 +46,10 @@ impl NewAccount {
 #[non_exhaustive]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountPatch {
-    /// A new display name.
-    pub name: Option<String>,
+    /// A new display name, or `Some(None)` (`null`) for the default, the account's id.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub name: Option<Option<String>>,
 }
 
 impl AccountPatch {
@@ -58,7 +60,7 @@ impl AccountPatch {
 
     /// Sets the display name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
+        self.name = Some(Some(name.into()));
         self
     }
 }
@@ -99,8 +101,10 @@ impl NewSite {
 #[non_exhaustive]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SitePatch {
-    /// A new display name.
-    pub name: Option<String>,
+    /// A new display name, or `Some(None)` (`null`) for the default, the site's id.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub name: Option<Option<String>>,
 }
 
 impl SitePatch {
@@ -111,7 +115,7 @@ impl SitePatch {
 
     /// Sets the display name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
+        self.name = Some(Some(name.into()));
         self
     }
 }
@@ -361,6 +365,7 @@ impl Hookline {
         by.require_admin()?;
         let mut a = self.reach_account(by, account).await?;
         if let Some(name) = patch.name {
+            let name = name.unwrap_or_else(|| a.id.to_string());
             validate::text("name", &name, MAX_NAME)?;
             a.name = name;
         }
@@ -440,6 +445,7 @@ impl Hookline {
         by.require_write()?;
         let mut s = self.site(by, account, site).await?;
         if let Some(name) = patch.name {
+            let name = name.unwrap_or_else(|| s.id.to_string());
             validate::text("name", &name, MAX_NAME)?;
             s.name = name;
         }

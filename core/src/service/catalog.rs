@@ -57,20 +57,25 @@ impl NewEventType {
     }
 }
 
-/// Changes to a catalog entry; absent fields stay, `schema: Some(None)` clears the schema.
+/// Changes to a catalog entry, a JSON Merge Patch: absent fields stay, `null` (`Some(None)`)
+/// resets a field to its default (no schema, an empty description, not archived).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventTypePatch {
-    /// A new description.
-    pub description: Option<String>,
+    /// A new description, or `Some(None)` (`null`) to empty it.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub description: Option<Option<String>>,
     /// A new schema, or `Some(None)` to remove it.
     #[serde(default, deserialize_with = "super::present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<JsonSchemaDoc>))]
     pub schema: Option<Option<serde_json::Value>>,
-    /// Archive or restore.
-    pub archived: Option<bool>,
+    /// Archive or restore; `Some(None)` (`null`) restores.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<bool>))]
+    pub archived: Option<Option<bool>>,
 }
 
 impl EventTypePatch {
@@ -81,7 +86,7 @@ impl EventTypePatch {
 
     /// Sets the description.
     pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.description = Some(d.into());
+        self.description = Some(Some(d.into()));
         self
     }
 
@@ -93,7 +98,7 @@ impl EventTypePatch {
 
     /// Archives or restores.
     pub fn archived(mut self, archived: bool) -> Self {
-        self.archived = Some(archived);
+        self.archived = Some(Some(archived));
         self
     }
 }
@@ -121,13 +126,11 @@ impl utoipa::ToSchema for JsonSchemaDoc {
     }
 }
 
+/// Refuses a schema that does not compile as a JSON Schema (`invalid_schema`).
 fn check_schema(schema: Option<&serde_json::Value>) -> Result<(), ServiceError> {
     match schema {
-        None | Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Bool(_)) => Ok(()),
-        Some(_) => Err(ServiceError::invalid(
-            "invalid_schema",
-            "`schema` must be a JSON Schema object",
-        )),
+        None => Ok(()),
+        Some(s) => super::schema::compile(s).map(drop),
     }
 }
 
@@ -186,6 +189,7 @@ impl Hookline {
         by.require_admin()?;
         let mut et = self.event_type(by, name).await?;
         if let Some(d) = patch.description {
+            let d = d.unwrap_or_default();
             validate::text("description", &d, MAX_DESCRIPTION)?;
             et.description = d;
         }
@@ -194,7 +198,7 @@ impl Hookline {
             et.schema = schema;
         }
         if let Some(a) = patch.archived {
-            et.archived = a;
+            et.archived = a.unwrap_or(false);
         }
         et.updated_at = self.now();
         self.store().update_event_type(&et).await?;

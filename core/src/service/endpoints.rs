@@ -128,25 +128,36 @@ impl NewEndpoint {
     }
 }
 
-/// Changes to an endpoint; absent fields stay. For clearable fields `Some(None)` clears.
+/// Changes to an endpoint, a JSON Merge Patch: absent fields stay; `null` (`Some(None)`) resets
+/// a field to its default (no description, no filter, no headers, no limit, not ordered,
+/// enabled), except `url`, which is required (`null` is refused); `headers` merges header by
+/// header (a value sets one, `null` removes one, the others stay).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[non_exhaustive]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndpointPatch {
-    /// A new URL.
+    /// A new URL (it cannot be removed).
+    #[serde(default, deserialize_with = "super::required")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = false))]
     pub url: Option<String>,
     /// A new description, or `Some(None)` to clear it.
     #[serde(default, deserialize_with = "super::present")]
     pub description: Option<Option<String>>,
-    /// A new event-type filter.
+    /// A new event-type filter, or `Some(None)` (`null`) for none (every type).
+    #[serde(default, deserialize_with = "super::present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::id::EventTypeName>>, max_items = 100))]
-    pub event_types: Option<Vec<String>>,
-    /// A new site filter.
+    pub event_types: Option<Option<Vec<String>>>,
+    /// A new site filter, or `Some(None)` (`null`) for none (shared).
+    #[serde(default, deserialize_with = "super::present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::id::SiteId>>, max_items = 100))]
-    pub sites: Option<Vec<String>>,
-    /// New extra headers (replacing all).
-    pub headers: Option<BTreeMap<String, String>>,
+    pub sites: Option<Option<Vec<String>>>,
+    /// Changes to the extra headers, merged into them: a header with a value is set, one with
+    /// `None` (`null`) removed, the others stay; `Some(None)` (`null` for the whole object)
+    /// removes them all.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BTreeMap<String, Option<String>>>))]
+    pub headers: Option<Option<BTreeMap<String, Option<String>>>>,
     /// A new rate limit, or `Some(None)` to remove it.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295_u64, format = Int64))]
     #[serde(default, deserialize_with = "super::present")]
@@ -155,10 +166,14 @@ pub struct EndpointPatch {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295_u64, format = Int64))]
     #[serde(default, deserialize_with = "super::present")]
     pub max_concurrency: Option<Option<u32>>,
-    /// Ordered delivery on or off.
-    pub ordered: Option<bool>,
-    /// Enable or disable (see [`Hookline::enable_endpoint`]).
-    pub enabled: Option<bool>,
+    /// Ordered delivery on or off; `Some(None)` (`null`) turns it off.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<bool>))]
+    pub ordered: Option<Option<bool>>,
+    /// Enable or disable (see [`Hookline::enable_endpoint`]); `Some(None)` (`null`) enables.
+    #[serde(default, deserialize_with = "super::present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<bool>))]
+    pub enabled: Option<Option<bool>>,
 }
 
 impl EndpointPatch {
@@ -181,19 +196,37 @@ impl EndpointPatch {
 
     /// Replaces the event-type filter.
     pub fn event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
-        self.event_types = Some(types.into_iter().map(Into::into).collect());
+        self.event_types = Some(Some(types.into_iter().map(Into::into).collect()));
         self
     }
 
     /// Replaces the site filter.
     pub fn sites<S: Into<String>>(mut self, sites: impl IntoIterator<Item = S>) -> Self {
-        self.sites = Some(sites.into_iter().map(Into::into).collect());
+        self.sites = Some(Some(sites.into_iter().map(Into::into).collect()));
         self
     }
 
-    /// Replaces the extra headers.
-    pub fn headers(mut self, headers: BTreeMap<String, String>) -> Self {
-        self.headers = Some(headers);
+    /// Sets these extra headers; the others stay (a merge).
+    pub fn headers(self, headers: BTreeMap<String, String>) -> Self {
+        self.merge_headers(headers.into_iter().map(|(k, v)| (k, Some(v))))
+    }
+
+    /// Merges header changes: `Some` sets a header, `None` removes it, the others stay.
+    pub fn merge_headers(
+        mut self,
+        changes: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> Self {
+        let merged = self
+            .headers
+            .get_or_insert(None)
+            .get_or_insert_with(BTreeMap::new);
+        merged.extend(changes);
+        self
+    }
+
+    /// Removes every extra header.
+    pub fn remove_headers(mut self) -> Self {
+        self.headers = Some(None);
         self
     }
 
@@ -211,13 +244,13 @@ impl EndpointPatch {
 
     /// Turns ordered delivery on or off.
     pub fn ordered(mut self, ordered: bool) -> Self {
-        self.ordered = Some(ordered);
+        self.ordered = Some(Some(ordered));
         self
     }
 
     /// Enables or disables.
     pub fn enabled(mut self, enabled: bool) -> Self {
-        self.enabled = Some(enabled);
+        self.enabled = Some(Some(enabled));
         self
     }
 }
@@ -322,6 +355,26 @@ fn active_secrets(ep: Endpoint, now: Timestamp) -> Vec<EndpointSecret> {
         .into_iter()
         .filter(|s| s.expires_at.is_none_or(|t| t > now))
         .collect()
+}
+
+/// The headers of an endpoint after a merge patch of them: `None` removes them all, else each
+/// change sets (`Some`) or removes (`None`) one header, named in any case.
+fn merge_headers(
+    current: &BTreeMap<String, String>,
+    changes: Option<BTreeMap<String, Option<String>>>,
+) -> BTreeMap<String, String> {
+    let Some(changes) = changes else {
+        return BTreeMap::new();
+    };
+    let mut merged = current.clone();
+    for (name, value) in changes {
+        let name = name.to_ascii_lowercase();
+        match value {
+            Some(v) => merged.insert(name, v),
+            None => merged.remove(&name),
+        };
+    }
+    merged
 }
 
 impl Hookline {
@@ -490,13 +543,20 @@ impl Hookline {
             ep.description = d;
         }
         if let Some(t) = &patch.event_types {
-            ep.event_types = self.event_type_filter(t).await?;
+            ep.event_types = self
+                .event_type_filter(t.as_deref().unwrap_or_default())
+                .await?;
         }
         if let Some(s) = &patch.sites {
-            ep.sites = self.site_filter(&ep.account, s).await?;
+            ep.sites = self
+                .site_filter(&ep.account, s.as_deref().unwrap_or_default())
+                .await?;
         }
         if let Some(h) = patch.headers {
-            ep.headers = validate::endpoint_headers(keep_masked_headers(h, &ep.headers)?)?;
+            ep.headers = validate::endpoint_headers(keep_masked_headers(
+                merge_headers(&ep.headers, h),
+                &ep.headers,
+            )?)?;
         }
         if let Some(r) = patch.rate_limit {
             ep.rate_limit = validate::positive("rateLimit", r)?;
@@ -505,10 +565,11 @@ impl Hookline {
             ep.max_concurrency = validate::positive("maxConcurrency", c)?;
         }
         if let Some(o) = patch.ordered {
-            ep.ordered = o;
+            ep.ordered = o.unwrap_or(false);
         }
         let enabled_now = patch
             .enabled
+            .map(|en| en.unwrap_or(true))
             .is_some_and(|en| set_enabled(&mut ep, en) && en);
         ep.updated_at = self.now();
         self.store().update_endpoint(&ep).await?;
@@ -773,6 +834,46 @@ mod tests {
             patch,
             EndpointPatch::new().description(None).rate_limit(Some(5))
         );
+    }
+
+    #[test]
+    fn endpoint_patches_are_merge_patches() {
+        let patch: EndpointPatch = serde_json::from_value(serde_json::json!({
+            "eventTypes": null, "sites": ["s1"], "headers": {"X-A": "2", "x-b": null},
+            "ordered": null, "enabled": null
+        }))
+        .unwrap();
+        assert_eq!(patch.event_types, Some(None));
+        assert_eq!(patch.sites, Some(Some(vec!["s1".to_owned()])));
+        assert_eq!(patch.ordered, Some(None));
+        assert_eq!(patch.enabled, Some(None));
+        assert_eq!(patch.url, None);
+        let current: BTreeMap<String, String> = [("x-a", "1"), ("x-b", "1"), ("x-c", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let merged = merge_headers(&current, patch.headers.clone().unwrap());
+        assert_eq!(
+            merged.into_iter().collect::<Vec<_>>(),
+            [
+                ("x-a".to_owned(), "2".to_owned()),
+                ("x-c".to_owned(), "1".to_owned())
+            ],
+            "set, removed, kept"
+        );
+        assert!(merge_headers(&current, None).is_empty(), "null removes all");
+        assert_eq!(
+            patch.headers,
+            EndpointPatch::new()
+                .merge_headers([
+                    ("X-A".to_owned(), Some("2".to_owned())),
+                    ("x-b".to_owned(), None)
+                ])
+                .headers
+        );
+        let url_removed = serde_json::from_value::<EndpointPatch>(serde_json::json!({"url": null}));
+        assert!(url_removed.is_err(), "the url is required");
+        assert_eq!(EndpointPatch::new().remove_headers().headers, Some(None));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Events: publishing one or a batch, with every check, and looking them up.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
@@ -8,9 +9,9 @@ use tracing::Instrument as _;
 
 use super::lists::{Filter, ListQuery};
 use super::validate::{self, MAX_QUEUE_ID};
-use super::{Actor, Hookline, ServiceError};
+use super::{Actor, Hookline, ServiceError, schema};
 use crate::id::{AccountId, EventId, EventTypeName, SiteId};
-use crate::model::{Event, EventFilter, Page};
+use crate::model::{Event, EventFilter, EventType, Page};
 use crate::store::{Receipt, StoreError};
 use crate::transport::BoxError;
 
@@ -32,7 +33,9 @@ pub struct NewEvent {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Box<RawValue>,
     /// Makes publishing idempotent: an event with a key already accepted for the account is
-    /// not stored again, and the original's receipt comes back.
+    /// not stored again, and the original's receipt comes back (`duplicate`), if it is the same
+    /// event (see [`Hookline::publish`]); another event with that key is refused
+    /// (`idempotency_conflict`).
     pub idempotency_key: Option<String>,
 }
 
@@ -87,14 +90,35 @@ impl NewEvent {
         }
         if let Some(raw) = header {
             let key = std::str::from_utf8(raw).map_err(|_| {
-                ServiceError::bad_request(
-                    "invalid_idempotency_key",
-                    "the idempotency key is not text",
-                )
+                ServiceError::invalid("invalid_idempotency_key", "the idempotency key is not text")
             })?;
             self.idempotency_key = Some(key.to_owned());
         }
         Ok(self)
+    }
+}
+
+/// Whether `event` repeats `original`, the event accepted with its idempotency key: the same
+/// type, site, queue id and `data` (compared as JSON values, so key order and white space do not
+/// matter). Otherwise `idempotency_conflict`.
+fn same_request(original: &Event, event: &Event) -> Result<(), ServiceError> {
+    let data = |e: &Event| serde_json::from_str::<serde_json::Value>(e.data.get()).ok();
+    let same = original.event_type == event.event_type
+        && original.site == event.site
+        && original.queue_id == event.queue_id
+        && data(original).is_some_and(|d| Some(d) == data(event));
+    if same {
+        Ok(())
+    } else {
+        Err(ServiceError::Conflict {
+            code: "idempotency_conflict",
+            message: format!(
+                "the idempotency key `{}` was used for event `{}` with another body: use a new \
+                 key for another event",
+                event.idempotency_key.as_deref().unwrap_or_default(),
+                original.id
+            ),
+        })
     }
 }
 
@@ -121,7 +145,7 @@ impl Hookline {
                 format!("`{}` is not a valid event type name", input.event),
             )
         })?;
-        match self.store().event_type(&kind).await? {
+        let et = match self.store().event_type(&kind).await? {
             None => {
                 return Err(ServiceError::invalid(
                     "unknown_event_type",
@@ -136,8 +160,9 @@ impl Hookline {
                         format!("event type `{kind}` is archived"),
                     ));
                 }
+                et
             }
-        }
+        };
         let site = match &input.site {
             None => None,
             Some(s) => {
@@ -155,6 +180,7 @@ impl Hookline {
             validate::text("queueId", q, MAX_QUEUE_ID)?;
         }
         validate::event_data(input.data.get(), self.config().max_event_bytes)?;
+        self.check_data_schema(&et, &input.data)?;
         if let Some(k) = &input.idempotency_key {
             validate::idempotency_key(k)?;
         }
@@ -169,6 +195,26 @@ impl Hookline {
         event.queue_id = input.queue_id;
         event.idempotency_key = input.idempotency_key;
         Ok(event)
+    }
+
+    /// Validates `data` against the JSON Schema of its type, if it has one: `invalid_data` with
+    /// the first violations. A stored schema that no longer compiles (written before schemas were
+    /// checked) is reported as `invalid_schema`.
+    fn check_data_schema(&self, et: &EventType, data: &RawValue) -> Result<(), ServiceError> {
+        let Some(validator) = self.schemas().validator(et)? else {
+            return Ok(());
+        };
+        let value: serde_json::Value = serde_json::from_str(data.get())
+            .map_err(|e| ServiceError::invalid("invalid_data", format!("`data`: {e}")))?;
+        let violations = schema::violations(&validator, &value);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::DataViolations {
+                event_type: et.name.to_string(),
+                violations,
+            })
+        }
     }
 
     /// Stores a checked event with one delivery per subscribed endpoint, in an `ingest` span
@@ -253,7 +299,8 @@ impl Hookline {
     }
 
     /// Publishes an event to an account (admin only): checks it (`unknown_event_type`,
-    /// `event_type_archived`, `unknown_site`, `invalid_data`, `payload_too_large`,
+    /// `event_type_archived`, `unknown_site`, `invalid_data` (also when `data` breaks the
+    /// type's JSON Schema: [`ServiceError::DataViolations`]), `payload_too_large`,
     /// `field_too_long`, `invalid_idempotency_key`, …), then stores it durably with one
     /// delivery per subscribed endpoint. An event whose idempotency key was seen before is not
     /// stored again: the receipt says `duplicate`.
@@ -272,7 +319,15 @@ impl Hookline {
                 let a = self.reach_account(by, account).await?;
                 let event = self.check_event(&a.id, event, &mut catalog_type).await?;
                 writing.store(true, Ordering::SeqCst);
-                self.fan_out(&event).await
+                let receipt = self.fan_out(&event).await?;
+                if receipt.duplicate {
+                    // Nothing was written: the key's original answers, if it is the same event.
+                    let original = self.store().event(&a.id, &receipt.event_id).await?;
+                    if let Some(original) = original {
+                        same_request(&original, &event)?;
+                    }
+                }
+                Ok(receipt)
             })
             .await
         }
@@ -351,15 +406,31 @@ impl Hookline {
                 format!("a batch holds 1 to {max} events"),
             ));
         }
-        let mut checked = Vec::with_capacity(events.len());
+        let mut checked: Vec<Event> = Vec::with_capacity(events.len());
+        let mut keyed: HashMap<String, usize> = HashMap::new();
         for (index, input) in events.into_iter().enumerate() {
+            let in_batch = |error| ServiceError::InBatch {
+                index,
+                error: Box::new(error),
+            };
             let ev = self
                 .check_event(&a.id, input, &mut batch.types[index])
                 .await
-                .map_err(|error| ServiceError::InBatch {
-                    index,
-                    error: Box::new(error),
-                })?;
+                .map_err(in_batch)?;
+            if let Some(key) = &ev.idempotency_key {
+                // The first event with a key decides; a later one must be the same event. The
+                // key's original, if one was accepted before, is checked once.
+                match keyed.get(key) {
+                    Some(&first) => same_request(&checked[first], &ev).map_err(in_batch)?,
+                    None => {
+                        let original = self.store().event_by_idempotency_key(&a.id, key).await?;
+                        if let Some(original) = original {
+                            same_request(&original, &ev).map_err(in_batch)?;
+                        }
+                        keyed.insert(key.clone(), index);
+                    }
+                }
+            }
             checked.push(ev);
         }
         batch.writing.store(true, Ordering::SeqCst);

@@ -24,6 +24,14 @@
 //!   times their subscribed endpoints (`batch_too_large`);
 //! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
 //!
+//! Changes (`AccountPatch`, `SitePatch`, `EventTypePatch`, `EndpointPatch`) are JSON Merge
+//! Patches (RFC 7396): an absent field stays as it is, a field with a value is set, and `null`
+//! removes a field, which then takes the value it has when left out at creation (a name goes
+//! back to the id, a description to none or empty, a filter to none, a limit to none, `ordered`
+//! and `archived` to false, `enabled` to true). A field required at creation (an endpoint's
+//! `url`) cannot be removed: `null` is refused. Objects merge member by member: in an
+//! endpoint's `headers`, a header with a value is set, one with `null` removed, the others stay.
+//!
 //! Every operation takes the caller first, as an [`Actor`]: the façade checks what it may do
 //! (an account's key reaches only its own account; some operations need the admin; a read-only
 //! key changes nothing, `read_only_key`), and names it in the audit log. Embedders acting for
@@ -80,6 +88,7 @@ mod events;
 pub mod keys;
 mod lists;
 mod replay;
+pub mod schema;
 pub mod validate;
 
 pub use accounts::{AccountPatch, IssuedKey, NewAccount, NewKey, NewSite, SitePatch};
@@ -93,6 +102,7 @@ pub use replay::{
     KEPT_REPLAYS, MAX_REPLAY_TYPES, MAX_RUNNING_REPLAYS, NewReplay, REPLAY_BATCH, ReplayJob,
     ReplayState,
 };
+pub use schema::Violation;
 
 /// Who is asking. Every operation of [`Hookline`] takes one and checks what it may do, and
 /// every change it makes is written to the audit log under the actor's
@@ -214,11 +224,12 @@ impl From<Role> for Actor {
 /// | kind | JSON API status | codes |
 /// | --- | --- | --- |
 /// | `NotFound` | 404 | `account_not_found`, `site_not_found`, `event_type_not_found`, `endpoint_not_found`, `event_not_found`, `delivery_not_found`, `not_found` |
-/// | `Invalid` | 422 | `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
-/// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query`, `invalid_idempotency_key` |
+/// | `Invalid` | 422 | `invalid_idempotency_key`, `unknown_event_type`, `event_type_archived`, `unknown_site`, `invalid_data`, `invalid_url`, `insecure_url`, `invalid_header`, `reserved_header`, `invalid_limit`, `invalid_secret`, `invalid_schema`, `field_too_long`, `invalid_text`, `too_many_items`, `invalid_batch`, `batch_too_large`, `invalid_body` |
+/// | `BadRequest` | 400 | `invalid_id`, `invalid_limit` (paging), `invalid_cursor`, `invalid_query` |
 /// | `Forbidden` | 403 | `forbidden` |
 /// | `ReadOnly` | 403 | `read_only_key` |
-/// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists` |
+/// | `Conflict` | 409 | `account_exists`, `site_exists`, `event_type_exists`, `already_exists`, `idempotency_conflict` |
+/// | `DataViolations` | 422 | `invalid_data` (with the violations of the type's JSON Schema) |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `InBatch` | the item's | the item's |
 /// | `Unavailable` | 503 | `store_unavailable` |
@@ -285,6 +296,14 @@ pub enum ServiceError {
         #[source]
         error: Box<ServiceError>,
     },
+    /// An event's `data` does not match its type's JSON Schema (`invalid_data`).
+    #[error("`data` does not match the schema of `{event_type}`: {}", first_violation(.violations))]
+    DataViolations {
+        /// The event type whose schema was broken.
+        event_type: String,
+        /// The first [`schema::MAX_VIOLATIONS`] violations, each with its JSON pointer in `data`.
+        violations: Vec<Violation>,
+    },
     /// The store is unreachable, overloaded or did not answer in time. Whether the request
     /// changed anything is [`ServiceError::changed_nothing`]: known for a store that refused at
     /// once, unknown for one that stopped answering mid-way.
@@ -293,6 +312,14 @@ pub enum ServiceError {
     /// Any other failure (of the store, or a bug).
     #[error("internal error")]
     Internal(#[source] BoxError),
+}
+
+fn first_violation(v: &[Violation]) -> String {
+    match v.first() {
+        Some(v) if v.pointer.is_empty() => v.message.clone(),
+        Some(v) => format!("at `{}`: {}", v.pointer, v.message),
+        None => String::new(),
+    }
 }
 
 fn unavailable_text(e: &StoreError) -> &'static str {
@@ -328,6 +355,7 @@ impl ServiceError {
             Self::Forbidden { .. } => "forbidden",
             Self::ReadOnly { .. } => "read_only_key",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::DataViolations { .. } => "invalid_data",
             Self::InBatch { error, .. } => error.code(),
             Self::Unavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",
@@ -531,6 +559,7 @@ struct Inner {
     replays: replay::Replays,
     /// When this process last wrote each key's `last_used_at` (by hash).
     key_touches: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
+    schemas: schema::SchemaCache,
 }
 
 impl Hookline {
@@ -542,6 +571,7 @@ impl Hookline {
                 config,
                 replays: replay::Replays::default(),
                 key_touches: Default::default(),
+                schemas: schema::SchemaCache::default(),
             }),
         }
     }
@@ -567,6 +597,11 @@ impl Hookline {
     /// The limits and policies.
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
+    }
+
+    /// The compiled JSON Schemas of the catalog.
+    pub(crate) fn schemas(&self) -> &schema::SchemaCache {
+        &self.inner.schemas
     }
 
     /// The current instant, from the dispatcher's clock.
@@ -667,6 +702,21 @@ where
     D: serde::Deserializer<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// A field of a merge patch that cannot be removed: present with a value, or absent (`None`);
+/// `null` is refused.
+fn required<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    match <Option<T> as serde::Deserialize>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "this field is required: it can be changed but not removed with `null`",
+        )),
+    }
 }
 
 #[cfg(test)]

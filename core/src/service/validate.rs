@@ -139,7 +139,7 @@ pub fn idempotency_key(key: &str) -> Result<(), ServiceError> {
         || key.len() > MAX_IDEMPOTENCY_KEY
         || !key.bytes().all(|b| b.is_ascii_graphic())
     {
-        return Err(ServiceError::bad_request(
+        return Err(ServiceError::invalid(
             "invalid_idempotency_key",
             format!("an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
         ));

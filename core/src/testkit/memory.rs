@@ -1014,6 +1014,18 @@ impl HistoryStore for MemoryStore {
             .map(|e| e.event.clone()))
     }
 
+    async fn event_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        let s = self.state()?;
+        Ok(s.idempotency
+            .get(&(account.clone(), key.to_owned()))
+            .and_then(|id| s.events.get(id))
+            .map(|e| e.event.clone()))
+    }
+
     async fn list_events(
         &self,
         account: &AccountId,

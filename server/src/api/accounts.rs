@@ -7,7 +7,7 @@ use hookline_core::service::{AccountPatch, NewAccount, NewSite, SitePatch};
 use hookline_core::{AccountId, SiteId, Timestamp};
 use serde::Serialize;
 
-use super::{Json, List, ListOut, PageParams, Path};
+use super::{Json, List, ListOut, MergePatch, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ACCOUNT, ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT, WRITE};
@@ -96,17 +96,18 @@ pub(crate) async fn get(
     Ok(Json(state.hookline.account(&by, &account).await?))
 }
 
-/// Changes an account's display name.
+/// Changes an account's display name (`null`: back to the account's id). A JSON Merge Patch.
 #[utoipa::path(patch, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "updateAccount",
     params(("account" = AccountId, Path, description = "The account id.")),
-    request_body(content = AccountPatch, example = json!({"name": "Pharmacy 017 (Main St)"})),
+    request_body(description = "A JSON Merge Patch (RFC 7396), sent as `application/merge-patch+json` or `application/json`: absent fields stay, `null` resets a field to its default.",
+        content((AccountPatch = "application/merge-patch+json", example = json!({"name": "Pharmacy 017 (Main St)"})), (AccountPatch = "application/json"))),
     responses((status = 200, description = "The changed account.", body = Account), UpdateProblems),
     security(("adminKey" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(account): Path<String>,
-    Json(body): Json<AccountPatch>,
+    MergePatch(body): MergePatch<AccountPatch>,
 ) -> ApiResult<Json<Account>> {
     Ok(Json(
         state.hookline.update_account(&by, &account, body).await?,
@@ -202,17 +203,18 @@ pub(crate) async fn get_site(
     ))
 }
 
-/// Changes a site's display name.
+/// Changes a site's display name (`null`: back to the site's id). A JSON Merge Patch.
 #[utoipa::path(patch, path = "/v1/accounts/{account}/sites/{site}", tag = "accounts", operation_id = "updateSite",
     params(("account" = AccountId, Path, description = "The account id."), ("site" = SiteId, Path, description = "The site id, unique within the account.")),
-    request_body(content = SitePatch, example = json!({"name": "Main St (new)"})),
+    request_body(description = "A JSON Merge Patch (RFC 7396), sent as `application/merge-patch+json` or `application/json`: absent fields stay, `null` resets a field to its default.",
+        content((SitePatch = "application/merge-patch+json", example = json!({"name": "Main St (new)"})), (SitePatch = "application/json"))),
     responses((status = 200, description = "The changed site.", body = SiteOut), UpdateSiteProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn update_site(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path((account, site)): Path<(String, String)>,
-    Json(body): Json<SitePatch>,
+    MergePatch(body): MergePatch<SitePatch>,
 ) -> ApiResult<Json<SiteOut>> {
     let site = state
         .hookline

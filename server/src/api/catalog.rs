@@ -6,7 +6,7 @@ use hookline_core::EventTypeName;
 use hookline_core::model::EventType;
 use hookline_core::service::{EventTypePatch, NewEventType};
 
-use super::{Json, List, ListOut, PageParams, Path};
+use super::{Json, List, ListOut, MergePatch, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::openapi::{ADMIN, AUTH, GONE, JSON_BODY, PAGING, TEXT, WRITE};
@@ -100,17 +100,19 @@ pub(crate) async fn get(
     Ok(Json(state.hookline.event_type(&by, &name).await?))
 }
 
-/// Changes a catalog entry: its description, its schema (`null` removes it), archived or not.
+/// Changes a catalog entry, a JSON Merge Patch: its description (`null` empties it), its schema
+/// (checked as a JSON Schema; `null` removes it), archived or not (`null`: not archived).
 #[utoipa::path(patch, path = "/v1/event-types/{name}", tag = "event-types", operation_id = "updateEventType",
     params(("name" = EventTypeName, Path, description = "The event type name, e.g. `rx.completed`.")),
-    request_body(content = EventTypePatch, example = json!({"archived": true})),
+    request_body(description = "A JSON Merge Patch (RFC 7396), sent as `application/merge-patch+json` or `application/json`: absent fields stay, `null` resets a field to its default.",
+        content((EventTypePatch = "application/merge-patch+json", example = json!({"archived": true})), (EventTypePatch = "application/json"))),
     responses((status = 200, description = "The changed entry.", body = EventType), UpdateProblems),
     security(("adminKey" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path(name): Path<String>,
-    Json(body): Json<EventTypePatch>,
+    MergePatch(body): MergePatch<EventTypePatch>,
 ) -> ApiResult<Json<EventType>> {
     Ok(Json(
         state.hookline.update_event_type(&by, &name, body).await?,

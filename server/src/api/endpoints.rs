@@ -9,7 +9,7 @@ use hookline_core::service::{EndpointPatch, NewEndpoint, SecretRotation};
 use hookline_core::{AccountId, EndpointId, EventId, EventTypeName, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Body, Json, List, ListOut, PageParams, Path};
+use super::{Body, Json, List, ListOut, MergePatch, PageParams, Path};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::{ACCOUNT, AUTH, GONE, JSON_BODY, PAGING, TEXT, WRITE};
@@ -183,18 +183,22 @@ pub(crate) async fn get(
     Ok(Json(ep.into()))
 }
 
-/// Changes an endpoint; absent fields stay, `null` clears `description`, `rateLimit` and
-/// `maxConcurrency`. Enabling it this way restarts its failure clock, as `enable` does.
+/// Changes an endpoint, a JSON Merge Patch: absent fields stay; `null` clears `description`,
+/// `eventTypes` and `sites` (no filter), `headers` (all of them), `rateLimit` and
+/// `maxConcurrency`, turns `ordered` off and `enabled` on; `url` cannot be removed. `headers`
+/// merges: a header with a value is set, one with `null` removed, the others stay. Enabling it
+/// this way restarts its failure clock, as `enable` does.
 #[utoipa::path(patch, path = "/v1/accounts/{account}/endpoints/{endpoint}", tag = "endpoints", operation_id = "updateEndpoint",
     params(("account" = AccountId, Path, description = "The account id."), ("endpoint" = EndpointId, Path, description = "The endpoint id.")),
-    request_body(content = EndpointPatch, example = json!({"rateLimit": 5, "description": null})),
+    request_body(description = "A JSON Merge Patch (RFC 7396), sent as `application/merge-patch+json` or `application/json`: absent fields stay, `null` resets a field to its default.",
+        content((EndpointPatch = "application/merge-patch+json", example = json!({"rateLimit": 5, "description": null})), (EndpointPatch = "application/json"))),
     responses((status = 200, description = "The changed endpoint.", body = EndpointOut), UpdateProblems),
     security(("adminKey" = []), ("accountKey" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(by): Caller,
     Path((account, endpoint)): Path<(String, String)>,
-    Json(body): Json<EndpointPatch>,
+    MergePatch(body): MergePatch<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
     let ep = state
         .hookline

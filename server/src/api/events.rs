@@ -17,16 +17,19 @@ use crate::state::AppState;
 
 /// What an event may be refused for.
 const CHECKS: crate::openapi::Codes = &[
-    (400, &["invalid_id", "invalid_idempotency_key"]),
+    (400, &["invalid_id"]),
+    (409, &["idempotency_conflict"]),
     (413, &["payload_too_large"]),
     (
         422,
         &[
             "invalid_body",
+            "invalid_idempotency_key",
             "unknown_event_type",
             "event_type_archived",
             "unknown_site",
             "invalid_data",
+            "invalid_schema",
         ],
     ),
 ];
@@ -70,11 +73,14 @@ impl From<Receipt> for CreatedOut {
     }
 }
 
-/// Publishes an event to the account: it is checked, stored durably, and delivered to every
-/// subscribed endpoint. A repeated `Idempotency-Key` answers with the original event.
+/// Publishes an event to the account: it is checked (against its type's JSON Schema too, if it
+/// has one), stored durably, and delivered to every subscribed endpoint. A repeated
+/// `Idempotency-Key` with the same event (type, site, queue id and `data` as JSON) answers with
+/// the original event (`duplicate: true`); with another event, 409 `idempotency_conflict`. Keys
+/// are per account and kept as long as their event (the retention).
 #[utoipa::path(post, path = "/v1/accounts/{account}/events", tag = "events", operation_id = "publishEvent",
     params(("account" = AccountId, Path, description = "The account id."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; an event with a key already accepted for the account is not stored again.", example = "q_8842-done")),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters (else 422 `invalid_idempotency_key`); an event with a key already accepted for the account is not stored again: the same event answers with the original, another one with 409 `idempotency_conflict`.", example = "q_8842-done")),
     request_body(content = NewEvent, example = json!({"event": "rx.completed", "queueId": "q_8842", "data": {"patientId": "p_77", "din": "02242903"}})),
     responses((status = 202, description = "Accepted.", body = CreatedOut,
         example = json!({"id": "evt_01KB2Z6Q3V8M4J7X0R5T9W1C2D", "deliveries": 1, "duplicate": false})), CreateProblems),
@@ -104,7 +110,8 @@ pub(crate) struct BatchOut {
 /// would create more than 10,000 deliveries (`--max-batch-deliveries`) is refused with
 /// `batch_too_large`; then every event is stored with all its deliveries in one atomic write, or
 /// none is. Each event may carry its own `idempotencyKey`; one with the key of an earlier event
-/// of the batch is that event's duplicate.
+/// of the batch, or of an event accepted before, is that event's duplicate if it is the same
+/// event, else the batch is refused with 409 `idempotency_conflict` naming its `index`.
 #[utoipa::path(post, path = "/v1/accounts/{account}/events/batch", tag = "events", operation_id = "publishEvents",
     params(("account" = AccountId, Path, description = "The account id.")),
     request_body(content = Vec<NewEvent>, example = json!([{"event": "rx.completed", "queueId": "q_8842", "data": {"patientId": "p_77"}, "idempotencyKey": "q_8842-done"}])),

@@ -30,6 +30,38 @@ impl<T: Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
+/// A JSON Merge Patch body (RFC 7396), `application/merge-patch+json` or `application/json`
+/// (any `application/*+json`): a JSON object, read into the façade's patch type. A patch that
+/// is not an object (which would replace the whole resource) is refused with `invalid_body`.
+#[derive(Debug)]
+pub(crate) struct MergePatch<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for MergePatch<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "a merge patch is a JSON object of the fields to change",
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let detail = if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                };
+                ApiError::unprocessable("invalid_body", detail)
+            })
+    }
+}
+
 /// A raw request body whose rejections are problem documents.
 #[derive(Debug)]
 pub(crate) struct Body(pub(crate) axum::body::Bytes);

@@ -8,6 +8,7 @@ mod encryption;
 mod engine;
 mod faults;
 mod fuzz;
+mod idempotency;
 mod isolation;
 mod keys;
 mod listen;
@@ -22,12 +23,14 @@ mod ops;
 mod otel;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod outage;
+mod patches;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod problems;
 mod receivers;
 #[cfg(feature = "redis")]
 mod redis;
+mod schemas;
 mod secrets;
 mod support;
 mod tls;

@@ -411,3 +411,36 @@ mod keys_on_postgres {
         crate::isolation::every_route_is_isolated(&server(&db).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_event_data_is_validated_against_the_type_schema() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&db.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::schemas::validation(&srv).await;
+    drop(srv);
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idempotency_keys_answer_the_same_event_and_refuse_another() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut srv = Server::start_on_store(&db.url(), dir, crate::idempotency::FLAGS).await;
+    srv.seed("acct").await;
+    crate::idempotency::keys(&mut srv).await;
+    drop(srv);
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_patch_routes_are_json_merge_patches() {
+    let db = FreshDatabase::create().await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&db.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::patches::merge_patches(&srv).await;
+    drop(srv);
+    drop(db);
+}

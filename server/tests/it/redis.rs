@@ -364,3 +364,36 @@ mod keys_on_redis {
         crate::isolation::every_route_is_isolated(&server(&keys).await).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_event_data_is_validated_against_the_type_schema() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&keys.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::schemas::validation(&srv).await;
+    drop(srv);
+    drop(keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_idempotency_keys_answer_the_same_event_and_refuse_another() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut srv = Server::start_on_store(&keys.url(), dir, crate::idempotency::FLAGS).await;
+    srv.seed("acct").await;
+    crate::idempotency::keys(&mut srv).await;
+    drop(srv);
+    drop(keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_patch_routes_are_json_merge_patches() {
+    let keys = FreshPrefix::create();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let srv = Server::start_on_store(&keys.url(), dir, &[]).await;
+    srv.seed("acct").await;
+    crate::patches::merge_patches(&srv).await;
+    drop(srv);
+    drop(keys);
+}

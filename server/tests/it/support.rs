@@ -483,6 +483,10 @@ impl Server {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     /// Creates what most tests need: the seed event types and an account.
     pub(crate) async fn seed(&self, account: &str) {
         for t in ["rx.completed", "rx.failed", "rx.excepted", "rx.resolved"] {

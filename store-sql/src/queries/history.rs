@@ -27,6 +27,19 @@ pub async fn event<S: SqlStore<Db = Db> + ?Sized>(
     optional(qb, s.read_pool(), rows::event).await
 }
 
+/// The event of an account accepted with an idempotency key.
+pub async fn event_by_idempotency_key<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    account: &AccountId,
+    key: &str,
+) -> Result<Option<Event>, StoreError> {
+    let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE account = "));
+    qb.push_bind(account.as_str())
+        .push(" AND idempotency_key = ")
+        .push_bind(key);
+    optional(qb, s.read_pool(), rows::event).await
+}
+
 /// An account's events, newest first.
 pub async fn list_events<S: SqlStore<Db = Db> + ?Sized>(
     s: &S,

@@ -374,3 +374,69 @@ pub async fn replace_event_data_changes_only_the_data(store: Arc<dyn Store>) {
     assert_eq!(c.event.data.get(), text, "a claim reads the new data");
     assert_eq!(vec![c.delivery.id], r.deliveries);
 }
+
+/// An event is found by its account and idempotency key, as stored (site, queue id, data byte for
+/// byte), until the retention purge removes it and frees the key.
+pub async fn events_are_found_by_idempotency_key_until_purged(store: Arc<dyn Store>) {
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let b = new_account(s, "globex").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+
+    let mut ev = event(&a, "rx.completed", None, at(0));
+    ev.idempotency_key = Some("order-42".into());
+    ev.queue_id = Some("q_8842".into());
+    ev.data = raw(r#"{"b": 2,"a":[1, 2]}"#);
+    enqueue(s, &ev, &[&ep], at(0)).await;
+    let found = s
+        .event_by_idempotency_key(&a, "order-42")
+        .await
+        .expect("lookup");
+    assert_eq!(found.as_ref(), Some(&ev), "the event as stored");
+    assert_eq!(
+        found.map(|e| e.data.get().to_owned()).as_deref(),
+        Some(r#"{"b": 2,"a":[1, 2]}"#)
+    );
+    assert_eq!(
+        s.event_by_idempotency_key(&b, "order-42")
+            .await
+            .expect("lookup"),
+        None,
+        "keys are per account"
+    );
+    assert_eq!(
+        s.event_by_idempotency_key(&a, "order-43")
+            .await
+            .expect("lookup"),
+        None
+    );
+    let unkeyed = event(&a, "rx.completed", None, at(1));
+    enqueue(s, &unkeyed, &[&ep], at(1)).await;
+    assert_eq!(
+        s.event_by_idempotency_key(&a, "").await.expect("lookup"),
+        None,
+        "an event without a key is not found by the empty key"
+    );
+
+    // The retention purge frees the key: the same key is a new event afterwards.
+    while s.purge(at(10), 100).await.expect("purge") > 0 {}
+    assert_eq!(
+        s.event_by_idempotency_key(&a, "order-42")
+            .await
+            .expect("lookup"),
+        None,
+        "the key went with its event"
+    );
+    let mut again = event(&a, "rx.failed", None, at(20));
+    again.idempotency_key = Some("order-42".into());
+    let r = enqueue(s, &again, &[&ep], at(20)).await;
+    assert!(!r.duplicate);
+    assert_eq!(r.event_id, again.id);
+    assert_eq!(
+        s.event_by_idempotency_key(&a, "order-42")
+            .await
+            .expect("lookup")
+            .map(|e| e.id),
+        Some(again.id)
+    );
+}

@@ -131,6 +131,7 @@ macro_rules! store_conformance {
         $crate::store_conformance!(@cases $factory;
             enqueue_is_idempotent_per_event_id,
             idempotency_key_returns_original_event,
+            events_are_found_by_idempotency_key_until_purged,
             enqueue_writes_event_and_deliveries_atomically,
             enqueue_to_an_unknown_endpoint_writes_nothing,
             claim_returns_only_due_in_due_order,
