@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// address (where it needs the admin key).
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep Prometheus metrics: `on` or `off` (no recorder, no `/metrics`, no backlog sampling)
+    /// [default: on].
+    #[arg(long, env = "HOOKLINE_METRICS", value_name = "on|off")]
+    pub metrics: Option<String>,
     /// CA certificates (PEM) the store server's TLS certificate must be issued by: PostgreSQL
     /// without `sslrootcert` in the URL, and `rediss://`.
     #[arg(long, env = "HOOKLINE_STORE_CA_FILE", value_name = "PATH")]
@@ -194,6 +198,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     store: Option<String>,
     metrics_listen: Option<SocketAddr>,
+    metrics: Option<String>,
     store_ca_file: Option<PathBuf>,
     allow_networks: Option<Vec<IpNet>>,
     allow_http: Option<bool>,
@@ -243,6 +248,8 @@ pub struct ServerConfig {
     pub store: String,
     /// Where `/metrics` is served without a key (`None`: on `listen`, with the admin key).
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether the Prometheus recorder is installed (and `/metrics` served).
+    pub metrics: bool,
     /// CA certificates trusted for the store's TLS (see [`crate::app::StoreOptions`]).
     pub store_ca_file: Option<PathBuf>,
     /// Admin key, if configured.
@@ -290,6 +297,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: "sqlite://hookline.db".into(),
             metrics_listen: None,
+            metrics: true,
             store_ca_file: None,
             admin_key: None,
             allow_networks: Vec::new(),
@@ -439,6 +447,16 @@ impl ServerConfig {
         if max_batch_deliveries == 0 {
             bail!("max_batch_deliveries must be at least 1");
         }
+        let metrics = match args.metrics.or(file.metrics).as_deref() {
+            None => d.metrics,
+            Some("on" | "true") => true,
+            Some("off" | "false") => false,
+            Some(other) => bail!("metrics `{other}`: use on or off"),
+        };
+        let metrics_listen = args.metrics_listen.or(file.metrics_listen);
+        if let (false, Some(addr)) = (metrics, metrics_listen) {
+            bail!("metrics_listen ({addr}) serves the metrics, but metrics is off");
+        }
         let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
         if let Some(key) = &admin_key {
             check_admin_key(key)?;
@@ -446,7 +464,8 @@ impl ServerConfig {
         Ok(Self {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             store: args.store.or(file.store).unwrap_or(d.store),
-            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            metrics_listen,
+            metrics,
             store_ca_file: args.store_ca_file.or(file.store_ca_file),
             admin_key: admin_key.map(Redacted),
             allow_networks: args
@@ -501,6 +520,7 @@ mod tests {
         assert_eq!(cfg.store, "sqlite://hookline.db");
         assert_eq!(cfg.circuit_failure_rate, 60);
         assert_eq!(cfg.circuit_threshold, 5);
+        assert!(cfg.metrics);
         assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(
             cfg.store_ca_file.as_deref(),
@@ -537,6 +557,15 @@ mod tests {
             },
             ServeArgs {
                 admin_key: Some(format!("hk_{} {}", "x".repeat(20), "y".repeat(20))),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                metrics: Some("maybe".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                metrics: Some("off".into()),
+                metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
                 ..ServeArgs::default()
             },
             ServeArgs {
