@@ -61,11 +61,14 @@ pub struct ServeArgs {
     /// [default: the request timeout plus 30s].
     #[arg(long, env = "HOOKLINE_LEASE")]
     pub lease: Option<String>,
-    /// Deliveries in flight at once per process [default: 64].
+    /// Deliveries in flight at once per process, besides those in the slow lane (requests in
+    /// flight longer than a third of the request timeout, which give their slot back and wait
+    /// in a lane of as many slots again) [default: 256].
     #[arg(long, env = "HOOKLINE_CONCURRENCY")]
     pub concurrency: Option<usize>,
-    /// In-flight requests per endpoint without `maxConcurrency`, and the ceiling for those with it
-    /// [default: 16].
+    /// Ceiling of each endpoint's adaptive in-flight limit (which starts at 4, grows while the
+    /// endpoint answers fast and halves when it is slow or times out), and of `maxConcurrency`
+    /// [default: 64].
     #[arg(long, env = "HOOKLINE_ENDPOINT_CONCURRENCY")]
     pub endpoint_concurrency: Option<u32>,
     /// Attempts an endpoint's circuit breaker judges at least, out of its last twice as many:
@@ -306,8 +309,8 @@ impl Default for ServerConfig {
             signature_header: HeaderName::from_static("x-hookline-signature"),
             request_timeout: Duration::from_secs(15),
             lease: Duration::from_secs(45),
-            concurrency: 64,
-            endpoint_concurrency: 16,
+            concurrency: 256,
+            endpoint_concurrency: 64,
             circuit_threshold: 5,
             circuit_failure_rate: 50,
             circuit_cooldown: Duration::from_secs(5),
