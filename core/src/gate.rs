@@ -324,6 +324,7 @@ impl Gates {
     }
 
     /// The endpoint's adaptive limit, if it has a gate.
+    #[cfg(test)]
     pub(crate) fn limit(&self, id: &EndpointId) -> Option<u32> {
         self.lock().get(id).map(|g| g.limit)
     }

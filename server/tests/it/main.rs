@@ -5,6 +5,7 @@ mod breaker;
 mod cli;
 mod engine;
 mod faults;
+mod hanging;
 mod listen;
 mod logs;
 mod metrics;
