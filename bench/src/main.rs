@@ -69,12 +69,17 @@ struct Args {
     /// Offered load in events/s (0 = as fast as the API answers).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// The server's `--concurrency` (deliveries in flight).
-    #[arg(long, default_value_t = 256)]
-    server_concurrency: usize,
-    /// The server's `--endpoint-concurrency` [default: the server concurrency].
+    /// The server's `--concurrency` (deliveries in flight) [default: the server's own].
+    #[arg(long)]
+    server_concurrency: Option<usize>,
+    /// The server's `--endpoint-concurrency` [default: the server concurrency when that is
+    /// given, else the server's own].
     #[arg(long)]
     endpoint_concurrency: Option<usize>,
+    /// One more flag for `hookline serve`, e.g. `--server-arg=--metrics=off` (repeatable; after
+    /// the bench's own flags, so it wins over them).
+    #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// Fraction of events whose first attempt the receiver answers with 500.
     #[arg(long)]
     fail_first: Option<f64>,
@@ -121,14 +126,13 @@ impl Args {
     }
 
     fn server_flags(&self) -> Vec<String> {
-        let mut flags = vec![
-            "--concurrency".to_owned(),
-            self.server_concurrency.to_string(),
-            "--endpoint-concurrency".to_owned(),
-            self.endpoint_concurrency
-                .unwrap_or(self.server_concurrency)
-                .to_string(),
-        ];
+        let mut flags = Vec::new();
+        if let Some(c) = self.server_concurrency {
+            flags.extend(["--concurrency".to_owned(), c.to_string()]);
+        }
+        if let Some(e) = self.endpoint_concurrency.or(self.server_concurrency) {
+            flags.extend(["--endpoint-concurrency".to_owned(), e.to_string()]);
+        }
         if let Some(schedule) = self.retry_schedule() {
             flags.extend(["--retry-schedule".to_owned(), schedule]);
         }
@@ -140,6 +144,7 @@ impl Args {
             // Held requests must not time out while the backlog is being accepted.
             flags.extend(["--request-timeout".to_owned(), format!("{}s", self.timeout)]);
         }
+        flags.extend(self.server_args.iter().cloned());
         flags
     }
 }

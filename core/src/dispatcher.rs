@@ -9,14 +9,14 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use crate::envelope::envelope;
-use crate::gate::{Admit, GateConfig, Gates, Health, Verdict};
+use crate::gate::{Admit, GateConfig, Gates, Health, Pace, Verdict};
 use crate::id::{AttemptId, EndpointId};
 use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES, Trigger};
 use crate::retry::{Outcome, RetryPolicy, Schedule, classify};
@@ -29,7 +29,9 @@ use crate::transport::{BoxTransport, DeliveryRequest, TransportError};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DispatcherConfig {
-    /// Requests in flight at once (default 64).
+    /// Requests in flight at once (default 256), not counting those in the slow lane: a
+    /// request in flight longer than [`slow_after`](Self::slow_after) gives its slot back and
+    /// waits in a lane of its own, of as many slots again.
     pub concurrency: usize,
     /// Deliveries claimed per store round trip at most (default 64).
     pub batch_size: usize,
@@ -45,8 +47,9 @@ pub struct DispatcherConfig {
     pub shutdown_grace: Duration,
     /// The `user-agent` header.
     pub user_agent: String,
-    /// Requests in flight at once to one endpoint when it sets no `maxConcurrency`, and the
-    /// ceiling when it does (default 16), so one slow endpoint cannot take every slot.
+    /// The ceiling of an endpoint's adaptive in-flight limit (default 64), and of its
+    /// `maxConcurrency`: the limit starts at 4 and grows while the endpoint answers fast, and
+    /// halves when it times out or answers slowly (see [`crate::gate`]).
     pub endpoint_concurrency: u32,
     /// Attempts an endpoint's circuit judges at least (default 5), out of a window of twice as
     /// many (at most 64; above 64 the circuit never opens). An open circuit makes the endpoint's
@@ -78,14 +81,14 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         let request_timeout = Duration::from_secs(15);
         Self {
-            concurrency: 64,
+            concurrency: 256,
             batch_size: 64,
             request_timeout,
             lease: request_timeout + Duration::from_secs(30),
             idle_poll: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             user_agent: concat!("Hookline/", env!("CARGO_PKG_VERSION")).to_owned(),
-            endpoint_concurrency: 16,
+            endpoint_concurrency: 64,
             circuit_threshold: 5,
             circuit_failure_rate: 50,
             circuit_cooldown: Duration::from_secs(5),
@@ -99,6 +102,12 @@ impl Default for DispatcherConfig {
 }
 
 impl DispatcherConfig {
+    /// How long a request may be in flight before it counts as slow: a third of the request
+    /// timeout. A slow request moves to the slow lane, and halves its endpoint's limit.
+    pub fn slow_after(&self) -> Duration {
+        self.request_timeout / 3
+    }
+
     /// Sets the request timeout and a lease that outlasts it by 30 s.
     pub fn with_request_timeout(mut self, t: Duration) -> Self {
         self.request_timeout = t;
@@ -265,6 +274,7 @@ impl DispatcherBuilder {
                 signer: self.signer,
                 retry: self.retry,
                 clock: self.clock,
+                slow_lane: Arc::new(Semaphore::new(self.config.concurrency.max(1))),
                 config: self.config,
                 wake: Notify::new(),
             }),
@@ -288,6 +298,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: DispatcherConfig,
     wake: Notify,
+    /// The slow lane: slots for requests in flight longer than `slow_after`, apart from the
+    /// `concurrency` slots every request starts with.
+    slow_lane: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -549,8 +562,7 @@ impl Dispatcher {
                                     tokio::time::sleep(wait.min(crate::store::RATE_HORIZON)).await;
                                 }
                             }
-                            this.attempt(c, span).await;
-                            drop(permit);
+                            this.attempt(c, span, permit).await;
                             // A slot (and maybe an endpoint's limit) is free again.
                             this.wake();
                         });
@@ -656,8 +668,10 @@ impl Dispatcher {
         }
     }
 
-    /// Makes one attempt of a claimed delivery and settles it, in `span` (see [`attempt_span`]).
-    async fn attempt(&self, mut c: Claimed, span: tracing::Span) {
+    /// Makes one attempt of a claimed delivery and settles it, in `span` (see [`attempt_span`]),
+    /// holding `permit` (one of the `concurrency` slots) until it is settled, or until it has
+    /// been in flight for `slow_after`: then it takes a slot of the slow lane instead.
+    async fn attempt(&self, mut c: Claimed, span: tracing::Span, permit: OwnedSemaphorePermit) {
         async move {
             let inner = &self.inner;
             let started_at = inner.clock.now();
@@ -668,15 +682,42 @@ impl Dispatcher {
             let timeout = request.timeout;
             let started = Instant::now();
             // The transport enforces the timeout; this guard only protects against one that does not.
-            let result = match tokio::time::timeout(
-                timeout + Duration::from_secs(5),
-                inner.transport.clone().oneshot(request),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(TransportError::Timeout),
+            let sending = async {
+                match tokio::time::timeout(
+                    timeout + Duration::from_secs(5),
+                    inner.transport.clone().oneshot(request),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(TransportError::Timeout),
+                }
             };
+            tokio::pin!(sending);
+            let (result, slot, went_slow) =
+                match tokio::time::timeout(inner.config.slow_after(), &mut sending).await {
+                    Ok(r) => (r, permit, false),
+                    Err(_) => {
+                        // Slow: take a slot of the slow lane (while the request goes on), then
+                        // give the shared one back, so that requests that hang never hold the
+                        // slots healthy endpoints need.
+                        let lane = inner.slow_lane.clone();
+                        tokio::select! {
+                            biased;
+                            r = &mut sending => (r, permit, false),
+                            slow = lane.acquire_owned() => match slow {
+                                Ok(slow) => {
+                                    drop(permit);
+                                    inner.gates.went_slow(&c.endpoint.id);
+                                    tracing::debug!("request slow; moved to the slow lane");
+                                    self.wake();
+                                    ((&mut sending).await, slow, true)
+                                }
+                                Err(_) => ((&mut sending).await, permit, false),
+                            },
+                        }
+                    }
+                };
             let elapsed = started.elapsed();
             crate::metrics::attempt_finished(&result, elapsed);
             let outcome = classify(&result);
@@ -699,12 +740,13 @@ impl Dispatcher {
                 Outcome::Delivered => None,
             };
             let finished_at = inner.clock.now();
-            let health = inner.gates.finish(
+            let health = inner.gates.finish_paced(
                 &c.endpoint.id,
                 Verdict::of(&result),
                 retry_after,
                 finished_at,
                 Instant::now(),
+                Pace { elapsed, went_slow },
             );
             self.failure_clock(&c, health, finished_at).await;
             let next = match outcome {
@@ -740,6 +782,7 @@ impl Dispatcher {
                 ),
             }
             self.settle(&c, &attempt, next).await;
+            drop(slot);
         }
         .instrument(span)
         .await

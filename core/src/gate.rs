@@ -27,6 +27,21 @@
 //!
 //! A `min_calls` above 64 never fills the window: the breaker is off (pauses still apply).
 //!
+//! # An adaptive limit per endpoint
+//!
+//! How many requests an endpoint gets in flight at once is learnt from how it answers (additive
+//! increase, multiplicative decrease, as TCP's congestion window): a gate starts at
+//! [`INITIAL_LIMIT`] (4) requests; after `limit` answers in a row that came back faster than
+//! `slow_after` while at least half the limit was in use, the limit grows by one; a request
+//! that times out, gets no answer, or takes longer than `slow_after` halves it (at least 1).
+//! The limit never exceeds the endpoint's `maxConcurrency`, nor `endpoint_concurrency`. So a
+//! fast endpoint climbs to the ceiling within a few thousand deliveries, while one that hangs
+//! drops to a single request in flight.
+//!
+//! A request still in flight after `slow_after` moves to the dispatcher's slow lane (see
+//! [`crate::dispatcher`]); while an endpoint has one there, it gets no other request
+//! ([`Gates::went_slow`]), and its deliveries are skipped in claims.
+//!
 //! When the circuit opens, the endpoint waits for the cool-down (first `cooldown`, doubling on
 //! every failed probe up to `max_cooldown`); then a single probe is sent. Its success (or any
 //! success) closes the circuit with an empty window; its failure opens it again (a circuit that
@@ -53,6 +68,9 @@ const FORGET_AFTER: Duration = Duration::from_secs(30);
 /// The most attempts a window remembers.
 const MAX_WINDOW: u32 = 64;
 
+/// The in-flight limit a gate starts with (at most its ceiling).
+pub(crate) const INITIAL_LIMIT: u32 = 4;
+
 /// Circuit and limit settings.
 #[derive(Debug, Clone)]
 pub(crate) struct GateConfig {
@@ -69,6 +87,9 @@ pub(crate) struct GateConfig {
     pub(crate) cooldown: Duration,
     /// Longest open period (also caps `Retry-After` pauses).
     pub(crate) max_cooldown: Duration,
+    /// An answer slower than this halves the endpoint's limit, and a request in flight this
+    /// long moves to the slow lane.
+    pub(crate) slow_after: Duration,
 }
 
 impl GateConfig {
@@ -80,6 +101,7 @@ impl GateConfig {
             failure_rate: c.circuit_failure_rate.clamp(1, 100),
             cooldown: c.circuit_cooldown,
             max_cooldown: c.circuit_max_cooldown,
+            slow_after: c.slow_after(),
         }
     }
 
@@ -151,7 +173,14 @@ impl Window {
 struct Gate {
     /// The endpoint's account, for the log lines.
     account: AccountId,
+    /// The most requests in flight the settings allow (`maxConcurrency`, the process ceiling).
     cap: u32,
+    /// The adaptive limit (1 ..= `cap`).
+    limit: u32,
+    /// Fast answers since the limit last changed.
+    fast: u32,
+    /// Requests in the slow lane.
+    slow: u32,
     in_flight: u32,
     window: Window,
     opens: u32,
@@ -161,6 +190,15 @@ struct Gate {
     failing_since: Option<Timestamp>,
     /// When the last request finished (or the gate was made).
     last: Instant,
+}
+
+/// How long a finished request took, for the adaptive limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pace {
+    /// From sending to the answer (or failure).
+    pub(crate) elapsed: Duration,
+    /// Whether it moved to the slow lane ([`Gates::went_slow`]).
+    pub(crate) went_slow: bool,
 }
 
 /// Whether a request may go now.
@@ -209,10 +247,16 @@ impl Gate {
                 return Some(None);
             }
         }
-        if self.in_flight >= self.cap {
+        if self.in_flight >= self.limit.min(self.cap) || (self.slow > 0 && self.in_flight > 0) {
             return Some(None);
         }
         None
+    }
+
+    /// Halves the limit (a time-out, no answer or a slow answer).
+    fn decrease(&mut self) {
+        self.limit = (self.limit / 2).max(1);
+        self.fast = 0;
     }
 
     /// Nothing in flight, closed, no pause, not failing, and quiet for [`FORGET_AFTER`].
@@ -245,6 +289,9 @@ impl Gates {
         let g = map.entry(ep.id.clone()).or_insert_with(|| Gate {
             account: ep.account.clone(),
             cap,
+            limit: INITIAL_LIMIT.min(cap),
+            fast: 0,
+            slow: 0,
             in_flight: 0,
             window: Window::default(),
             opens: 0,
@@ -255,6 +302,7 @@ impl Gates {
             last: now,
         });
         g.cap = cap;
+        g.limit = g.limit.clamp(1, cap);
         if let Some(until) = g.blocked(now) {
             return Admit::Wait(until);
         }
@@ -266,7 +314,24 @@ impl Gates {
         Admit::Go
     }
 
-    /// Records how a request admitted by [`admit`](Self::admit) ended at `at`.
+    /// A request to `id` has been in flight for `slow_after`: it moves to the slow lane, the
+    /// endpoint's limit halves and it gets no other request until its slow ones end.
+    pub(crate) fn went_slow(&self, id: &EndpointId) {
+        if let Some(g) = self.lock().get_mut(id) {
+            g.slow += 1;
+            g.decrease();
+        }
+    }
+
+    /// The endpoint's adaptive limit, if it has a gate.
+    #[cfg(test)]
+    pub(crate) fn limit(&self, id: &EndpointId) -> Option<u32> {
+        self.lock().get(id).map(|g| g.limit)
+    }
+
+    /// Records how a request admitted by [`admit`](Self::admit) ended at `at`, as a fast answer
+    /// (see [`finish_paced`](Self::finish_paced)).
+    #[cfg(test)]
     pub(crate) fn finish(
         &self,
         id: &EndpointId,
@@ -274,6 +339,19 @@ impl Gates {
         retry_after: Option<Duration>,
         at: Timestamp,
         now: Instant,
+    ) -> Health {
+        self.finish_paced(id, verdict, retry_after, at, now, Pace::default())
+    }
+
+    /// Records how a request admitted by [`admit`](Self::admit) ended at `at`, after `pace`.
+    pub(crate) fn finish_paced(
+        &self,
+        id: &EndpointId,
+        verdict: Verdict,
+        retry_after: Option<Duration>,
+        at: Timestamp,
+        now: Instant,
+        pace: Pace,
     ) -> Health {
         let mut map = self.lock();
         let Some(g) = map.get_mut(id) else {
@@ -287,6 +365,20 @@ impl Gates {
                 }
             };
         };
+        if pace.went_slow {
+            // The limit was halved when it went slow.
+            g.slow = g.slow.saturating_sub(1);
+        } else if verdict == Verdict::Unreachable || pace.elapsed >= self.cfg.slow_after {
+            g.decrease();
+        } else if verdict == Verdict::Delivered && g.slow == 0 && 2 * g.in_flight >= g.limit {
+            // A fast answer while at least half the limit was in use (and none in the slow
+            // lane).
+            g.fast += 1;
+            if g.fast >= g.limit {
+                g.limit = (g.limit + 1).min(g.cap);
+                g.fast = 0;
+            }
+        }
         g.in_flight = g.in_flight.saturating_sub(1);
         g.last = now;
         if verdict == Verdict::Delivered {
@@ -408,6 +500,7 @@ mod tests {
             failure_rate: 50,
             cooldown: Duration::from_secs(10),
             max_cooldown: Duration::from_secs(60),
+            slow_after: Duration::from_secs(5),
         }
     }
 
@@ -502,8 +595,8 @@ mod tests {
         );
     }
 
-    /// 20 % of answers are 500s, at random, in waves of 16 concurrent requests (the default
-    /// per-endpoint ceiling): with the default settings the circuit never opens, although the
+    /// 20 % of answers are 500s, at random, in waves of 4 concurrent requests (the initial
+    /// limit): with the default settings the circuit never opens, although the
     /// same outcomes hold runs of five failures in a row (which opened it before).
     #[test]
     fn twenty_percent_random_errors_never_open_the_circuit() {
@@ -514,9 +607,9 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let t0 = Instant::now();
             let (mut failed, mut run) = (0, 0);
-            for wave in 0..1000 / 16 + 1 {
+            for wave in 0..1000 / 4 {
                 let now = ms(t0, 20 * wave);
-                let n = 16.min(1000 - 16 * wave as usize);
+                let n = 4;
                 for _ in 0..n {
                     assert_eq!(gates.admit(&e, now), Admit::Go, "seed {seed}");
                 }
@@ -548,6 +641,104 @@ mod tests {
             longest_run >= 5,
             "the outcomes hold runs of failures that a streak rule would trip on ({longest_run})"
         );
+    }
+
+    /// `n` requests admitted at `now` (they must be), answered `v` after `elapsed` each.
+    fn wave(gates: &Gates, e: &Endpoint, n: u32, v: Verdict, elapsed: Duration, now: Instant) {
+        for i in 0..n {
+            assert_eq!(gates.admit(e, now), Admit::Go, "request {i} of {n}");
+        }
+        for _ in 0..n {
+            let pace = Pace {
+                elapsed,
+                went_slow: false,
+            };
+            gates.finish_paced(&e.id, v, None, Timestamp::EPOCH, now, pace);
+        }
+    }
+
+    #[test]
+    fn the_limit_grows_with_fast_answers_and_halves_on_slow_ones() {
+        let gates = defaults();
+        let e = ep();
+        let t0 = Instant::now();
+        let fast = Duration::from_millis(5);
+        assert_eq!(gates.admit(&e, t0), Admit::Go);
+        gates.finish(&e.id, Verdict::Delivered, None, Timestamp::EPOCH, t0);
+        assert_eq!(gates.limit(&e.id), Some(INITIAL_LIMIT));
+        // Full waves of fast answers: +1 per `limit` answers, up to the ceiling of 64.
+        for n in 0..200 {
+            let limit = gates.limit(&e.id).unwrap();
+            wave(&gates, &e, limit, Verdict::Delivered, fast, ms(t0, n));
+        }
+        assert_eq!(gates.limit(&e.id), Some(64), "the default ceiling");
+        // Answers that use less than half the limit do not grow it.
+        let gates = defaults();
+        for n in 0..200 {
+            wave(&gates, &e, 1, Verdict::Delivered, fast, ms(t0, n));
+        }
+        assert_eq!(gates.limit(&e.id), Some(INITIAL_LIMIT));
+        // A slow answer (over a third of the 15 s timeout) or no answer halves it.
+        let gates = defaults();
+        for n in 0..100 {
+            let limit = gates.limit(&e.id).unwrap_or(INITIAL_LIMIT);
+            wave(&gates, &e, limit, Verdict::Delivered, fast, ms(t0, n));
+        }
+        let grown = gates.limit(&e.id).unwrap();
+        assert!(grown > 16, "{grown}");
+        wave(
+            &gates,
+            &e,
+            1,
+            Verdict::Delivered,
+            Duration::from_secs(6),
+            ms(t0, 200),
+        );
+        assert_eq!(gates.limit(&e.id), Some(grown / 2));
+        wave(&gates, &e, 1, Verdict::Unreachable, fast, ms(t0, 201));
+        assert_eq!(gates.limit(&e.id), Some(grown / 4));
+        // An answered error neither grows nor shrinks it.
+        wave(&gates, &e, 2, Verdict::Refused, fast, ms(t0, 202));
+        assert_eq!(gates.limit(&e.id), Some(grown / 4));
+        // `maxConcurrency` caps it.
+        let mut capped = e.clone();
+        capped.max_concurrency = Some(2);
+        assert_eq!(gates.admit(&capped, ms(t0, 300)), Admit::Go);
+        assert_eq!(gates.admit(&capped, ms(t0, 300)), Admit::Go);
+        assert_eq!(gates.admit(&capped, ms(t0, 300)), Admit::Wait(None));
+        assert_eq!(gates.limit(&e.id), Some(2));
+    }
+
+    #[test]
+    fn an_endpoint_with_a_slow_request_gets_no_other_until_it_ends() {
+        let gates = defaults();
+        let e = ep();
+        let t0 = Instant::now();
+        for _ in 0..INITIAL_LIMIT {
+            assert_eq!(gates.admit(&e, t0), Admit::Go);
+        }
+        gates.went_slow(&e.id);
+        // Three requests end fast: the one in the slow lane still holds the endpoint.
+        for _ in 0..3 {
+            gates.finish(&e.id, Verdict::Delivered, None, Timestamp::EPOCH, t0);
+        }
+        assert_eq!(gates.admit(&e, t0), Admit::Wait(None));
+        assert_eq!(gates.blocked(t0).0, vec![e.id.clone()]);
+        let pace = Pace {
+            elapsed: Duration::from_secs(15),
+            went_slow: true,
+        };
+        gates.finish_paced(
+            &e.id,
+            Verdict::Unreachable,
+            None,
+            Timestamp::EPOCH,
+            t0,
+            pace,
+        );
+        assert_eq!(gates.limit(&e.id), Some(INITIAL_LIMIT / 2), "halved once");
+        assert_eq!(gates.admit(&e, t0), Admit::Go);
+        assert!(gates.blocked(t0).0.is_empty());
     }
 
     #[test]
@@ -665,12 +856,11 @@ mod tests {
         }
         assert_eq!(attempt(&gates, &e, Verdict::Delivered, t), None);
         assert!(!gates.is_failing(&e.id));
-        // Closed: requests go concurrently again, and the window starts empty.
+        // Closed: requests go again (few at a time: the time-outs halved the limit to 1, the
+        // probe's success added one), and the window starts empty.
+        assert_eq!(gates.limit(&e.id), Some(2));
         for n in 0..4 {
-            assert_eq!(gates.admit(&e, ms(t, n)), Admit::Go);
-        }
-        for n in 0..4 {
-            gates.finish(&e.id, Verdict::Delivered, None, Timestamp::EPOCH, ms(t, n));
+            assert_eq!(attempt(&gates, &e, Verdict::Delivered, ms(t, n)), None);
         }
         for n in 0..2 {
             assert_eq!(

@@ -34,6 +34,16 @@ use crate::state::AppState;
 /// recorder's text at `GET /metrics` to the admin key; without, the route is absent (the server
 /// serves it on `--metrics-listen` then).
 pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
+    app_with(state, metrics, true)
+}
+
+/// [`app`], counting each request in the HTTP metrics only when `count_requests` (off when the
+/// server keeps no metrics).
+pub fn app_with(
+    state: AppState,
+    metrics: Option<PrometheusHandle>,
+    count_requests: bool,
+) -> Router {
     let max_body = state.hookline.config().max_event_bytes;
     let limits = state.limits;
     let (mut router, _) = crate::openapi::router(max_body).split_for_parts();
@@ -51,7 +61,7 @@ pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
             crate::limits::rate_limit,
         ));
     }
-    router
+    let router = router
         .layer(axum::middleware::from_fn(crate::limits::head_limits))
         .layer(
             ServiceBuilder::new()
@@ -69,9 +79,13 @@ pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(30),
                 )),
-        )
+        );
+    if count_requests {
         // Outermost, so that panics and time-outs are counted with the status answered.
-        .layer(axum::middleware::from_fn(crate::metrics::track))
+        router.layer(axum::middleware::from_fn(crate::metrics::track))
+    } else {
+        router
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -269,12 +283,20 @@ pub fn dispatcher(config: &ServerConfig, store: Arc<dyn Store>) -> anyhow::Resul
 /// When no admin key is configured and the store has none, one is generated once the listener
 /// is bound and shown on standard output (never through `tracing`): it is shown only this once.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let metrics = crate::metrics::install()?;
+    // With `--metrics off` no recorder is installed: the metrics macros of the whole process go
+    // nowhere, the store is not wrapped for timing, and no sampler runs.
+    let metrics = if config.metrics {
+        Some(crate::metrics::install()?)
+    } else {
+        None
+    };
     // One cached store for the API and the dispatcher alike (see `hookline_core::cache`), over
     // the backend's calls counted and timed (`hookline_core::metrics`).
     let backend = open_store_with(&config.store, &StoreOptions::from_config(&config)).await?;
-    let backend = seal_store(&config, backend).await?;
-    let backend: Arc<dyn Store> = Arc::new(MeteredStore::new(backend));
+    let mut backend: Arc<dyn Store> = seal_store(&config, backend).await?;
+    if metrics.is_some() {
+        backend = Arc::new(MeteredStore::new(backend));
+    }
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(backend));
     let dispatcher = dispatcher(&config, store.clone())?;
     let limits = crate::state::RequestLimits::from_config(&config);
@@ -309,20 +331,23 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         show_admin_key(&key)?;
     }
     tracing::info!(addr = %listener.local_addr()?, store = %redact_url(&config.store), "hookline listening");
-    let sampler = tokio::spawn(crate::metrics::sample(
-        store.clone(),
-        dispatcher.clock().clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    let (main_metrics, metrics_server) = match metrics_listener {
-        Some(l) => {
+    let sampler = metrics.clone().map(|handle| {
+        tokio::spawn(crate::metrics::sample(
+            store.clone(),
+            dispatcher.clock().clone(),
+            handle,
+            shutdown.clone(),
+        ))
+    });
+    let count_requests = metrics.is_some();
+    let (main_metrics, metrics_server) = match (metrics_listener, metrics) {
+        (Some(l), Some(metrics)) => {
             tracing::info!(addr = %l.local_addr()?, "metrics listening");
             let served = axum::serve(l, crate::metrics::open_router(metrics))
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned());
             (None, Some(tokio::spawn(served.into_future())))
         }
-        None => (Some(metrics), None),
+        (_, metrics) => (metrics, None),
     };
     let workers = tokio::spawn({
         let d = dispatcher.clone();
@@ -343,9 +368,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         idle_timeout = ?door.idle_timeout,
         "connection limits"
     );
-    let served = crate::door::serve(listener, app(state, main_metrics), door, shutdown.clone())
-        .await
-        .context("serving HTTP");
+    let served = crate::door::serve(
+        listener,
+        app_with(state, main_metrics, count_requests),
+        door,
+        shutdown.clone(),
+    )
+    .await
+    .context("serving HTTP");
     shutdown.cancel();
     served?;
     if let Some(m) = metrics_server {
@@ -353,7 +383,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             .context("metrics task")?
             .context("serving metrics")?;
     }
-    sampler.await.context("metrics sampler task")?;
+    if let Some(sampler) = sampler {
+        sampler.await.context("metrics sampler task")?;
+    }
     workers.await.context("dispatcher task")??;
     Ok(())
 }

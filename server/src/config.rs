@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// address (where it needs the admin key).
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep Prometheus metrics: `on` or `off` (no recorder, no `/metrics`, no backlog sampling)
+    /// [default: on].
+    #[arg(long, env = "HOOKLINE_METRICS", value_name = "on|off")]
+    pub metrics: Option<String>,
     /// CA certificates (PEM) the store server's TLS certificate must be issued by: PostgreSQL
     /// without `sslrootcert` in the URL, and `rediss://`.
     #[arg(long, env = "HOOKLINE_STORE_CA_FILE", value_name = "PATH")]
@@ -58,11 +62,14 @@ pub struct ServeArgs {
     /// [default: the request timeout plus 30s].
     #[arg(long, env = "HOOKLINE_LEASE")]
     pub lease: Option<String>,
-    /// Deliveries in flight at once per process [default: 64].
+    /// Deliveries in flight at once per process, besides those in the slow lane (requests in
+    /// flight longer than a third of the request timeout, which give their slot back and wait
+    /// in a lane of as many slots again) [default: 256].
     #[arg(long, env = "HOOKLINE_CONCURRENCY")]
     pub concurrency: Option<usize>,
-    /// In-flight requests per endpoint without `maxConcurrency`, and the ceiling for those with it
-    /// [default: 16].
+    /// Ceiling of each endpoint's adaptive in-flight limit (which starts at 4, grows while the
+    /// endpoint answers fast and halves when it is slow or times out), and of `maxConcurrency`
+    /// [default: 64].
     #[arg(long, env = "HOOKLINE_ENDPOINT_CONCURRENCY")]
     pub endpoint_concurrency: Option<u32>,
     /// Attempts an endpoint's circuit breaker judges at least, out of its last twice as many:
@@ -272,6 +279,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     store: Option<String>,
     metrics_listen: Option<SocketAddr>,
+    metrics: Option<String>,
     store_ca_file: Option<PathBuf>,
     allow_networks: Option<Vec<IpNet>>,
     allow_http: Option<bool>,
@@ -348,6 +356,8 @@ pub struct ServerConfig {
     pub store: String,
     /// Where `/metrics` is served without a key (`None`: on `listen`, with the admin key).
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether the Prometheus recorder is installed (and `/metrics` served).
+    pub metrics: bool,
     /// CA certificates trusted for the store's TLS (see [`crate::app::StoreOptions`]).
     pub store_ca_file: Option<PathBuf>,
     /// Admin key, if configured.
@@ -410,6 +420,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: "sqlite://hookline.db".into(),
             metrics_listen: None,
+            metrics: true,
             store_ca_file: None,
             admin_key: None,
             allow_networks: Vec::new(),
@@ -418,8 +429,8 @@ impl Default for ServerConfig {
             signature_header: HeaderName::from_static("x-hookline-signature"),
             request_timeout: Duration::from_secs(15),
             lease: Duration::from_secs(45),
-            concurrency: 64,
-            endpoint_concurrency: 16,
+            concurrency: 256,
+            endpoint_concurrency: 64,
             circuit_threshold: 5,
             circuit_failure_rate: 50,
             circuit_cooldown: Duration::from_secs(5),
@@ -644,6 +655,16 @@ impl ServerConfig {
             _ if burst == 0 => bail!("rate_limit_burst must be at least 1"),
             per_second => Some(RateLimit { per_second, burst }),
         };
+        let metrics = match args.metrics.or(file.metrics).as_deref() {
+            None => d.metrics,
+            Some("on" | "true") => true,
+            Some("off" | "false") => false,
+            Some(other) => bail!("metrics `{other}`: use on or off"),
+        };
+        let metrics_listen = args.metrics_listen.or(file.metrics_listen);
+        if let (false, Some(addr)) = (metrics, metrics_listen) {
+            bail!("metrics_listen ({addr}) serves the metrics, but metrics is off");
+        }
         let admin_key = args.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
         if let Some(key) = &admin_key {
             check_admin_key(key)?;
@@ -651,7 +672,8 @@ impl ServerConfig {
         Ok(Self {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             store: args.store.or(file.store).unwrap_or(d.store),
-            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            metrics_listen,
+            metrics,
             store_ca_file: args.store_ca_file.or(file.store_ca_file),
             admin_key: admin_key.map(Redacted),
             allow_networks: args
@@ -713,6 +735,7 @@ mod tests {
         assert_eq!(cfg.store, "sqlite://hookline.db");
         assert_eq!(cfg.circuit_failure_rate, 60);
         assert_eq!(cfg.circuit_threshold, 5);
+        assert!(cfg.metrics);
         assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(
             cfg.store_ca_file.as_deref(),
@@ -749,6 +772,15 @@ mod tests {
             },
             ServeArgs {
                 admin_key: Some(format!("hk_{} {}", "x".repeat(20), "y".repeat(20))),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                metrics: Some("maybe".into()),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                metrics: Some("off".into()),
+                metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
                 ..ServeArgs::default()
             },
             ServeArgs {

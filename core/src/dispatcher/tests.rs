@@ -754,3 +754,66 @@ async fn a_batch_to_an_endpoint_removed_behind_the_cache_reads_the_subscribers_a
         assert_eq!(d.endpoint_id, kept[0].id);
     }
 }
+
+/// Endpoints that hang (no answer until the 15 s timeout) cannot keep the slots a healthy one
+/// needs: their requests give the shared slots back after `slow_after` (5 s) and wait in the
+/// slow lane, the endpoints get no other request meanwhile (then one at a time: their limits
+/// halved), and once they answer again everything of theirs is delivered. Without the slow lane
+/// the healthy endpoint's first event would wait for the 15 s time-outs.
+#[tokio::test(start_paused = true)]
+async fn hanging_endpoints_do_not_take_the_slots_of_a_healthy_one() {
+    let config = quiet_config().with_concurrency(8);
+    let h = Harness::new(config, Schedule::fixed(vec![secs(1); 20])).await;
+    let healthy = h.endpoint("https://r.example/healthy").await;
+    let mut hanging = Vec::new();
+    let mut stuck = Vec::new();
+    for i in 0..2 {
+        let ep = h.endpoint(&format!("https://r.example/hanging-{i}")).await;
+        // Every delivery's first two attempts hang; then the endpoint answers.
+        h.receiver.script(&ep.url, [Reply::Timeout; 16]);
+        for _ in 0..8 {
+            stuck.push(h.publish(&ep).await);
+        }
+        hanging.push(ep);
+    }
+    let (shutdown, run) = h.start();
+    h.until(Duration::from_millis(100)).await;
+    // Two hanging endpoints start at four requests each: all eight shared slots.
+    let first: usize = hanging
+        .iter()
+        .map(|e| h.receiver.sent_to(&e.url).len())
+        .sum();
+    assert_eq!(first, 8, "the shared slots are all taken at first");
+    h.until(secs(1)).await;
+    let early = h.publish(&healthy).await;
+    // Later events to the healthy endpoint, one a second while the others keep hanging.
+    let mut later = Vec::new();
+    for s in 7..40 {
+        h.until(secs(s)).await;
+        later.push((secs(s), h.publish(&healthy).await));
+    }
+    h.until(secs(40)).await;
+    let sent = h.receiver.sent_to(&healthy.url);
+    assert_eq!(sent.len(), 1 + later.len(), "{sent:?}");
+    assert!(
+        sent[0] <= Duration::from_millis(5_100),
+        "the first waits at most until the hanging requests leave the shared slots: {sent:?}"
+    );
+    for ((published, _), at) in later.iter().zip(&sent[1..]) {
+        assert!(
+            *at <= *published + Duration::from_millis(50),
+            "published at {published:?}, sent at {at:?}"
+        );
+    }
+    assert_eq!(h.delivery(&early).await.status, DeliveryStatus::Succeeded);
+    // The hanging endpoints answer again after their third time-out: all theirs arrive.
+    h.until(secs(600)).await;
+    for id in &stuck {
+        assert_eq!(h.delivery(id).await.status, DeliveryStatus::Succeeded);
+    }
+    for (_, id) in &later {
+        assert_eq!(h.delivery(id).await.status, DeliveryStatus::Succeeded);
+    }
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+}

@@ -8,6 +8,7 @@ mod encryption;
 mod engine;
 mod faults;
 mod fuzz;
+mod hanging;
 mod idempotency;
 mod isolation;
 mod keys;

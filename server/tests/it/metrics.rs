@@ -372,6 +372,26 @@ pub(crate) async fn counters(srv: &Server) {
     );
 }
 
+/// `--metrics off`: no `/metrics` (a problem+json 404, also for the admin), deliveries as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_serves_none_and_delivers() {
+    let rx = Receiver::start().await;
+    let srv = Server::start(&["--metrics", "off"]).await;
+    let (s, body) = srv.get("/metrics").await;
+    assert_eq!(s, 404, "{body}");
+    assert_eq!(body["code"], "route_not_found");
+    srv.seed("quiet").await;
+    srv.endpoint("quiet", json!({"url": rx.url("/q")})).await;
+    let (s, body) = srv
+        .post(
+            "/v1/accounts/quiet/events",
+            json!({"event": "rx.completed", "data": {}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
+    rx.wait_for("/q", 1, WAIT).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_listen_serves_them_apart_without_a_key() {
     let port = free_port();

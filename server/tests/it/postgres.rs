@@ -150,6 +150,18 @@ fn unreachable_message(url: &str, why: &str) -> String {
     )
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hanging_endpoints_do_not_delay_a_healthy_one() {
+    for (hanging, own_account, label) in [
+        (16, false, "postgres, 16 hanging accounts"),
+        (8, true, "postgres, 8 hanging endpoints in the account"),
+    ] {
+        let db = FreshDatabase::create().await;
+        let run = crate::hanging::healthy_beside_hanging(&db.url(), hanging, own_account).await;
+        crate::hanging::assert_within_bound(label, run);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_three_processes_share_one_database_through_a_kill9() {
     let db = FreshDatabase::create().await;

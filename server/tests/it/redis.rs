@@ -114,6 +114,19 @@ async fn redis_three_processes_share_one_redis_through_a_kill9() {
     drop(keys);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hanging_endpoints_do_not_delay_a_healthy_one() {
+    for (hanging, own_account, label) in [
+        (16, false, "redis, 16 hanging accounts"),
+        (8, true, "redis, 8 hanging endpoints in the account"),
+    ] {
+        let keys = FreshPrefix::create();
+        let run = crate::hanging::healthy_beside_hanging(&keys.url(), hanging, own_account).await;
+        crate::hanging::assert_within_bound(label, run);
+        drop(keys);
+    }
+}
+
 /// Lists the account's event ids (first page of 250).
 async fn event_ids(srv: &Server, account: &str) -> (u16, Vec<String>) {
     let (s, page) = srv
