@@ -35,6 +35,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Encryption at rest
+//! Wrap the store in [`sealing::SealedStore`] with a [`sealing::Keyring`] to keep endpoint
+//! secrets, custom header values and (optionally) event data sealed in every backend; the
+//! module docs say what is sealed, how keys rotate and how a start without the key fails.
+//!
 //! Receivers written in Rust verify requests with [`signing::verify_standard`] and
 //! [`signing::verify_raw_body`].
 //!

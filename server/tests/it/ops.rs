@@ -200,7 +200,8 @@ async fn cli_manages_event_types_accounts_sites_endpoints_and_keys() {
     assert_eq!(ep["url"], url.as_str());
     assert_eq!(ep["eventTypes"], json!(["rx.completed"]));
     assert_eq!(ep["sites"], json!(["store-1"]));
-    assert_eq!(ep["headers"], json!({"x-env": "test"}));
+    // Header values are write-only: shown masked.
+    assert_eq!(ep["headers"], json!({"x-env": "••••"}));
     assert_eq!(ep["enabled"], true);
 
     // The table of endpoints shows the created id (the global options may come anywhere).

@@ -5,6 +5,7 @@
 mod cached;
 mod group;
 mod reopen;
+mod sealed;
 
 /// The conformance suite, each case on its own database file in its own temporary directory.
 mod conformance_file {
