@@ -496,3 +496,30 @@ pub(crate) async fn every_route_is_isolated(srv: &Server) {
 async fn sqlite_every_route_is_isolated() {
     every_route_is_isolated(&Server::start(&[]).await).await;
 }
+
+/// The generator refuses what it cannot fill in, saying how to add it: a changing route without
+/// a body entry, and a path parameter no fixture provides.
+#[test]
+fn a_route_the_generator_cannot_fill_in_fails_with_instructions() {
+    let e = body_for("POST", "/v1/accounts/{account}/widgets").unwrap_err();
+    assert!(e.contains("add one to `BODIES`"), "{e}");
+    assert_eq!(body_for("GET", "/v1/accounts/{account}/widgets"), Ok(None));
+    let t = Tenant {
+        account: "a".into(),
+        ids: BTreeMap::from([("endpoint", "ep_1".to_owned())]),
+        key: String::new(),
+        read_only: String::new(),
+        secrets: Vec::new(),
+    };
+    assert_eq!(
+        t.path("/v1/accounts/{account}/endpoints/{endpoint}", &t),
+        Ok("/v1/accounts/a/endpoints/ep_1".to_owned())
+    );
+    let e = t
+        .path("/v1/accounts/{account}/widgets/{widget}", &t)
+        .unwrap_err();
+    assert!(
+        e.contains("`Tenant::create`") && e.contains("\"widget\""),
+        "{e}"
+    );
+}
