@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookline_core::Timestamp;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{Receiver, Server};
@@ -413,6 +414,49 @@ async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
         .get(&format!("{base}/replay/rpl_01KB2Z6Q3V8M4J7X0R5T9W1C2D"))
         .await;
     assert_eq!((s, r["code"].as_str()), (404, Some("replay_not_found")));
+
+    // An account key replays its own account and reads its jobs; another account's key
+    // reaches neither.
+    let (s, _) = srv
+        .post("/v1/accounts", json!({"id": "globex", "name": "globex"}))
+        .await;
+    assert_eq!(s, 201);
+    let key_of = |account: &'static str| {
+        let srv = &srv;
+        async move {
+            let (s, k) = srv
+                .post(&format!("/v1/accounts/{account}/keys"), json!({}))
+                .await;
+            assert_eq!(s, 201, "{k}");
+            k["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let (own, other) = (key_of("acct").await, key_of("globex").await);
+    let body = json!({"since": until});
+    let (s, mine) = srv
+        .call_as(
+            &own,
+            Method::POST,
+            &format!("{base}/replay"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 202, "{mine}");
+    let mine_path = format!("{base}/replay/{}", mine["id"].as_str().unwrap());
+    let (s, _) = srv.call_as(&own, Method::GET, &mine_path, None).await;
+    assert_eq!(s, 200);
+    for (method, path, body) in [
+        (Method::POST, format!("{base}/replay"), Some(body)),
+        (Method::GET, mine_path, None),
+        (Method::GET, format!("{base}/deliveries"), None),
+    ] {
+        let (s, r) = srv.call_as(&other, method, &path, body).await;
+        assert_eq!(
+            (s, r["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}: {r}"
+        );
+    }
 
     // Jobs live in the process: after a restart the job is unknown.
     srv.restart().await;
