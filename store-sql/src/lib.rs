@@ -625,6 +625,15 @@ macro_rules! impl_queue_store {
                 $crate::$dialect::queue::retry_delivery(self, account, id, now).await
             }
 
+            async fn retry_deliveries(
+                &self,
+                account: &$crate::__private::AccountId,
+                ids: &[$crate::__private::DeliveryId],
+                now: $crate::__private::Timestamp,
+            ) -> Result<u64, $crate::__private::StoreError> {
+                $crate::$dialect::queue::retry_deliveries(self, account, ids, now).await
+            }
+
             async fn recover_failed(
                 &self,
                 account: &$crate::__private::AccountId,

@@ -22,7 +22,11 @@
 //!   [`max_batch`](ServiceConfig::max_batch) events (`invalid_batch`) and
 //!   [`max_batch_deliveries`](ServiceConfig::max_batch_deliveries) deliveries in all, its events
 //!   times their subscribed endpoints (`batch_too_large`);
-//! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …).
+//! - deliveries: look up, list, retry ([`retry_delivery`](Hookline::retry_delivery), …), and
+//!   replay an account's deliveries of a time window in a background job
+//!   ([`start_replay`](Hookline::start_replay), [`replay`](Hookline::replay));
+//! - lists: every listing takes one [`ListQuery`] (paging and filters), refused alike when it
+//!   names a filter the list does not take.
 //!
 //! Changes (`AccountPatch`, `SitePatch`, `EventTypePatch`, `EndpointPatch`) are JSON Merge
 //! Patches (RFC 7396): an absent field stays as it is, a field with a value is set, and `null`

@@ -778,7 +778,9 @@ async fn manual_operations_record_manual_attempts() {
                 let (_, a) = srv
                     .get(&format!("/v1/accounts/acct/deliveries/{id}/attempts"))
                     .await;
-                let a = a["data"].as_array().unwrap().clone();
+                // Newest first: reversed, oldest first.
+                let mut a = a["data"].as_array().unwrap().clone();
+                a.reverse();
                 if a.last().is_some_and(|x| x["statusCode"] == 200) {
                     return a;
                 }

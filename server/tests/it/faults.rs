@@ -145,7 +145,9 @@ async fn first_attempt(srv: &Server, url: &str) -> (Value, Value) {
             let (_, a) = srv
                 .get(&format!("/v1/accounts/acct/deliveries/{id}/attempts"))
                 .await;
-            return (d, a["data"][0].clone());
+            // Newest first: the first attempt is the last row.
+            let first = a["data"].as_array().unwrap().last().cloned().unwrap();
+            return (d, first);
         }
         assert!(
             std::time::Instant::now() < deadline,

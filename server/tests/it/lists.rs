@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookline_core::Timestamp;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{Receiver, Server};
@@ -12,28 +13,27 @@ use crate::support::{Receiver, Server};
 /// Generous: deliveries and jobs run under the load of the whole test suite.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A server on a fresh store of `kind`, with the guard that removes the store.
-async fn server_on(kind: &str, extra: &[&str]) -> (Server, Box<dyn std::any::Any + Send>) {
+/// A server on a fresh store of `kind`, after the guard that removes the store (so that, bound
+/// as `let (_guard, srv)`, the server stops before its store is removed).
+async fn server_on(kind: &str, extra: &[&str]) -> (Box<dyn std::any::Any + Send>, Server) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     match kind {
         "sqlite" => {
             let url = format!("sqlite://{}", dir.path().join("hookline.db").display());
-            (
-                Server::start_on_store(&url, dir.clone(), extra).await,
-                Box::new(dir),
-            )
+            let srv = Server::start_on_store(&url, dir.clone(), extra).await;
+            (Box::new(dir), srv)
         }
         #[cfg(feature = "postgres")]
         "postgres" => {
             let db = crate::postgres::FreshDatabase::create().await;
             let srv = Server::start_on_store(&db.url(), dir, extra).await;
-            (srv, Box::new(db))
+            (Box::new(db), srv)
         }
         #[cfg(feature = "redis")]
         "redis" => {
             let prefix = crate::redis::FreshPrefix::create();
             let srv = Server::start_on_store(&prefix.url(), dir, extra).await;
-            (srv, Box::new(prefix))
+            (Box::new(prefix), srv)
         }
         other => panic!("no store {other}"),
     }
@@ -100,7 +100,7 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
     let rx = Receiver::start().await;
     // The endpoint `q` fails twice (its one event fails after one retry), then answers 200.
     rx.script("/q", &[500, 500]);
-    let (srv, _guard) = server_on(kind, &["--retry-schedule", "50ms"]).await;
+    let (_guard, srv) = server_on(kind, &["--retry-schedule", "50ms"]).await;
     srv.seed("acct").await;
     let (s, _) = srv
         .post("/v1/accounts/acct/sites", json!({"id": "s1"}))
@@ -310,7 +310,7 @@ async fn lists_filter_page_and_refuse_alike(kind: &str) {
 
 async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
     let rx = Receiver::start().await;
-    let (mut srv, _guard) = server_on(kind, &[]).await;
+    let (_guard, mut srv) = server_on(kind, &[]).await;
     srv.seed("acct").await;
     let (a, _) = srv.endpoint("acct", json!({"url": rx.url("/a")})).await;
     let (_b, _) = srv.endpoint("acct", json!({"url": rx.url("/b")})).await;
@@ -415,6 +415,49 @@ async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
         .await;
     assert_eq!((s, r["code"].as_str()), (404, Some("replay_not_found")));
 
+    // An account key replays its own account and reads its jobs; another account's key
+    // reaches neither.
+    let (s, _) = srv
+        .post("/v1/accounts", json!({"id": "globex", "name": "globex"}))
+        .await;
+    assert_eq!(s, 201);
+    let key_of = |account: &'static str| {
+        let srv = &srv;
+        async move {
+            let (s, k) = srv
+                .post(&format!("/v1/accounts/{account}/keys"), json!({}))
+                .await;
+            assert_eq!(s, 201, "{k}");
+            k["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let (own, other) = (key_of("acct").await, key_of("globex").await);
+    let body = json!({"since": until});
+    let (s, mine) = srv
+        .call_as(
+            &own,
+            Method::POST,
+            &format!("{base}/replay"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 202, "{mine}");
+    let mine_path = format!("{base}/replay/{}", mine["id"].as_str().unwrap());
+    let (s, _) = srv.call_as(&own, Method::GET, &mine_path, None).await;
+    assert_eq!(s, 200);
+    for (method, path, body) in [
+        (Method::POST, format!("{base}/replay"), Some(body)),
+        (Method::GET, mine_path, None),
+        (Method::GET, format!("{base}/deliveries"), None),
+    ] {
+        let (s, r) = srv.call_as(&other, method, &path, body).await;
+        assert_eq!(
+            (s, r["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}: {r}"
+        );
+    }
+
     // Jobs live in the process: after a restart the job is unknown.
     srv.restart().await;
     let (s, r) = srv.get(&job_path).await;
@@ -423,6 +466,49 @@ async fn replay_requeues_matching_deliveries_as_a_job(kind: &str) {
         (404, Some("replay_not_found")),
         "{r}"
     );
+}
+
+/// A replay of more deliveries than one batch walks every batch: each delivery re-queued once.
+async fn replay_walks_every_batch(kind: &str) {
+    let rx = Receiver::start().await;
+    let (_guard, srv) = server_on(kind, &[]).await;
+    srv.seed("acct").await;
+    srv.endpoint("acct", json!({"url": rx.url("/all")})).await;
+    let since = tick().await;
+    // 300 deliveries: more than one batch of 250.
+    for _ in 0..3 {
+        let batch: Vec<Value> = (0..100)
+            .map(|n| json!({"event": "rx.completed", "data": {"n": n}}))
+            .collect();
+        let (s, r) = srv
+            .post("/v1/accounts/acct/events/batch", Value::Array(batch))
+            .await;
+        assert_eq!(s, 202, "{r}");
+    }
+    rx.wait_for("/all", 300, WAIT).await;
+    let (s, job) = srv
+        .post("/v1/accounts/acct/replay", json!({"since": since}))
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let path = format!("/v1/accounts/acct/replay/{}", job["id"].as_str().unwrap());
+    let done = poll(&srv, &path, |j| j["state"] != "running").await;
+    assert_eq!(
+        (
+            done["state"].as_str(),
+            done["matched"].as_u64(),
+            done["queued"].as_u64()
+        ),
+        (Some("completed"), Some(300), Some(300)),
+        "{done}"
+    );
+    let got = rx.wait_for("/all", 600, WAIT).await;
+    let mut again: Vec<String> = got[300..]
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    again.sort();
+    again.dedup();
+    assert_eq!(again.len(), 300, "each event's delivery re-sent once");
 }
 
 macro_rules! on_every_store {
@@ -448,3 +534,4 @@ macro_rules! on_every_store {
 
 on_every_store!(lists_filter_page_and_refuse_alike);
 on_every_store!(replay_requeues_matching_deliveries_as_a_job);
+on_every_store!(replay_walks_every_batch);

@@ -131,14 +131,15 @@ async fn retries_until_success_and_records_every_attempt() {
         .iter()
         .map(|a| a["statusCode"].as_u64().unwrap())
         .collect();
-    assert_eq!(codes, vec![500, 500, 200]);
+    // Newest first.
+    assert_eq!(codes, vec![200, 500, 500]);
     let numbers: Vec<u64> = attempts["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["number"].as_u64().unwrap())
         .collect();
-    assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(numbers, vec![3, 2, 1]);
     assert!(
         attempts["data"]
             .as_array()
@@ -208,8 +209,9 @@ async fn exhausted_retries_fail_the_delivery_and_manual_retry_resends() {
             .await;
         let a = a["data"].as_array().unwrap().clone();
         if a.len() == 4 {
-            assert_eq!(a[3]["trigger"], "manual");
-            assert_eq!(a[3]["statusCode"], 200);
+            // Newest first: the manual retry leads.
+            assert_eq!(a[0]["trigger"], "manual");
+            assert_eq!(a[0]["statusCode"], 200);
             break;
         }
         assert!(std::time::Instant::now() < deadline);

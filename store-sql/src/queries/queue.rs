@@ -89,6 +89,28 @@ pub async fn retry_delivery<S: SqlStore<Db = Db> + ?Sized>(
     }
 }
 
+/// Sends a batch of an account's deliveries again now, in one statement; how many there were.
+pub async fn retry_deliveries<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    account: &AccountId,
+    ids: &[DeliveryId],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut qb = requeue_manual(now);
+    qb.push(" WHERE account = ")
+        .push_bind(account.as_str())
+        .push(" AND id IN (");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.as_str().to_owned());
+    }
+    qb.push(")");
+    Ok(affected(qb, s.write_pool()).await?)
+}
+
 /// Sends again the failed deliveries of an endpoint created since `since`.
 pub async fn recover_failed<S: SqlStore<Db = Db> + ?Sized>(
     s: &S,
