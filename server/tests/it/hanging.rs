@@ -123,7 +123,10 @@ async fn load(
                 // A 503 (the store did not confirm in time) or no answer is tried again with the
                 // same idempotency key; the latency counts from the final 202.
                 let key = format!("hanging-{account}-{kind}-{i}");
-                for _ in 0..5 {
+                for attempt in 0..10u64 {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    }
                     let r = http
                         .post(&url)
                         .bearer_auth(crate::support::ADMIN_KEY)
@@ -147,7 +150,7 @@ async fn load(
                         is_healthy,
                     );
                 }
-                panic!("event {i} to {account}: five 503 answers or failures in a row");
+                panic!("event {i} to {account}: ten 503 answers or failures in a row");
             });
         }
     }
