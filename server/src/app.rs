@@ -38,6 +38,7 @@ pub fn app(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
     if let Some(handle) = metrics {
         router = router.merge(crate::metrics::admin_route(handle));
     }
+    router = router.merge(crate::ui::routes());
     router
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .with_state(state)

@@ -11,12 +11,17 @@ use hookline_core::store::Store;
 pub struct AppState {
     /// The service façade every handler calls (its dispatcher runs the deliveries).
     pub hookline: Hookline,
+    /// The dashboard's sessions, portal links and sign-in throttle (in memory).
+    pub ui: Arc<crate::ui::session::Sessions>,
 }
 
 impl AppState {
     /// State over the façade.
     pub fn new(hookline: Hookline) -> Self {
-        Self { hookline }
+        Self {
+            hookline,
+            ui: Arc::default(),
+        }
     }
 
     /// The engine.

@@ -16,6 +16,7 @@ mod catalog;
 mod deliveries;
 mod endpoints;
 mod events;
+mod portal;
 
 /// A JSON body whose rejections are problem documents.
 #[derive(Debug, FromRequest)]
@@ -80,6 +81,7 @@ pub fn routes(max_event_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::get, accounts::update, accounts::delete))
         .routes(routes!(accounts::create_key))
+        .routes(routes!(portal::create))
         .routes(routes!(accounts::create_site, accounts::list_sites))
         .routes(routes!(
             accounts::get_site,

@@ -2,6 +2,7 @@
 
 mod batches;
 mod breaker;
+mod browser;
 mod cli;
 mod engine;
 mod faults;
@@ -25,6 +26,7 @@ mod redis;
 mod secrets;
 mod support;
 mod tls;
+mod ui;
 
 use std::time::Duration;
 
