@@ -452,6 +452,10 @@ impl<S: Store + ?Sized> QueueStore for MeteredStore<S> {
         metered("backlog", self.inner.backlog()).await
     }
 
+    async fn add_hourly(&self, stats: &[crate::model::HourlyStats]) -> Result<(), StoreError> {
+        metered("add_hourly", self.inner.add_hourly(stats)).await
+    }
+
     fn listen_for_work(&self) -> Option<WorkListener> {
         self.inner.listen_for_work()
     }
@@ -555,6 +559,14 @@ impl<S: Store + ?Sized> HistoryStore for MeteredStore<S> {
         delivery: &DeliveryId,
     ) -> Result<Vec<Attempt>, StoreError> {
         metered("attempts", self.inner.attempts(account, delivery)).await
+    }
+
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<crate::model::HourlyStats>, StoreError> {
+        metered("hourly", self.inner.hourly(endpoint, since)).await
     }
 }
 

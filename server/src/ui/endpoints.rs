@@ -142,7 +142,11 @@ async fn list(
             .items
             .into_iter()
             .next();
-        rows.push((ep, last));
+        let hourly = state
+            .hookline
+            .endpoint_hourly(&s.actor, &account, ep.id.as_str(), super::charts::HOURS)
+            .await?;
+        rows.push((ep, last, super::charts::success_rate(&hourly)));
     }
     let body = html! {
         h1 { "Endpoints" }
@@ -157,9 +161,9 @@ async fn list(
             }))
         } @else {
             table {
-                thead { tr { th { "URL" } th { "State" } th { "Event types" } th { "Sites" } th { "Last delivery" } } }
+                thead { tr { th { "URL" } th { "State" } th { "Event types" } th { "Sites" } th { "Success (24 h)" } th { "Last delivery" } } }
                 tbody {
-                    @for (ep, last) in &rows {
+                    @for (ep, last, rate) in &rows {
                         tr {
                             td {
                                 a href=(format!("{}/{}", base(&account), ep.id)) { (ep.url) }
@@ -168,6 +172,7 @@ async fn list(
                             td { (state_cell(ep)) }
                             td { (types_text(ep)) }
                             td { (scope_text(ep)) }
+                            td { @match rate { Some(r) => (format!("{r:.1} %")), None => span.muted { "no attempts" } } }
                             td {
                                 @match last {
                                     Some(d) => { (status_badge(d)) " " (time_opt(d.last_attempt_at.or(Some(d.created_at)))) }
@@ -670,6 +675,11 @@ async fn detail(
             test_view = Some((d, attempts));
         }
     }
+    let hourly = state
+        .hookline
+        .endpoint_hourly(&s.actor, &account, ep.id.as_str(), super::charts::HOURS)
+        .await?;
+    let now = super::now(&state);
     let body = html! {
         h1 { "Endpoint " code { (ep.id) } }
         dl.props {
@@ -718,6 +728,16 @@ async fn detail(
             h2 #test { "Test event" }
             p { "Delivery " code { (d.id) } ": " (status_badge(d)) " · " a href=(format!("{here}?test={}#test", d.event_id)) { "Refresh" } }
             (super::events::attempts_table(attempts))
+        }
+        h2 { "Last 24 hours" }
+        @if hourly.is_empty() {
+            (empty("No attempts in the last 24 hours. Send a test event to see the charts fill in."))
+        } @else {
+            p { "Success rate: " strong #success-rate { (format!("{:.1} %", super::charts::success_rate(&hourly).unwrap_or(0.0))) } }
+        }
+        div.charts {
+            (super::charts::attempts_chart(&hourly, now))
+            (super::charts::latency_chart(&hourly, now))
         }
         @if !s.read_only {
             h2 #recover { "Recover failed deliveries" }

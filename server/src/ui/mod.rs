@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::state::AppState;
 
 mod account;
+mod charts;
 mod endpoints;
 mod events;
 mod login;

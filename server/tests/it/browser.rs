@@ -215,6 +215,35 @@ async fn path(c: &Client) -> String {
     c.current_url().await.unwrap().path().to_owned()
 }
 
+/// Waits until the browser is at `want` (a click's navigation may still be under way).
+async fn wait_path(c: &Client, want: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let at = path(c).await;
+        if at == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "at {at}, not {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the page (without reloading it) contains `needle`.
+async fn wait_text(c: &Client, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = text(c).await;
+        if t.contains(needle) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {needle:?}; the page says:\n{t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_and_portal_work_in_chromium() {
     let driver = driver().await;
@@ -227,28 +256,28 @@ async fn the_dashboard_and_portal_work_in_chromium() {
 
     // The operator signs in with the admin key in a form.
     c.goto(&ui("/ui/")).await.unwrap();
-    assert_eq!(path(&c).await, "/ui/login");
+    wait_path(&c, "/ui/login").await;
     shot(&c, "sign-in").await;
     fill(&c, "#key", ADMIN_KEY).await;
     click(&c, "form.stack button[type=submit]").await;
-    assert_eq!(path(&c).await, "/ui/accounts");
-    assert!(text(&c).await.contains("No accounts yet"));
+    wait_path(&c, "/ui/accounts").await;
+    wait_text(&c, "No accounts yet").await;
 
     // ...creates an account, a site and an event type.
     fill(&c, "#account-id", "shop").await;
     fill(&c, "#account-name", "Shop Inc").await;
     click(&c, "form.stack button[type=submit]").await;
-    assert_eq!(path(&c).await, "/ui/accounts/shop/endpoints");
+    wait_path(&c, "/ui/accounts/shop/endpoints").await;
     c.goto(&ui("/ui/accounts/shop/sites")).await.unwrap();
     fill(&c, "#site-id", "store-1").await;
     fill(&c, "#site-name", "Main Street").await;
     click(&c, "form.stack button[type=submit]").await;
-    assert!(text(&c).await.contains("Main Street"));
+    wait_text(&c, "Main Street").await;
     c.goto(&ui("/ui/catalog")).await.unwrap();
     fill(&c, "#type-name", "order.paid").await;
     fill(&c, "#type-description", "An order was paid").await;
     click(&c, "form.stack button[type=submit]").await;
-    assert!(text(&c).await.contains("order.paid"));
+    wait_text(&c, "An order was paid").await;
     shot(&c, "event-types").await;
     c.goto(&ui("/ui/accounts")).await.unwrap();
     shot(&c, "accounts").await;
@@ -264,12 +293,8 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     let link = ui(link["url"].as_str().unwrap());
     c.delete_all_cookies().await.unwrap();
     c.goto(&link).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    while path(&c).await != "/ui/accounts/shop/endpoints" {
-        assert!(Instant::now() < deadline, "the portal page did not move on");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(text(&c).await.contains("No endpoints yet"), "empty state");
+    wait_path(&c, "/ui/accounts/shop/endpoints").await;
+    wait_text(&c, "No endpoints yet").await;
 
     // A shared and a per-site endpoint.
     click(&c, ".actions a").await;
@@ -279,7 +304,7 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     shot(&c, "endpoint-form").await;
     click(&c, "form.stack button[type=submit]").await;
     let shared_page = c.current_url().await.unwrap();
-    assert!(text(&c).await.contains("All sites (shared)"));
+    wait_text(&c, "All sites (shared)").await;
     c.goto(&ui("/ui/accounts/shop/endpoints/new"))
         .await
         .unwrap();
@@ -288,7 +313,7 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     click(&c, "input[name=scope][value=chosen]").await;
     click(&c, "input[name=sites][value='store-1']").await;
     click(&c, "form.stack button[type=submit]").await;
-    assert!(text(&c).await.contains("store-1"));
+    wait_text(&c, "Store 1 only").await;
 
     // A validation error shows next to its field with the API's code.
     c.goto(&ui("/ui/accounts/shop/endpoints/new"))
@@ -296,6 +321,7 @@ async fn the_dashboard_and_portal_work_in_chromium() {
         .unwrap();
     fill(&c, "#url", "ftp://nope").await;
     click(&c, "form.stack button[type=submit]").await;
+    wait_text(&c, "invalid_url").await;
     let err = c
         .find(Locator::Css("#url-error"))
         .await
@@ -311,6 +337,30 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     let t = reload_until(&c, "the test delivery", |t| t.contains("succeeded")).await;
     assert!(t.contains("200"), "{t}");
     assert_eq!(rx.on("/ok").len(), 1);
+
+    // The charts hold a bar once the hourly counters are written (every few seconds).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let bars = c
+            .find_all(Locator::Css("#attempts-chart rect.bar-ok"))
+            .await
+            .unwrap_or_default();
+        let dots = c
+            .find_all(Locator::Css("#latency-chart circle.line-p50"))
+            .await
+            .unwrap_or_default();
+        if bars.len() == 1 && dots.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no bar in the chart: {}",
+            text(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.unwrap();
+    }
+    assert!(text(&c).await.contains("100.0 %"), "the success rate");
     shot(&c, "endpoint-detail").await;
 
     // An event for store 1: the shared endpoint takes it, the per-site one fails with 503.
@@ -324,7 +374,7 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     assert_eq!(s, 202, "{ev}");
     let ev = ev["id"].as_str().unwrap().to_owned();
     c.goto(&ui("/ui/accounts/shop/events")).await.unwrap();
-    assert!(text(&c).await.contains(&ev));
+    wait_text(&c, &ev).await;
     shot(&c, "events").await;
     click(&c, &format!("a[href$='{ev}']")).await;
     let t = reload_until(&c, "the failed attempt", |t| t.contains("503")).await;
@@ -398,7 +448,7 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     let (s, _) = srv.post("/v1/accounts", json!({"id": "other"})).await;
     assert_eq!(s, 201);
     c.goto(&ui("/ui/accounts/other/endpoints")).await.unwrap();
-    assert!(text(&c).await.contains("Not found"));
+    wait_text(&c, "Not found").await;
 
     // A form posted without its CSRF token is refused.
     c.goto(&ui("/ui/accounts/shop/sites")).await.unwrap();
@@ -410,13 +460,13 @@ async fn the_dashboard_and_portal_work_in_chromium() {
     .unwrap();
     fill(&c, "#site-id", "store-2").await;
     click(&c, "form.stack button[type=submit]").await;
-    assert!(text(&c).await.contains("security token"));
+    wait_text(&c, "security token").await;
     assert_eq!(srv.get("/v1/accounts/shop/sites/store-2").await.0, 404);
 
     // The portal link, used once, is refused a second time.
     c.delete_all_cookies().await.unwrap();
     c.goto(&link).await.unwrap();
-    assert!(text(&c).await.contains("expired or was already used"));
+    wait_text(&c, "expired or was already used").await;
 
     c.close().await.unwrap();
 }
