@@ -543,6 +543,10 @@ impl<S: Store + ?Sized> QueueStore for CachedStore<S> {
         self.inner.backlog().await
     }
 
+    async fn add_hourly(&self, stats: &[crate::model::HourlyStats]) -> Result<(), StoreError> {
+        self.inner.add_hourly(stats).await
+    }
+
     fn listen_for_work(&self) -> Option<crate::store::WorkListener> {
         self.inner.listen_for_work()
     }
@@ -692,6 +696,14 @@ impl<S: Store + ?Sized> HistoryStore for CachedStore<S> {
         self.inner
             .list_attempts(account, delivery, filter, page)
             .await
+    }
+
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<crate::model::HourlyStats>, StoreError> {
+        self.inner.hourly(endpoint, since).await
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use crate::envelope::envelope;
 use crate::gate::{Admit, GateConfig, Gates, Health, Pace, Verdict};
 use crate::id::{AttemptId, EndpointId};
-use crate::model::{Attempt, Event, RESPONSE_EXCERPT_BYTES, Trigger};
+use crate::model::{Attempt, Event, HourlyStats, RESPONSE_EXCERPT_BYTES, Trigger};
 use crate::retry::{Outcome, RetryPolicy, Schedule, classify};
 use crate::signing::{SignInput, Signer, SignerSet};
 use crate::store::{Claimed, Next, Receipt, Store, StoreError};
@@ -277,6 +277,7 @@ impl DispatcherBuilder {
                 slow_lane: Arc::new(Semaphore::new(self.config.concurrency.max(1))),
                 config: self.config,
                 wake: Notify::new(),
+                hourly: std::sync::Mutex::default(),
             }),
         }
     }
@@ -301,7 +302,12 @@ struct Inner {
     /// The slow lane: slots for requests in flight longer than `slow_after`, apart from the
     /// `concurrency` slots every request starts with.
     slow_lane: Arc<Semaphore>,
+    /// Settled attempts counted per endpoint and hour, not yet added to the store's counters.
+    hourly: std::sync::Mutex<HashMap<(EndpointId, Timestamp), HourlyStats>>,
 }
+
+/// How often the hourly counters of settled attempts are added to the store.
+const HOURLY_FLUSH: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for dyn Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -484,6 +490,7 @@ impl Dispatcher {
         if let Some(keep) = cfg.retention {
             background.spawn(self.clone().purge_loop(keep, shutdown.clone()));
         }
+        background.spawn(self.clone().hourly_loop(shutdown.clone()));
         loop {
             if let Some(e) = reap(&mut tasks, "delivery").or_else(|| reap(&mut background, "purge"))
             {
@@ -656,6 +663,8 @@ impl Dispatcher {
             );
             tasks.abort_all();
         }
+        // What settled since the last flush, drained deliveries included.
+        self.flush_hourly().await;
         match failure {
             None => {
                 tracing::info!("dispatcher stopped");
@@ -873,6 +882,40 @@ impl Dispatcher {
         self.inner.gates.forget(&c.endpoint.id);
     }
 
+    /// Adds the counted attempts to the store's hourly counters every [`HOURLY_FLUSH`].
+    async fn hourly_loop(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(HOURLY_FLUSH) => {}
+            }
+            self.flush_hourly().await;
+        }
+    }
+
+    /// Adds the counted attempts to the store's hourly counters now.
+    pub async fn flush_hourly(&self) {
+        let stats: Vec<HourlyStats> = {
+            let mut map = self.inner.hourly.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *map).into_values().collect()
+        };
+        if stats.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.store.add_hourly(&stats).await {
+            tracing::warn!(error = %e, rows = stats.len(), "adding to the hourly counters failed; those counts are lost");
+        }
+    }
+
+    /// Counts a settled attempt for the hourly counters.
+    fn count_hourly(&self, c: &Claimed, attempt: &Attempt, next: Next) {
+        let hour = HourlyStats::hour_of(attempt.started_at);
+        let mut map = self.inner.hourly.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((c.endpoint.id.clone(), hour))
+            .or_insert_with(|| HourlyStats::new(c.endpoint.id.clone(), hour))
+            .record(matches!(next, Next::Delivered), attempt.duration_ms);
+    }
+
     /// Purges events older than `keep`, in bounded batches, every purge interval.
     async fn purge_loop(self, keep: Duration, shutdown: CancellationToken) {
         const BATCH: usize = 1000;
@@ -928,6 +971,7 @@ impl Dispatcher {
             match self.inner.store.settle(&c.lease, attempt, next).await {
                 Ok(()) => {
                     crate::metrics::settled(next);
+                    self.count_hourly(c, attempt, next);
                     return;
                 }
                 Err(StoreError::LeaseLost) => {

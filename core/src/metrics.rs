@@ -499,6 +499,10 @@ impl<S: Store + ?Sized> QueueStore for MeteredStore<S> {
         metered("backlog", self.inner.backlog()).await
     }
 
+    async fn add_hourly(&self, stats: &[crate::model::HourlyStats]) -> Result<(), StoreError> {
+        metered("add_hourly", self.inner.add_hourly(stats)).await
+    }
+
     fn listen_for_work(&self) -> Option<WorkListener> {
         self.inner.listen_for_work()
     }
@@ -654,6 +658,14 @@ impl<S: Store + ?Sized> HistoryStore for MeteredStore<S> {
             self.inner.list_attempts(account, delivery, filter, page),
         )
         .await
+    }
+
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<crate::model::HourlyStats>, StoreError> {
+        metered("hourly", self.inner.hourly(endpoint, since)).await
     }
 }
 

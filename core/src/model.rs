@@ -705,6 +705,100 @@ pub struct AttemptFilter {
     pub outcome: Option<AttemptOutcome>,
 }
 
+/// Upper bounds, in milliseconds, of the latency buckets of [`HourlyStats`]; one more bucket
+/// holds everything slower.
+pub const LATENCY_BOUNDS_MS: [u64; 11] =
+    [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000];
+/// How many latency buckets [`HourlyStats`] keeps.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// One endpoint's settled attempts in one hour: counts of delivered (2xx) and failed attempts
+/// and a latency histogram. Kept by the store as counters that attempts add to, so charts read
+/// at most 24 rows instead of counting attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HourlyStats {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The hour's start (UTC, a multiple of 3,600,000 ms).
+    pub hour: Timestamp,
+    /// Attempts that got a 2xx.
+    pub delivered: u64,
+    /// Attempts that did not.
+    pub failed: u64,
+    /// Attempts per latency bucket ([`LATENCY_BOUNDS_MS`], then everything slower).
+    pub latency: [u64; LATENCY_BUCKETS],
+}
+
+impl HourlyStats {
+    /// No attempts yet, for `endpoint` in the hour holding `at`.
+    pub fn new(endpoint: EndpointId, at: Timestamp) -> Self {
+        Self {
+            endpoint,
+            hour: Self::hour_of(at),
+            delivered: 0,
+            failed: 0,
+            latency: [0; LATENCY_BUCKETS],
+        }
+    }
+
+    /// The start of the hour holding `at`.
+    pub fn hour_of(at: Timestamp) -> Timestamp {
+        Timestamp::from_millis(at.as_millis().div_euclid(3_600_000) * 3_600_000)
+    }
+
+    /// Counts one attempt.
+    pub fn record(&mut self, delivered: bool, duration_ms: u64) {
+        if delivered {
+            self.delivered += 1;
+        } else {
+            self.failed += 1;
+        }
+        let bucket = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|b| duration_ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS - 1);
+        self.latency[bucket] += 1;
+    }
+
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &HourlyStats) {
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        for (a, b) in self.latency.iter_mut().zip(other.latency) {
+            *a += b;
+        }
+    }
+
+    /// Attempts in all.
+    pub fn attempts(&self) -> u64 {
+        self.delivered + self.failed
+    }
+
+    /// The latency below which a share `q` (0 to 1) of the attempts finished, as the upper bound
+    /// of its bucket in ms (`None` without attempts; the slowest bucket reports its lower bound).
+    pub fn percentile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.latency.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(
+                    LATENCY_BOUNDS_MS
+                        .get(i)
+                        .copied()
+                        .unwrap_or(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1]),
+                );
+            }
+        }
+        None
+    }
+}
+
 /// Where a page of a newest-first list ends: the sort key of its last row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {

@@ -62,7 +62,7 @@ use zeroize::Zeroizing;
 use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
     Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event, EventFilter,
-    EventType, Page, PageRequest, Site, Trigger,
+    EventType, HourlyStats, Page, PageRequest, Site, Trigger,
 };
 use crate::signing::Secret;
 use crate::store::{
@@ -888,6 +888,9 @@ impl<S: Store + ?Sized> EndpointStore for SealedStore<S> {
 
 #[async_trait::async_trait]
 impl<S: Store + ?Sized> QueueStore for SealedStore<S> {
+    async fn add_hourly(&self, stats: &[HourlyStats]) -> Result<(), StoreError> {
+        self.inner.add_hourly(stats).await
+    }
     async fn enqueue_with(
         &self,
         event: &Event,
@@ -1023,6 +1026,13 @@ impl<S: Store + ?Sized> QueueStore for SealedStore<S> {
 
 #[async_trait::async_trait]
 impl<S: Store + ?Sized> HistoryStore for SealedStore<S> {
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<HourlyStats>, StoreError> {
+        self.inner.hourly(endpoint, since).await
+    }
     async fn event(&self, account: &AccountId, id: &EventId) -> Result<Option<Event>, StoreError> {
         match self.inner.event(account, id).await? {
             Some(ev) => opened(self.open_event(ev)).map(Some),

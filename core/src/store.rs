@@ -37,7 +37,8 @@ use std::time::Duration;
 use crate::id::{AccountId, DeliveryId, EndpointId, EventId, EventTypeName, KeyId, SiteId};
 use crate::model::{
     Account, ApiKey, Attempt, AttemptFilter, AttemptOutcome, AuditEntry, Cursor, Delivery,
-    DeliveryFilter, Endpoint, Event, EventFilter, EventType, Page, PageRequest, Site, Trigger,
+    DeliveryFilter, Endpoint, Event, EventFilter, EventType, HourlyStats, Page, PageRequest, Site,
+    Trigger,
 };
 use crate::time::Timestamp;
 use crate::transport::BoxError;
@@ -458,6 +459,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// return ([`Backlog`]), for monitoring: sampled every few seconds, not per delivery, so a
     /// store may count with one cheap query over the index of pending deliveries.
     async fn backlog(&self) -> Result<Backlog, StoreError>;
+    /// Adds each of `stats` to its endpoint's counters of that hour (creating them at zero),
+    /// for the dashboard's charts. The dispatcher calls it every few seconds with what settled
+    /// since; a failure loses those counts only (they are statistics, not deliveries).
+    async fn add_hourly(&self, stats: &[HourlyStats]) -> Result<(), StoreError>;
     /// Starts listening for work that other processes make due (for example PostgreSQL
     /// `LISTEN/NOTIFY` or Redis pub/sub), so idle dispatchers wake at once instead of at their
     /// next poll; `None` (the default) when the store has no such channel. Call it inside a
@@ -601,6 +606,14 @@ pub trait HistoryStore: Send + Sync + 'static {
             id: a.id.as_str().to_owned(),
         }))
     }
+
+    /// An endpoint's hourly counters ([`QueueStore::add_hourly`]) of the hours starting at or
+    /// after `since`, oldest first; hours without attempts are absent.
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<HourlyStats>, StoreError>;
 }
 
 /// Everything Hookline keeps: the one object-safe bound callers hold (`Arc<dyn Store>`).

@@ -50,6 +50,7 @@ pub fn app_with(
     if let Some(handle) = metrics {
         router = router.merge(crate::metrics::admin_route(handle));
     }
+    router = router.merge(crate::ui::routes());
     let mut router = router
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .with_state(state)

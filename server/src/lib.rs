@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 
 pub use app::{app, open_store, run};
 pub use state::AppState;

@@ -14,6 +14,8 @@ use crate::config::RateLimit;
 pub struct AppState {
     /// The service façade every handler calls (its dispatcher runs the deliveries).
     pub hookline: Hookline,
+    /// The dashboard's sessions, portal links and sign-in throttle (in memory).
+    pub ui: Arc<crate::ui::session::Sessions>,
     /// The request limits the router applies.
     pub limits: RequestLimits,
 }
@@ -66,6 +68,7 @@ impl AppState {
     pub fn new(hookline: Hookline) -> Self {
         Self {
             hookline,
+            ui: Arc::default(),
             limits: RequestLimits::default(),
         }
     }

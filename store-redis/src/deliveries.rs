@@ -732,6 +732,39 @@ impl QueueStore for RedisStore {
         Ok(Backlog::new(pending, self.next_due().await?))
     }
 
+    async fn add_hourly(
+        &self,
+        stats: &[hookline_core::model::HourlyStats],
+    ) -> Result<(), StoreError> {
+        if stats.is_empty() {
+            return Ok(());
+        }
+        self.op(async {
+            let k = &self.keys;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for st in stats {
+                let hour = hookline_core::model::HourlyStats::hour_of(st.hour).as_millis();
+                let key = k.hourly(st.endpoint.as_str(), hour);
+                let hours = k.hours(st.endpoint.as_str());
+                pipe.hincr(&key, "d", st.delivered).ignore();
+                pipe.hincr(&key, "f", st.failed).ignore();
+                for (i, n) in st.latency.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    pipe.hincr(&key, format!("l{i}"), *n).ignore();
+                }
+                pipe.expire(&key, HOURLY_KEEP_SECS).ignore();
+                pipe.zadd(&hours, hour, hour).ignore();
+                pipe.zrembyscore(&hours, "-inf", hour - HOURLY_KEEP_SECS * 1000)
+                    .ignore();
+                pipe.expire(&hours, HOURLY_KEEP_SECS).ignore();
+            }
+            let mut conn = self.conn.clone();
+            pipe.query_async::<()>(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn retry_delivery(
         &self,
         account: &AccountId,
@@ -970,4 +1003,48 @@ impl HistoryStore for RedisStore {
     ) -> Result<Vec<Attempt>, StoreError> {
         self.op(self.attempts_inner(account, delivery)).await
     }
+
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<hookline_core::model::HourlyStats>, StoreError> {
+        use hookline_core::model::{HourlyStats, LATENCY_BUCKETS};
+        self.op(async {
+            let k = &self.keys;
+            let mut conn = self.conn.clone();
+            let hours: Vec<i64> = redis::cmd("ZRANGEBYSCORE")
+                .arg(k.hours(endpoint.as_str()))
+                .arg(since.as_millis())
+                .arg("+inf")
+                .query_async(&mut conn)
+                .await?;
+            if hours.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for h in &hours {
+                pipe.hgetall(k.hourly(endpoint.as_str(), *h));
+            }
+            let maps: Vec<HashMap<String, u64>> = pipe.query_async(&mut conn).await?;
+            let mut out = Vec::new();
+            for (h, m) in hours.into_iter().zip(maps) {
+                if m.is_empty() {
+                    continue;
+                }
+                let mut st = HourlyStats::new(endpoint.clone(), Timestamp::from_millis(h));
+                st.delivered = m.get("d").copied().unwrap_or(0);
+                st.failed = m.get("f").copied().unwrap_or(0);
+                for i in 0..LATENCY_BUCKETS {
+                    st.latency[i] = m.get(&format!("l{i}")).copied().unwrap_or(0);
+                }
+                out.push(st);
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
+
+/// How long hourly counters are kept (8 days).
+const HOURLY_KEEP_SECS: i64 = 8 * 24 * 3600;

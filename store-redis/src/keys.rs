@@ -32,6 +32,16 @@ impl Keys {
         format!("{}due", self.q)
     }
 
+    /// An endpoint's counters of one hour (ms): hash `d`, `f`, `l0` … `l11`.
+    pub(crate) fn hourly(&self, endpoint: &str, hour: i64) -> String {
+        format!("{}hourly:{endpoint}:{hour}", self.q)
+    }
+
+    /// The hours (score and member) an endpoint has counters of.
+    pub(crate) fn hours(&self, endpoint: &str) -> String {
+        format!("{}hours:{endpoint}", self.q)
+    }
+
     /// Every pending delivery's id (whatever index it waits in), for `backlog`.
     pub(crate) fn pending(&self) -> String {
         format!("{}pending", self.q)

@@ -80,6 +80,8 @@
 //! | `P{q}:dlv:<delivery>` | hash | `account event endpoint status attempts next_at last_at created lease due_at trigger okey lz` | retention |
 //! | `P{q}:dlvs:<account>` | index | the account's deliveries by creation | pruned |
 //! | `P{q}:epd:<endpoint>` | index | the endpoint's deliveries by creation | pruned |
+//! | `P{q}:hourly:<endpoint>:<hour>` | hash `d`, `f`, `l0` … `l11` | an endpoint's attempts of one hour: delivered, failed, per latency bucket | 8 days |
+//! | `P{q}:hours:<endpoint>` | sorted set | the hours an endpoint has counters of (score = member = hour, ms) | 8 days |
 //! | `P{q}:due` | sorted set | pending deliveries of enabled endpoints, score = due time | — |
 //! | `P{q}:pending` | set | every pending delivery's id, wherever it waits (`backlog` counts it); added when a delivery becomes pending, removed when it finishes, is cancelled or purged (deliveries made pending by a version without this set are not in it) | — |
 //! | `P{q}:park:<endpoint>` | sorted set | pending deliveries of a disabled or held endpoint, score = due time | — |

@@ -146,7 +146,7 @@ pub mod __private {
     pub use async_trait::async_trait;
     pub use hookline_core::model::{
         Account, ApiKey, Attempt, AuditEntry, Delivery, DeliveryFilter, Endpoint, Event,
-        EventFilter, EventType, Page, PageRequest, Site, Trigger,
+        EventFilter, EventType, HourlyStats, Page, PageRequest, Site, Trigger,
     };
     pub use hookline_core::store::{
         AuditStore, Backlog, CatalogStore, Claimed, EndpointStore, HistoryStore, LeaseToken, Next,
@@ -468,6 +468,14 @@ macro_rules! impl_history_store {
             ) -> Result<Vec<$crate::__private::Attempt>, $crate::__private::StoreError> {
                 $crate::$dialect::history::attempts(self, account, delivery).await
             }
+
+            async fn hourly(
+                &self,
+                endpoint: &$crate::__private::EndpointId,
+                since: $crate::__private::Timestamp,
+            ) -> Result<Vec<$crate::__private::HourlyStats>, $crate::__private::StoreError> {
+                $crate::$dialect::history::hourly(self, endpoint, since).await
+            }
         }
 
         #[$crate::__private::async_trait]
@@ -590,6 +598,13 @@ macro_rules! impl_queue_store {
                 max: usize,
             ) -> Result<u64, $crate::__private::StoreError> {
                 <Self as $crate::SqlQueue>::purge(self, before, max).await
+            }
+
+            async fn add_hourly(
+                &self,
+                stats: &[$crate::__private::HourlyStats],
+            ) -> Result<(), $crate::__private::StoreError> {
+                $crate::$dialect::queue::add_hourly(self, stats).await
             }
 
             async fn record_failing(

@@ -74,6 +74,9 @@ fn test(args: &TestArgs) -> Result<()> {
         }
     };
 
+    step("browser");
+    crate::browser::ensure()?;
+
     let store = args.store.clone().unwrap_or_else(|| "all".to_owned());
     step("test");
     cargo_cmd()

@@ -5,6 +5,7 @@
 //! argument parsing, no async runtime.
 
 mod bench;
+mod browser;
 mod ci;
 mod cmd;
 mod fuzz;
@@ -26,8 +27,10 @@ Commands:
   pydeps                    make sure <target>/xtask/venv has the pinned Python packages the tests
                             drive (standardwebhooks, openapi-spec-validator, schemathesis,
                             openapi-python-client)
+  browser                   make sure chromium and chromedriver are installed (apt-get install
+                            chromium chromium-driver when root), for the dashboard's browser test
   test [--store <s>] [-- <cargo test args>]
-                            services + pydeps, then `cargo test --workspace --all-features`
+                            services + pydeps + browser, then `cargo test --workspace --all-features`
                             (<s> = sqlite|postgres|redis|all, passed on as HOOKLINE_TEST_STORES)
   ci                        fmt --check, clippy (all and default features), test, fuzz, the
                             embedding example, bench --smoke,
@@ -74,6 +77,10 @@ fn run(args: &[String]) -> Result<()> {
             let python = pydeps::ensure()?;
             println!("{}", python.display());
             Ok(())
+        }
+        "browser" => {
+            no_args("browser", rest)?;
+            browser::ensure()
         }
         "test" => ci::test_cmd(rest),
         "ci" => {

@@ -707,6 +707,23 @@ impl Hookline {
         Ok(receipt)
     }
 
+    /// An endpoint's hourly attempt counters of the last `hours` hours, the current one
+    /// included, oldest first (hours without attempts are absent): what its charts draw.
+    pub async fn endpoint_hourly(
+        &self,
+        by: &Actor,
+        account: &str,
+        endpoint: &str,
+        hours: u32,
+    ) -> Result<Vec<crate::model::HourlyStats>, ServiceError> {
+        let ep = self.endpoint(by, account, endpoint).await?;
+        let now = crate::model::HourlyStats::hour_of(self.now());
+        let since = now.sub(Duration::from_secs(
+            3600 * u64::from(hours.saturating_sub(1)),
+        ));
+        Ok(self.store().hourly(&ep.id, since).await?)
+    }
+
     /// Re-queues every failed delivery to an endpoint created at or after `since`, as manual
     /// attempts; returns how many.
     pub async fn recover(

@@ -81,6 +81,8 @@ struct State {
     seq: u64,
     /// Makes lease ids unique.
     leases: u64,
+    /// Hourly counters per endpoint and hour.
+    hourly: std::collections::BTreeMap<(EndpointId, Timestamp), crate::model::HourlyStats>,
 }
 
 struct EndpointRow {
@@ -896,6 +898,18 @@ impl QueueStore for MemoryStore {
         Ok(crate::store::Backlog::new(pending, self.next_due().await?))
     }
 
+    async fn add_hourly(&self, stats: &[crate::model::HourlyStats]) -> Result<(), StoreError> {
+        let mut s = self.state()?;
+        for st in stats {
+            let hour = crate::model::HourlyStats::hour_of(st.hour);
+            s.hourly
+                .entry((st.endpoint.clone(), hour))
+                .or_insert_with(|| crate::model::HourlyStats::new(st.endpoint.clone(), hour))
+                .merge(st);
+        }
+        Ok(())
+    }
+
     async fn purge(&self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         let mut s = self.state()?;
         let mut old: Vec<(Timestamp, EventId)> = s
@@ -1085,6 +1099,19 @@ impl HistoryStore for MemoryStore {
         Ok(page(matching.cloned(), req, |d| {
             (d.created_at, d.id.as_str().to_owned())
         }))
+    }
+
+    async fn hourly(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<Vec<crate::model::HourlyStats>, StoreError> {
+        let s = self.state()?;
+        Ok(s.hourly
+            .range((endpoint.clone(), since)..)
+            .take_while(|((e, _), _)| e == endpoint)
+            .map(|(_, st)| st.clone())
+            .collect())
     }
 
     async fn attempts(

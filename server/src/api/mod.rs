@@ -18,6 +18,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod keys;
+mod portal;
 
 /// A JSON body whose rejections are problem documents.
 #[derive(Debug, FromRequest)]
@@ -250,6 +251,7 @@ pub fn routes(max_event_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::account_audit))
         .routes(routes!(keys::all_audit))
+        .routes(routes!(portal::create))
         .routes(routes!(accounts::create_site, accounts::list_sites))
         .routes(routes!(
             accounts::get_site,

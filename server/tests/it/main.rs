@@ -2,6 +2,7 @@
 
 mod batches;
 mod breaker;
+mod browser;
 mod cli;
 mod door;
 mod encryption;
@@ -35,6 +36,7 @@ mod schemas;
 mod secrets;
 mod support;
 mod tls;
+mod ui;
 
 use std::time::Duration;
 

@@ -128,7 +128,8 @@ pub(crate) async fn served() -> BTreeSet<(String, String)> {
             .and_then(|(_, rest)| rest.split_once('"'))
             .map(|(p, _)| p)
         {
-            if !path.contains("__private__axum") {
+            // The dashboard's HTML pages under /ui are not API operations.
+            if !path.contains("__private__axum") && path != "/ui" && !path.starts_with("/ui/") {
                 paths.insert(path.to_owned());
             }
         }

@@ -173,3 +173,45 @@ pub async fn replace_event_data<S: SqlStore<Db = Db> + ?Sized>(
         .push_bind(id.as_str());
     Ok(super::page::affected(qb, s.write_pool()).await? > 0)
 }
+
+/// An endpoint's hourly counters from `since`, oldest first.
+pub async fn hourly<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    endpoint: &hookline_core::EndpointId,
+    since: hookline_core::Timestamp,
+) -> Result<Vec<hookline_core::model::HourlyStats>, StoreError> {
+    use hookline_core::model::{HourlyStats, LATENCY_BUCKETS};
+    use sqlx::Row as _;
+    let mut qb = QueryBuilder::<Db>::new(
+        "SELECT hour, delivered, failed, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11 \
+         FROM endpoint_hourly WHERE endpoint_id = ",
+    );
+    qb.push_bind(endpoint.as_str())
+        .push(" AND hour >= ")
+        .push_bind(since.as_millis())
+        .push(" ORDER BY hour");
+    let rows = qb
+        .build()
+        .fetch_all(s.read_pool())
+        .await
+        .map_err(DbError::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let get = |i: usize| -> Result<u64, StoreError> {
+            let v: i64 = row.try_get(i).map_err(DbError::from)?;
+            Ok(v.max(0) as u64)
+        };
+        let hour: i64 = row.try_get(0).map_err(DbError::from)?;
+        let mut st = HourlyStats::new(
+            endpoint.clone(),
+            hookline_core::Timestamp::from_millis(hour),
+        );
+        st.delivered = get(1)?;
+        st.failed = get(2)?;
+        for i in 0..LATENCY_BUCKETS {
+            st.latency[i] = get(3 + i)?;
+        }
+        out.push(st);
+    }
+    Ok(out)
+}

@@ -206,3 +206,51 @@ pub fn settled_state(next: Next) -> (&'static str, Option<i64>) {
         Next::Exhausted => ("failed", None),
     }
 }
+
+/// The latency bucket columns of `endpoint_hourly`.
+const HOURLY_BUCKETS: [&str; hookline_core::model::LATENCY_BUCKETS] = [
+    "l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9", "l10", "l11",
+];
+
+/// Adds hourly counters: one upsert of every (endpoint, hour), duplicates merged first (an
+/// upsert may touch a row once).
+pub async fn add_hourly<S: SqlStore<Db = Db> + ?Sized>(
+    s: &S,
+    stats: &[hookline_core::model::HourlyStats],
+) -> Result<(), StoreError> {
+    use hookline_core::model::HourlyStats;
+    let mut merged: std::collections::BTreeMap<(&str, i64), HourlyStats> = Default::default();
+    for st in stats {
+        let hour = HourlyStats::hour_of(st.hour);
+        merged
+            .entry((st.endpoint.as_str(), hour.as_millis()))
+            .or_insert_with(|| HourlyStats::new(st.endpoint.clone(), hour))
+            .merge(st);
+    }
+    if merged.is_empty() {
+        return Ok(());
+    }
+    let cols = HOURLY_BUCKETS.join(", ");
+    let mut qb = QueryBuilder::<Db>::new(format!(
+        "INSERT INTO endpoint_hourly (endpoint_id, hour, delivered, failed, {cols}) "
+    ));
+    qb.push_values(merged.values(), |mut row, st| {
+        row.push_bind(st.endpoint.as_str().to_owned())
+            .push_bind(st.hour.as_millis())
+            .push_bind(st.delivered as i64)
+            .push_bind(st.failed as i64);
+        for n in st.latency {
+            row.push_bind(n as i64);
+        }
+    });
+    qb.push(" ON CONFLICT (endpoint_id, hour) DO UPDATE SET ");
+    let mut set = qb.separated(", ");
+    for c in ["delivered", "failed"].into_iter().chain(HOURLY_BUCKETS) {
+        set.push(format!("{c} = endpoint_hourly.{c} + excluded.{c}"));
+    }
+    qb.build()
+        .execute(s.write_pool())
+        .await
+        .map_err(DbError::from)?;
+    Ok(())
+}

@@ -82,3 +82,54 @@ pub async fn backlog_counts_pending_deliveries(store: Arc<dyn Store>) {
         "purged ones are gone"
     );
 }
+
+/// `add_hourly` adds to an endpoint's counters of an hour (creating them), duplicates in one call
+/// included; `hourly` reads an endpoint's hours from `since`, oldest first, and no other
+/// endpoint's.
+pub async fn hourly_counters_add_up(store: Arc<dyn Store>) {
+    use crate::model::HourlyStats;
+    let s = &*store;
+    let a = new_account(s, "acme").await;
+    let ep = new_endpoint(s, &a, &[], &[]).await;
+    let other = new_endpoint(s, &a, &[], &[]).await;
+    let hour = 3_600_000;
+    assert!(s.hourly(&ep.id, at(0)).await.expect("hourly").is_empty());
+
+    let mut first = HourlyStats::new(ep.id.clone(), at(5 * hour + 10));
+    first.record(true, 8);
+    first.record(false, 700);
+    let mut again = HourlyStats::new(ep.id.clone(), at(5 * hour + 20));
+    again.record(true, 40);
+    let mut later = HourlyStats::new(ep.id.clone(), at(7 * hour));
+    later.record(true, 40_000);
+    let mut theirs = HourlyStats::new(other.id.clone(), at(5 * hour));
+    theirs.record(false, 1);
+    s.add_hourly(&[first.clone(), again.clone(), theirs])
+        .await
+        .expect("add_hourly");
+    s.add_hourly(&[later.clone(), first.clone()])
+        .await
+        .expect("add_hourly");
+    s.add_hourly(&[]).await.expect("add_hourly of nothing");
+
+    let got = s.hourly(&ep.id, at(0)).await.expect("hourly");
+    assert_eq!(got.len(), 2, "{got:?}");
+    let mut five = HourlyStats::new(ep.id.clone(), at(5 * hour));
+    five.merge(&first);
+    five.merge(&again);
+    five.merge(&first);
+    assert_eq!(got[0], five);
+    assert_eq!((got[0].delivered, got[0].failed), (3, 2));
+    assert_eq!(got[1].hour, at(7 * hour));
+    assert_eq!(got[1].latency, later.latency);
+    assert_eq!(
+        s.hourly(&ep.id, at(6 * hour)).await.expect("hourly"),
+        vec![got[1].clone()],
+        "from `since` on"
+    );
+    let theirs = s.hourly(&other.id, at(0)).await.expect("hourly");
+    assert_eq!(
+        (theirs.len(), theirs[0].failed, theirs[0].delivered),
+        (1, 1, 0)
+    );
+}

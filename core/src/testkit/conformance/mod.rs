@@ -177,6 +177,7 @@ macro_rules! store_conformance {
             disable_endpoint_is_one_step,
             hold_endpoint_makes_its_backlog_wait,
             backlog_counts_pending_deliveries,
+            hourly_counters_add_up,
             enqueue_batch_stores_every_event_with_its_deliveries,
             enqueue_batch_with_an_unknown_target_writes_nothing,
             enqueue_batch_answers_duplicates_inside_and_across_batches,
