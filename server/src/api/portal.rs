@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use super::{Json, Path};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{ACCOUNT, AUTH, JSON_BODY};
+use crate::openapi::{ACCOUNT, AUTH, JSON_BODY, WRITE};
 use crate::problems;
 use crate::state::AppState;
 use crate::ui::session::{LINK_DEFAULT, LINK_MAX_SECS, LINK_MIN_SECS};
 
 problems!(
     CreateProblems = [
+        WRITE,
         AUTH,
         ACCOUNT,
         JSON_BODY,
@@ -58,7 +59,7 @@ pub(crate) struct PortalSessionOut {
     read_only: bool,
 }
 
-/// Issues a single-use customer-portal link for the account.
+/// Issues a single-use customer-portal link for the account (a read-only key: read-only links only).
 #[utoipa::path(post, path = "/v1/accounts/{account}/portal-sessions", tag = "accounts",
     operation_id = "createPortalSession",
     params(("account" = AccountId, Path, description = "The account id.")),
@@ -74,6 +75,10 @@ pub(crate) async fn create(
     Json(body): Json<NewPortalSession>,
 ) -> ApiResult<(StatusCode, Json<PortalSessionOut>)> {
     let a = state.hookline.account(&by, &account).await?;
+    // A read-only key may hand out read-only sessions only.
+    if !body.read_only {
+        by.require_write()?;
+    }
     let site = match &body.site {
         Some(s) => Some(state.hookline.site(&by, &account, s).await?.id),
         None => None,

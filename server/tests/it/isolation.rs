@@ -93,6 +93,12 @@ const BODIES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/v1/accounts/{account}/keys", None),
     (
         "POST",
+        "/v1/accounts/{account}/replay",
+        Some(r#"{"since": "2020-01-01T00:00:00Z"}"#),
+    ),
+    ("POST", "/v1/accounts/{account}/portal-sessions", Some("{}")),
+    (
+        "POST",
         "/v1/event-types",
         Some(r#"{"name": "iso.new", "description": "x"}"#),
     ),
@@ -202,6 +208,15 @@ impl Tenant {
         ids.insert("event", event.clone());
         ids.insert("delivery", delivery.clone());
         ids.insert("key", victim["id"].as_str().unwrap().to_owned());
+        // A replay job of the account (kept by the server process), for the `{job}` routes.
+        let (s, job) = srv
+            .post(
+                &format!("/v1/accounts/{account}/replay"),
+                json!({"since": "2020-01-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(s, 202, "{job}");
+        ids.insert("job", job["id"].as_str().unwrap().to_owned());
         let secrets = vec![
             secret,
             url,
