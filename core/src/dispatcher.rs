@@ -49,7 +49,7 @@ pub struct DispatcherConfig {
     pub user_agent: String,
     /// The ceiling of an endpoint's adaptive in-flight limit (default 64), and of its
     /// `maxConcurrency`: the limit starts at 4 and grows while the endpoint answers fast, and
-    /// halves when it times out or answers slowly (see [`crate::gate`]).
+    /// halves when it times out or answers slowly (the gate module of this crate).
     pub endpoint_concurrency: u32,
     /// Attempts an endpoint's circuit judges at least (default 5), out of a window of twice as
     /// many (at most 64; above 64 the circuit never opens). An open circuit makes the endpoint's

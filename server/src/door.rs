@@ -60,7 +60,7 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// How long a refused connection is kept to deliver its `503` before it is closed.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
-/// The status and problem code of [`REFUSAL`].
+/// The status and problem code of the answer to a connection past the cap.
 pub const REFUSAL_PROBLEM: (StatusCode, &str) =
     (StatusCode::SERVICE_UNAVAILABLE, "connections_exhausted");
 

@@ -2,7 +2,7 @@
 //! validating each published event's `data` against it.
 //!
 //! A schema is compiled once per version of its catalog entry (the entry's name, creation and
-//! last change) and the compiled validator is kept in a [`SchemaCache`] shared by every request
+//! last change) and the compiled validator is kept in a schema cache shared by every request
 //! of a [`Hookline`](super::Hookline). An entry changed in another process shows up here as a
 //! new version (its `updatedAt` moved) and is compiled again; the old version falls out of the
 //! cache.
