@@ -85,8 +85,9 @@ pub(super) async fn submit(
             .into_response();
     }
     match state.hookline.authenticate(form.key.trim()).await {
-        Ok(Some(Actor::Admin)) => {
-            let s = state.ui.start(Actor::Admin, None, false, at);
+        // An admin key (a read-only one opens a read-only operator session).
+        Ok(Some(actor)) if actor.account().is_none() => {
+            let s = state.ui.start(Actor::Admin, None, actor.is_read_only(), at);
             let secure = over_https(&headers);
             let max_age = OPERATOR_LIFETIME.as_secs() as i64;
             (

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hookline_core::id::{AccountId, SiteId};
-use hookline_core::service::Actor;
+use hookline_core::model::{Principal, Role};
+use hookline_core::service::{Actor, Credential};
 use hookline_core::time::Timestamp;
 use rand::RngCore as _;
 
@@ -37,7 +38,8 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct Session {
     /// The cookie value.
     pub id: String,
-    /// Who the façade is called as: the admin for the operator, the account for the portal.
+    /// Who the façade is called as: a session credential of the admin (operator) or of the
+    /// account (portal), read-only when the session is.
     pub actor: Actor,
     /// The one account a portal session may see.
     pub account: Option<AccountId>,
@@ -54,7 +56,7 @@ pub struct Session {
 impl Session {
     /// Whether this is the operator's session.
     pub fn is_operator(&self) -> bool {
-        self.actor == Actor::Admin
+        self.account.is_none()
     }
 }
 
@@ -109,6 +111,16 @@ impl Sessions {
             Actor::Account(a) => (Some(a.clone()), PORTAL_LIFETIME),
             _ => (None, OPERATOR_LIFETIME),
         };
+        // The façade sees a session credential: the audit log names the session by a public id
+        // (never the cookie value), and a read-only session is refused changes there too.
+        let role = match &account {
+            Some(a) => Role::Account(a.clone()),
+            None => Role::Admin,
+        };
+        let public_id = format!("ses_{}", &token()[..16]);
+        let actor = Actor::Credential(
+            Credential::new(Principal::Session(public_id), role).read_only(read_only),
+        );
         let session = Session {
             id: token(),
             actor,

@@ -193,6 +193,19 @@ async fn operator_signs_in_with_a_form_and_forms_need_the_csrf_token_and_origin(
         (StatusCode::SEE_OTHER, "/ui/accounts/acme/endpoints")
     );
     assert_eq!(srv.get("/v1/accounts/acme").await.0, 200);
+    // The audit log names the session (by a public id, never its cookie) as who created it.
+    let (s, audit) = srv.get("/v1/accounts/acme/audit").await;
+    assert_eq!(s, 200, "{audit}");
+    let entry = &audit["data"][0];
+    assert_eq!(entry["action"], "account.created", "{audit}");
+    assert_eq!(entry["actor"]["type"], "session", "{audit}");
+    let session_id = entry["actor"]["id"].as_str().unwrap_or_default();
+    assert!(session_id.starts_with("ses_"), "{audit}");
+    let cookie = d.cookie_header();
+    assert!(
+        !cookie.contains(&session_id[4..]),
+        "the cookie is not in the log"
+    );
     let (s, _, page) = d
         .post("/ui/accounts", &[("id", "acme"), ("_csrf", &token)])
         .await;
