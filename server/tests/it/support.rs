@@ -215,6 +215,15 @@ async fn record(
     }
 }
 
+/// A client that drops pooled connections after 5 s idle: before the server's header-read
+/// timeout (10 s by default) closes them, so that no request races a closing connection.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 /// A `hookline serve` process, by default on a SQLite file in a temp dir.
 pub(crate) struct Server {
     pub(crate) base: String,
@@ -251,7 +260,7 @@ impl Server {
             child: None,
             args,
             dir,
-            http: reqwest::Client::new(),
+            http: client(),
             env: Vec::new(),
             log: None,
         };
@@ -294,7 +303,7 @@ impl Server {
             child: None,
             args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
-            http: reqwest::Client::new(),
+            http: client(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -349,6 +358,9 @@ impl Server {
             .args(["--allow-network", "127.0.0.0/8", "--allow-http"])
             .args(&self.args)
             .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
+            // Tests publish in bursts with one key; a test of the rate limit sets the flag,
+            // which wins over the environment.
+            .env("HOOKLINE_RATE_LIMIT", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("HOOKLINE_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
