@@ -199,6 +199,7 @@ fn ingest(c: &mut Criterion) {
     use hookline_core::transport::{DeliveryRequest, DeliveryResponse, TransportError, boxed};
 
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a runtime");
     let data = prescription();
