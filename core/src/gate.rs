@@ -32,7 +32,8 @@
 //! How many requests an endpoint gets in flight at once is learnt from how it answers (additive
 //! increase, multiplicative decrease, as TCP's congestion window): a gate starts at
 //! [`INITIAL_LIMIT`] (4) requests; after `limit` answers in a row that came back faster than
-//! `slow_after` while at least half the limit was in use, the limit grows by one; a request
+//! `slow_after` while at least half the limit was in use, the limit grows by one (an endpoint
+//! with a `maxConcurrency` starts at it instead); a request
 //! that times out, gets no answer, or takes longer than `slow_after` halves it (at least 1).
 //! The limit never exceeds the endpoint's `maxConcurrency`, nor `endpoint_concurrency`. So a
 //! fast endpoint climbs to the ceiling within a few thousand deliveries, while one that hangs
@@ -289,7 +290,12 @@ impl Gates {
         let g = map.entry(ep.id.clone()).or_insert_with(|| Gate {
             account: ep.account.clone(),
             cap,
-            limit: INITIAL_LIMIT.min(cap),
+            // An endpoint that declares its capacity starts at it; others at the initial limit.
+            limit: if ep.max_concurrency.is_some() {
+                cap
+            } else {
+                INITIAL_LIMIT.min(cap)
+            },
             fast: 0,
             slow: 0,
             in_flight: 0,
@@ -707,6 +713,16 @@ mod tests {
         assert_eq!(gates.admit(&capped, ms(t0, 300)), Admit::Go);
         assert_eq!(gates.admit(&capped, ms(t0, 300)), Admit::Wait(None));
         assert_eq!(gates.limit(&e.id), Some(2));
+        // An endpoint with a `maxConcurrency` starts at it.
+        let declared = Endpoint {
+            id: EndpointId::generate(),
+            max_concurrency: Some(10),
+            ..ep()
+        };
+        for _ in 0..10 {
+            assert_eq!(gates.admit(&declared, ms(t0, 400)), Admit::Go);
+        }
+        assert_eq!(gates.admit(&declared, ms(t0, 400)), Admit::Wait(None));
     }
 
     #[test]

@@ -108,7 +108,10 @@ pub(crate) async fn kill9_thousand(mut srv: Server) {
     // The receiver holds every request, so all of them are in flight at the moment of the kill.
     rx.delay("/k", Duration::from_secs(15));
     srv.seed("acct").await;
-    let (ep, _) = srv.endpoint("acct", json!({"url": rx.url("/k")})).await;
+    // Its declared capacity lets all 1,000 go at once (the adaptive limit starts at it).
+    let (ep, _) = srv
+        .endpoint("acct", json!({"url": rx.url("/k"), "maxConcurrency": 1000}))
+        .await;
     // Ten batches of 100 at once, so ingest finishes well inside the receiver's hold.
     let mut sends = tokio::task::JoinSet::new();
     for b in 0..10u64 {
