@@ -20,6 +20,8 @@ const PER_PRODUCER: usize = 150;
 #[derive(Debug)]
 struct Answer {
     key: String,
+    /// The event's `n`: a retry sends the same event again.
+    n: usize,
     status: u16,
     took: Duration,
     body: Value,
@@ -52,6 +54,7 @@ async fn publish(srv: &Producer, key: &str, n: usize) -> Answer {
             let body = res.json::<Value>().await.unwrap_or(Value::Null);
             Answer {
                 key: key.to_owned(),
+                n,
                 status,
                 took,
                 body,
@@ -60,6 +63,7 @@ async fn publish(srv: &Producer, key: &str, n: usize) -> Answer {
         }
         Err(e) => Answer {
             key: key.to_owned(),
+            n,
             status: 0,
             took,
             body: json!(e.to_string()),
@@ -207,7 +211,7 @@ pub(crate) async fn outage_under_load(
                 a.key
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let again = publish(&producer, &a.key, 0).await;
+            let again = publish(&producer, &a.key, a.n).await;
             status = again.status;
             answer_body = again.body;
         }

@@ -85,7 +85,7 @@ pub(crate) async fn merge_patches(srv: &Server) {
             json!({
                 "url": "https://hooks.example.com/a", "description": "d",
                 "eventTypes": ["rx.completed"], "sites": ["s1"],
-                "headers": {"x-a": "1", "x-b": "1", "x-c": "1"},
+                "headers": {"x-a": "value-one-000001", "x-b": "value-one-000001", "x-c": "value-one-000001"},
                 "rateLimit": 5, "maxConcurrency": 2, "ordered": true, "enabled": false
             }),
         )
@@ -96,13 +96,14 @@ pub(crate) async fn merge_patches(srv: &Server) {
         srv,
         &path,
         MERGE,
-        json!({"headers": {"X-A": "2", "x-b": null, "x-d": "4"}}),
+        json!({"headers": {"X-A": "value-two-000002", "x-b": null, "x-d": "value-four-00004"}}),
     )
     .await;
     assert_eq!(s, 200, "{e}");
     assert_eq!(
         e["headers"],
-        json!({"x-a": "2", "x-c": "1", "x-d": "4"}),
+        // Header values are write-only: shown masked, with the last four characters.
+        json!({"x-a": "••••0002", "x-c": "••••0001", "x-d": "••••0004"}),
         "set, removed, kept, added"
     );
     assert_eq!(e["description"], "d", "absent stays");
