@@ -422,6 +422,27 @@ impl Hookline {
         Ok(self.store().list_sites(&a.id, &paging.request()?).await?)
     }
 
+    /// Checks that `by` may hand out a customer-portal session of `account` (limited to `site`
+    /// when given): it reaches the account and the site, and a read-only caller may grant
+    /// read-only sessions only (`read_only_key` otherwise). Returns the account's and site's ids.
+    pub async fn check_portal_grant(
+        &self,
+        by: &Actor,
+        account: &str,
+        site: Option<&str>,
+        read_only: bool,
+    ) -> Result<(AccountId, Option<SiteId>), ServiceError> {
+        let a = self.reach_account(by, account).await?;
+        if !read_only {
+            by.require_write()?;
+        }
+        let site = match site {
+            Some(s) => Some(self.site(by, account, s).await?.id),
+            None => None,
+        };
+        Ok((a.id, site))
+    }
+
     /// One site of an account: `site_not_found`.
     pub async fn site(&self, by: &Actor, account: &str, site: &str) -> Result<Site, ServiceError> {
         let a = self.reach_account(by, account).await?;

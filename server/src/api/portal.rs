@@ -74,15 +74,10 @@ pub(crate) async fn create(
     Path(account): Path<String>,
     Json(body): Json<NewPortalSession>,
 ) -> ApiResult<(StatusCode, Json<PortalSessionOut>)> {
-    let a = state.hookline.account(&by, &account).await?;
-    // A read-only key may hand out read-only sessions only.
-    if !body.read_only {
-        by.require_write()?;
-    }
-    let site = match &body.site {
-        Some(s) => Some(state.hookline.site(&by, &account, s).await?.id),
-        None => None,
-    };
+    let (account, site) = state
+        .hookline
+        .check_portal_grant(&by, &account, body.site.as_deref(), body.read_only)
+        .await?;
     let ttl = match body.expires_in {
         None => LINK_DEFAULT,
         Some(s) if (LINK_MIN_SECS..=LINK_MAX_SECS).contains(&s) => Duration::from_secs(s),
@@ -97,13 +92,13 @@ pub(crate) async fn create(
     let (token, expires_at) =
         state
             .ui
-            .issue_link(a.id.clone(), site.clone(), body.read_only, now, ttl);
+            .issue_link(account.clone(), site.clone(), body.read_only, now, ttl);
     Ok((
         StatusCode::CREATED,
         Json(PortalSessionOut {
             url: format!("/ui/portal/{token}"),
             expires_at,
-            account: a.id,
+            account,
             site,
             read_only: body.read_only,
         }),
